@@ -1,0 +1,210 @@
+"""Configuration: one frozen model per stage, composed into one `Config`.
+
+`configs/default.yaml` mirrors these classes section by section and documents
+every key. Values are validated once, at load: an unknown key or a wrong value
+is a `ConfigError` that names the file, the key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trafficsiam.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class DataConfig(_Section):
+    label_column: str = "scenario"
+    good_label: str = "good"
+    # Columns never used as features (ids, timestamps, other labels).
+    ignore: tuple[str, ...] = ()
+    # Explicit feature lists; empty means inferred from the column types.
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+
+
+class NormaliseConfig(_Section):
+    # After signed log1p and robust scaling, values beyond +-clip are clipped:
+    # a 5-sigma-equivalent bound keeps a single huge flow from dominating distances.
+    clip: float = Field(5.0, gt=0)
+    # One-hot over at most this many most frequent values per column, plus "other".
+    max_categories: int = Field(20, ge=1)
+    # Values rarer than this share of training rows go to "other" too.
+    min_category_share: float = Field(0.001, ge=0, lt=1)
+
+
+class ModelConfig(_Section):
+    # N: embeddings live in [0,1]^N. 8 measured best on the sample data and
+    # NSL-KDD (BENCHMARKS.md); HDBSCAN slows down sharply beyond ~10 dimensions.
+    embedding_dim: int = Field(8, ge=1, le=256)
+    hidden: tuple[int, ...] = (128, 64)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class LossConfig(_Section):
+    name: str = "lossless-triplet"
+    # Lossless triplet loss scale; empty means N (the embedding dimension), the
+    # smallest value for which the log argument stays positive.
+    beta: float | None = Field(None, gt=0)
+    eps: float = Field(1e-8, gt=0)
+    # Margin of the standard triplet loss (alpha).
+    margin: float = Field(1.0, gt=0)
+
+
+class TripletsConfig(_Section):
+    # random: class-balanced random triplets drawn offline (the original recipe);
+    # semi-hard / batch-hard: online mining in class-balanced batches.
+    strategy: Literal["random", "semi-hard", "batch-hard"] = "batch-hard"
+    # Class-balanced batches of classes_per_batch x samples_per_class records.
+    classes_per_batch: int = Field(16, ge=2)
+    samples_per_class: int = Field(16, ge=2)
+    # random strategy only: triplets per batch.
+    batch_size: int = Field(256, ge=1)
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(30, ge=1)
+    # Optimiser steps per epoch; empty means one pass over the training records.
+    steps_per_epoch: int | None = Field(None, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5)
+    # Stop when the validation loss has not improved for this many epochs.
+    patience: int = Field(5, ge=1)
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class ClusterConfig(_Section):
+    # Empty means chosen from the sample size: 0.5% of it, within [10, 200].
+    min_cluster_size: int | None = Field(None, ge=2)
+    min_samples: int | None = Field(5, ge=1)
+    cluster_selection_method: Literal["eom", "leaf"] = "eom"
+    cluster_selection_epsilon: float = Field(0.0, ge=0)
+    # HDBSCAN runs on a stratified sample of at most this many training records.
+    max_points: int = Field(20_000, ge=100)
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    normalise: NormaliseConfig = NormaliseConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    triplets: TripletsConfig = TripletsConfig()
+    train: TrainConfig = TrainConfig()
+    cluster: ClusterConfig = ClusterConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        n = self.model.embedding_dim
+        if self.loss.beta is not None and self.loss.beta < n:
+            raise ValueError(
+                f"loss.beta must be at least the embedding dimension {n} (beta >= N keeps the "
+                f"log argument positive), got {self.loss.beta:g}; set loss.beta to {n} or more "
+                "or leave it empty for N"
+            )
+        return self
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return (
+            f"{source}: unknown config key '{loc}'; remove it or check its spelling "
+            "against configs/default.yaml"
+        )
+    if first["type"] == "value_error":
+        msg = str(first["ctx"]["error"]) if "ctx" in first else first["msg"]
+        return f"{source}: {msg}"
+    value = first.get("input")
+    where = f"config key '{loc}'" if loc else "config"
+    return (
+        f"{source}: {where} has value {value!r}: {first['msg'].lower()}; "
+        "fix it (see configs/default.yaml for the documented keys)"
+    )
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`section.key=value` (value parsed as YAML) -> nested dict."""
+    if "=" not in text:
+        raise ConfigError(
+            f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. --set train.epochs=10"
+        )
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set {text!r}: empty key; expected SECTION.KEY=VALUE")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    nested: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        nested = {part: nested}
+    return nested
+
+
+def build_config(
+    raw: dict[str, Any] | None = None,
+    overrides: list[dict[str, Any]] | None = None,
+    source: str = "config",
+) -> Config:
+    """Validate a raw mapping (plus overrides applied in order) into a `Config`."""
+    merged: dict[str, Any] = dict(raw or {})
+    for over in overrides or []:
+        merged = _deep_merge(merged, over)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[dict[str, Any]] | None = None
+) -> Config:
+    """Read a YAML config file (or the defaults when `path` is None) and apply overrides."""
+    raw: dict[str, Any] = {}
+    source = "command line"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found; check the path given to --config")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"{path}: expected a mapping of sections (data:, model:, ...), "
+                f"got {type(loaded).__name__}"
+            )
+        raw = loaded
+    return build_config(raw, overrides, source)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain JSON-ready dict (tuples as lists) for the manifest."""
+    return config.model_dump(mode="json")

@@ -1,0 +1,189 @@
+"""Normalise: turn validated records into one float32 matrix.
+
+Numeric columns: signed log1p (traffic volumes span orders of magnitude), then
+robust scaling by median and IQR, clipped to +-clip. A numeric column that had
+missing values in training gains a 0/1 "missing" indicator, because a missing
+latency is itself a signal. Categorical columns: one-hot over the most frequent
+values plus an "(other)" bucket that also takes values never seen in training.
+
+The fitted state is plain data (`to_dict` / `from_dict`) stored in the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trafficsiam.config import NormaliseConfig
+from trafficsiam.validate import FeatureSchema, numeric_matrix
+
+log = logging.getLogger("trafficsiam")
+
+MISSING_TOKEN = "(missing)"
+OTHER_TOKEN = "(other)"
+# IQR of a standard normal: dividing by it makes the robust scale comparable to a std.
+IQR_TO_STD = 1.349
+
+
+def signed_log1p(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+@dataclass
+class TransformCounts:
+    """What the transform had to clean, per column: reported, never hidden."""
+
+    rows: int = 0
+    missing: dict[str, int] = field(default_factory=dict)
+    clipped: dict[str, int] = field(default_factory=dict)
+    other: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "missing_imputed": self.missing,
+            "clipped": self.clipped,
+            "categorical_other": self.other,
+        }
+
+
+@dataclass
+class Normaliser:
+    """Fitted numeric and categorical encodings; `transform` maps a frame to the model's input."""
+
+    numeric: list[str]
+    center: list[float]
+    scale: list[float]
+    missing_indicator: list[str]
+    categorical: list[str]
+    categories: dict[str, list[str]]
+    clip: float
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, schema: FeatureSchema, cfg: NormaliseConfig) -> Normaliser:
+        raw = numeric_matrix(frame, schema.numeric)
+        logged = signed_log1p(raw)
+        center, scale, indicators = [], [], []
+        for j, col in enumerate(schema.numeric):
+            v = logged[:, j]
+            v = v[~np.isnan(v)]
+            med = float(np.median(v))
+            q75, q25 = np.percentile(v, [75, 25])
+            s = float(q75 - q25) / IQR_TO_STD
+            if not s > 0:
+                # Mostly one value with a tail (e.g. counts that are usually 0):
+                # the IQR is 0, so fall back to the standard deviation.
+                s = float(np.std(v))
+            if not s > 0:
+                s = 1.0
+            center.append(med)
+            scale.append(s)
+            if np.isnan(raw[:, j]).any():
+                indicators.append(col)
+        categories: dict[str, list[str]] = {}
+        n = len(frame)
+        for col in schema.categorical:
+            counts = _as_tokens(frame[col]).value_counts(sort=False)
+            counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+            keep = counts[counts >= max(1, cfg.min_category_share * n)].index[: cfg.max_categories]
+            if len(counts) > cfg.max_categories:
+                log.warning(
+                    "column '%s' has %d distinct values; one-hot encoding keeps the %d most "
+                    "frequent and puts the rest in '%s'",
+                    col, len(counts), len(keep), OTHER_TOKEN,
+                )
+            categories[col] = [str(v) for v in keep]
+        return cls(
+            numeric=list(schema.numeric),
+            center=center,
+            scale=scale,
+            missing_indicator=indicators,
+            categorical=list(schema.categorical),
+            categories=categories,
+            clip=cfg.clip,
+        )
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = list(self.numeric)
+        names += [f"{c}=missing" for c in self.missing_indicator]
+        for col in self.categorical:
+            names += [f"{col}={v}" for v in self.categories[col]]
+            names.append(f"{col}={OTHER_TOKEN}")
+        return names
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, TransformCounts]:
+        """Encode `frame` (which must hold the schema's columns) as float32 [rows, n_features]."""
+        n = len(frame)
+        counts = TransformCounts(rows=n)
+        out = np.zeros((n, self.n_features), dtype=np.float32)
+        raw = numeric_matrix(frame, tuple(self.numeric))
+        missing = np.isnan(raw)
+        z = (signed_log1p(raw) - np.asarray(self.center)) / np.asarray(self.scale)
+        z[missing] = 0.0  # the training median, after centring
+        over = np.abs(z) > self.clip
+        np.clip(z, -self.clip, self.clip, out=z)
+        k = len(self.numeric)
+        out[:, :k] = z
+        for j, col in enumerate(self.numeric):
+            if missing[:, j].any():
+                counts.missing[col] = int(missing[:, j].sum())
+            if over[:, j].any():
+                counts.clipped[col] = int(over[:, j].sum())
+        for col in self.missing_indicator:
+            out[:, k] = missing[:, self.numeric.index(col)]
+            k += 1
+        for col in self.categorical:
+            tokens = _as_tokens(frame[col])
+            if (tokens == MISSING_TOKEN).any():
+                counts.missing[col] = int((tokens == MISSING_TOKEN).sum())
+            known = self.categories[col]
+            codes = pd.Categorical(tokens, categories=known).codes.astype(np.int64)
+            codes[codes < 0] = len(known)  # unseen or rare values land in "(other)"
+            n_other = int((codes == len(known)).sum())
+            if n_other:
+                counts.other[col] = n_other
+            out[np.arange(n), k + codes] = 1.0
+            k += len(known) + 1
+        return out, counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "numeric": {
+                "columns": self.numeric,
+                "transform": "signed_log1p",
+                "center": self.center,
+                "scale": self.scale,
+                "missing_indicator": self.missing_indicator,
+            },
+            "categorical": {"columns": self.categorical, "categories": self.categories},
+            "clip": self.clip,
+            "feature_names": self.feature_names,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Normaliser:
+        num, cat = data["numeric"], data["categorical"]
+        return cls(
+            numeric=list(num["columns"]),
+            center=[float(v) for v in num["center"]],
+            scale=[float(v) for v in num["scale"]],
+            missing_indicator=list(num["missing_indicator"]),
+            categorical=list(cat["columns"]),
+            categories={k: [str(v) for v in vs] for k, vs in cat["categories"].items()},
+            clip=float(data["clip"]),
+        )
+
+
+def _as_tokens(values: pd.Series) -> pd.Series:
+    """Categorical values as strings, missing as an explicit token."""
+    tokens = values.astype(object).where(values.notna(), MISSING_TOKEN)
+    return tokens.astype(str)

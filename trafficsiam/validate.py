@@ -1,0 +1,236 @@
+"""Validate: check the labels and decide which columns are numeric or categorical features.
+
+Every problem is an `InputError` whose one line names the file, the column, the
+value and the fix. Columns we decide not to use (constant, datetime, identifier)
+are reported as warnings, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from trafficsiam.config import DataConfig
+from trafficsiam.errors import InputError
+from trafficsiam.read import Records
+
+log = logging.getLogger("trafficsiam")
+
+# A text column is taken for a numeric column with stray text when at least this
+# share of its non-missing values parse as numbers.
+NUMERIC_TEXT_SHARE = 0.9
+# A text column whose values are all distinct is an identifier, not a feature,
+# once it has this many rows (below that, all-distinct may be chance).
+IDENTIFIER_MIN_ROWS = 50
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """Which input columns feed the model, and as what."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    # Columns left out of the features, with the reason (for the manifest and the summary).
+    excluded: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "excluded": dict(self.excluded),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> FeatureSchema:
+        return cls(
+            numeric=tuple(data["numeric"]),  # type: ignore[arg-type]
+            categorical=tuple(data["categorical"]),  # type: ignore[arg-type]
+            excluded=dict(data.get("excluded", {})),  # type: ignore[call-overload]
+        )
+
+
+def check_labels(records: Records, data: DataConfig, require_good: bool = True) -> pd.Series:
+    """Return the label column as strings; refuse labels that cannot train a model."""
+    frame, col = records.frame, data.label_column
+    if col not in frame.columns:
+        shown = ", ".join(map(str, list(frame.columns)[:12]))
+        more = ", ..." if frame.shape[1] > 12 else ""
+        raise InputError(
+            f"{records.source}: label column '{col}' not found (columns: {shown}{more}); "
+            "name the scenario column with --label-column"
+        )
+    labels = frame[col]
+    missing = labels.isna().to_numpy()
+    if missing.any():
+        first = int(np.flatnonzero(missing)[0])
+        raise InputError(
+            f"{records.where(first)}: column '{col}' is missing a label "
+            f"({int(missing.sum())} rows without one); label every record or filter them out"
+        )
+    labels = labels.astype(str)
+    counts = labels.value_counts()
+    folded: dict[str, str] = {}
+    for name in counts.index:
+        key = str(name).strip().casefold()
+        if key in folded:
+            raise InputError(
+                f"{records.source}: column '{col}' has labels {folded[key]!r} and {name!r} "
+                "that differ only by case or spaces; make them identical if they are one "
+                "scenario, or rename one"
+            )
+        folded[key] = str(name)
+    if len(counts) < 2:
+        raise InputError(
+            f"{records.source}: column '{col}' holds one scenario only ({counts.index[0]!r}); "
+            "training needs at least two scenarios, e.g. good traffic and one error type"
+        )
+    single = counts[counts < 2]
+    if len(single):
+        name = single.index[0]
+        raise InputError(
+            f"{records.source}: scenario {name!r} in column '{col}' has a single record, "
+            "so it has no positive pair; add records of it or filter it out"
+        )
+    if require_good and data.good_label not in counts.index:
+        shown = ", ".join(repr(str(v)) for v in counts.index[:10])
+        raise InputError(
+            f"{records.source}: good-traffic label {data.good_label!r} not found in column "
+            f"'{col}' (values: {shown}); name it with --good-label"
+        )
+    return labels
+
+
+def _first_bad(records: Records, col: str, mask: np.ndarray, values: pd.Series) -> str:
+    first = int(np.flatnonzero(mask)[0])
+    return f"{records.where(first)}: column '{col}' has value {values.iloc[first]!r}"
+
+
+def _numeric_values(records: Records, col: str, forced: bool) -> pd.Series | None:
+    """Parse a text column as numbers; None when it is genuinely categorical."""
+    values = records.frame[col]
+    present = values.notna().to_numpy()
+    parsed = pd.to_numeric(values.where(present), errors="coerce")
+    bad = present & parsed.isna().to_numpy()
+    n_present = int(present.sum())
+    share = 1.0 - bad.sum() / max(n_present, 1)
+    if not bad.any():
+        return parsed.astype("float64")
+    if forced or share >= NUMERIC_TEXT_SHARE:
+        raise InputError(
+            f"{_first_bad(records, col, bad, values)} in a numeric column "
+            f"({int(bad.sum())} such values); fix or blank those values, or list the column "
+            "under data.categorical"
+        )
+    return None
+
+
+def infer_schema(records: Records, data: DataConfig) -> FeatureSchema:
+    """Decide the feature columns (unless configured) and check their values.
+
+    Raises InputError for text in a numeric column, an all-missing column or
+    infinite values. Constant, datetime and identifier columns are excluded
+    with a warning.
+    """
+    frame = records.frame
+    skip = {data.label_column, *data.ignore}
+    configured = set(data.numeric) | set(data.categorical)
+    for col in sorted(configured):
+        if col not in frame.columns:
+            raise InputError(
+                f"{records.source}: configured feature column '{col}' not found; "
+                "remove it from data.numeric / data.categorical or fix its name"
+            )
+    if configured:
+        candidates = [c for c in frame.columns if c in configured]
+    else:
+        candidates = [c for c in frame.columns if c not in skip]
+
+    numeric: list[str] = []
+    categorical: list[str] = []
+    excluded: dict[str, str] = {}
+    for col in candidates:
+        values = frame[col]
+        if values.isna().all():
+            raise InputError(
+                f"{records.source}: column '{col}' is entirely missing; "
+                f"fill it or leave it out with --ignore {col}"
+            )
+        kind = _column_kind(records, col, data)
+        if kind == "datetime":
+            excluded[col] = "datetime"
+            log.warning(
+                "column '%s' holds timestamps and is not used as a feature "
+                "(add --ignore %s to silence this)", col, col,
+            )
+            continue
+        if kind == "identifier":
+            excluded[col] = "identifier"
+            log.warning(
+                "column '%s' has a distinct value on every row, like an identifier, and is "
+                "not used as a feature (add --ignore %s to silence this)", col, col,
+            )
+            continue
+        if values.nunique(dropna=True) <= 1 and not values.isna().any():
+            excluded[col] = "constant"
+            log.warning(
+                "column '%s' is constant (%r on every row) and is dropped", col,
+                values.iloc[0],
+            )
+            continue
+        if kind == "numeric":
+            numeric.append(col)
+        else:
+            categorical.append(col)
+    if not numeric and not categorical:
+        raise InputError(
+            f"{records.source}: no feature columns left after ignoring "
+            f"{sorted(skip | set(excluded))}; keep at least one numeric or categorical column"
+        )
+    return FeatureSchema(tuple(numeric), tuple(categorical), excluded)
+
+
+def _column_kind(records: Records, col: str, data: DataConfig) -> str:
+    values = records.frame[col]
+    if col in data.categorical:
+        return "categorical"
+    forced = col in data.numeric
+    if pd.api.types.is_datetime64_any_dtype(values) and not forced:
+        return "datetime"
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        _check_finite(records, col, values)
+        return "numeric"
+    parsed = _numeric_values(records, col, forced)
+    if parsed is not None:
+        records.frame[col] = parsed
+        _check_finite(records, col, parsed)
+        return "numeric"
+    n = len(values)
+    if n >= IDENTIFIER_MIN_ROWS and values.nunique(dropna=True) == n:
+        return "identifier"
+    return "categorical"
+
+
+def _check_finite(records: Records, col: str, values: pd.Series) -> None:
+    arr = values.to_numpy(dtype="float64", na_value=np.nan)
+    inf = np.isinf(arr)
+    if inf.any():
+        raise InputError(
+            f"{_first_bad(records, col, inf, values)} ({int(inf.sum())} infinite values); "
+            "replace them with finite numbers or leave them empty (missing)"
+        )
+
+
+def numeric_matrix(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """The numeric feature columns as a float64 matrix, missing values as NaN."""
+    if not columns:
+        return np.empty((len(frame), 0), dtype=np.float64)
+    return np.column_stack(
+        [frame[c].to_numpy(dtype="float64", na_value=np.nan) for c in columns]
+    )
