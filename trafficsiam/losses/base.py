@@ -37,7 +37,9 @@ def pairwise_squared_distances(x: Tensor) -> Tensor:
     gradient everywhere, identical rows included (no square root is taken).
     """
     if x.dim() != 2:
-        raise ValueError(f"pairwise_squared_distances: expected a [B, D] tensor, got {tuple(x.shape)}")
+        raise ValueError(
+            f"pairwise_squared_distances: expected a [B, D] tensor, got {tuple(x.shape)}"
+        )
     b, d = x.shape
     if b * b * d <= _DIRECT_PAIRWISE_MAX_ELEMENTS:
         dist = (x.unsqueeze(1) - x.unsqueeze(0)).pow(2).sum(dim=-1)

@@ -1,0 +1,3 @@
+from trafficsiam.cli import main
+
+main(prog_name="trafficsiam")

@@ -1,0 +1,174 @@
+"""The library API: one function per command, each composing the pipeline's stages.
+
+    read -> validate -> normalise -> triplets/train -> embed -> cluster -> save
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trafficsiam import artifact, cluster, read, validate
+from trafficsiam.config import Config, config_to_dict
+from trafficsiam.model import embed
+from trafficsiam.normalise import Normaliser
+from trafficsiam.train import train
+
+log = logging.getLogger("trafficsiam")
+
+
+@dataclass
+class FitResult:
+    path: Path
+    manifest: dict[str, Any]
+    clusters: pd.DataFrame
+    timings: dict[str, float]
+
+    @property
+    def weighted_purity(self) -> float:
+        return float(self.manifest["clusters"]["weighted_purity"])
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = round(now - self._last, 4)
+        self._last = now
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 over the row hashes of the columns used: changes when any value changes."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    digest = hashlib.sha256(hashed.tobytes())
+    digest.update("\x1f".join(map(str, frame.columns)).encode())
+    return digest.hexdigest()
+
+
+def fit(
+    inputs: str | Path | Sequence[str | Path],
+    out: str | Path,
+    config: Config | None = None,
+    *,
+    force: bool = False,
+    quiet: bool = False,
+) -> FitResult:
+    """Fit a model on labelled traffic records and save it to the folder `out`."""
+    cfg = config or Config()
+    data_cfg = cfg.data
+    clock = _Stopwatch()
+
+    paths = read.resolve_inputs(inputs)
+    names = read.common_columns(paths)
+    wanted = [c for c in names if c not in set(data_cfg.ignore) or c == data_cfg.label_column]
+    for col in data_cfg.ignore:
+        if col not in names:
+            log.warning("--ignore %s: no such column in %s; nothing to ignore", col, paths[0])
+    records = read.read_records(paths, wanted)
+    clock.lap("read")
+
+    labels = validate.check_labels(records, data_cfg)
+    schema = validate.infer_schema(records, data_cfg)
+    features = records.frame[list(schema.columns)]
+    clock.lap("validate")
+
+    normaliser = Normaliser.fit(features, schema, cfg.normalise)
+    x, cleaned = normaliser.transform(features)
+    clock.lap("normalise")
+
+    scenarios = np.asarray(labels.to_numpy(), dtype=object)
+    names_sorted, codes = np.unique(scenarios.astype(str), return_inverse=True)
+    trained = train(x, codes, cfg, quiet=quiet)
+    clock.lap("train")
+
+    emb = embed(trained.model, x)
+    clock.lap("embed")
+
+    rng = np.random.default_rng(cfg.train.seed)
+    train_scenarios = scenarios[trained.train_idx].astype(str)
+    clustered = cluster.fit_clusters(
+        emb[trained.train_idx], train_scenarios, cfg.cluster, data_cfg.good_label, rng
+    )
+    clock.lap("cluster")
+
+    ref_rows = trained.train_idx[clustered.sample_idx]
+    reference = artifact.embedding_frame(
+        emb[ref_rows],
+        row=ref_rows,
+        scenario=scenarios[ref_rows].astype(str),
+        cluster=clustered.labels,
+        strength=clustered.strength,
+        outlier_score=clustered.outlier_score,
+    )
+    holdout = artifact.embedding_frame(
+        emb[trained.val_idx],
+        row=trained.val_idx,
+        scenario=scenarios[trained.val_idx].astype(str),
+    )
+    history = pd.DataFrame(trained.history)
+    counts = pd.Series(scenarios.astype(str)).value_counts()
+    manifest: dict[str, Any] = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": artifact.package_versions(),
+        "config": config_to_dict(cfg),
+        "label_column": data_cfg.label_column,
+        "good_label": data_cfg.good_label,
+        "scenarios": [str(s) for s in names_sorted],
+        "schema": schema.to_dict(),
+        "normaliser": normaliser.to_dict(),
+        "model": {
+            "in_features": int(x.shape[1]),
+            "hidden": list(cfg.model.hidden),
+            "embedding_dim": cfg.model.embedding_dim,
+            "dropout": cfg.model.dropout,
+        },
+        "clusters": {
+            "params": clustered.params,
+            "points": int(len(clustered.sample_idx)),
+            "weighted_purity": clustered.weighted_purity,
+            "noise_share": clustered.noise_share,
+            "table": clustered.table.to_dict(orient="records"),
+        },
+        "training": {
+            "rows": {"train": int(len(trained.train_idx)), "validation": int(len(trained.val_idx))},
+            "best_epoch": trained.best_epoch,
+            "epochs_run": len(trained.history),
+            "stopped_early": trained.stopped_early,
+            "device": trained.device,
+            "seconds": round(trained.seconds, 3),
+            "triplets_seen": trained.triplets_seen,
+            "history": trained.history,
+        },
+        "data": {
+            "inputs": [{"path": str(p), "bytes": p.stat().st_size} for p in paths],
+            "rows": int(len(records.frame)),
+            "fingerprint": fingerprint(records.frame[[data_cfg.label_column, *schema.columns]]),
+            "scenario_counts": {str(k): int(v) for k, v in counts.items()},
+            "cleaning": cleaned.to_dict(),
+        },
+        "timings": clock.timings,
+    }
+    written = artifact.save(
+        Path(out), manifest, trained.model, reference, holdout, clustered.table, history,
+        force=force,
+    )
+    clock.lap("save")
+    return FitResult(path=Path(out), manifest=written, clusters=clustered.table,
+                     timings=clock.timings)
+
+
+def load(path: str | Path) -> artifact.Artifact:
+    """Load and verify a saved model."""
+    return artifact.load(path)

@@ -1,0 +1,283 @@
+"""Artifact: the saved model, a folder a person can read.
+
+    manifest.json         format version, package versions, full config, feature schema,
+                          normaliser state, cluster table, training history, data
+                          fingerprint, and the SHA-256 of every other file
+    weights.safetensors   the Siamese MLP's weights (no pickle)
+    reference.parquet     embeddings of the clustered training sample with scenario,
+                          HDBSCAN label, membership strength and outlier score
+    holdout.parquet       embeddings and scenarios of the held-out validation records
+    clusters.csv          one row per cluster (and one for noise)
+    history.csv           loss per epoch
+
+Writing goes to a hidden temporary folder beside the target, renamed into place at
+the end: an interrupted fit never leaves a half-written model. Loading checks the
+format version and every file's hash, refuses files the manifest does not list,
+and never runs code from the folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import hdbscan
+import numpy as np
+import pandas as pd
+from safetensors.torch import load_file, save_file
+
+from trafficsiam.cluster import restore_clusterer
+from trafficsiam.config import Config, build_config
+from trafficsiam.errors import ArtifactError, OutputError
+from trafficsiam.model import SiameseMLP, embed
+from trafficsiam.normalise import Normaliser
+from trafficsiam.validate import FeatureSchema
+
+FORMAT = "trafficsiam-model"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.safetensors"
+REFERENCE = "reference.parquet"
+HOLDOUT = "holdout.parquet"
+CLUSTERS = "clusters.csv"
+HISTORY = "history.csv"
+PACKAGES = ("trafficsiam", "torch", "numpy", "pandas", "pyarrow", "scikit-learn", "hdbscan")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def embedding_frame(emb: np.ndarray, **columns: Any) -> pd.DataFrame:
+    frame = pd.DataFrame(emb.astype(np.float32), columns=[f"e{i}" for i in range(emb.shape[1])])
+    for name, values in columns.items():
+        frame[name] = values
+    return frame
+
+
+def write_atomic_dir(
+    out: Path, write: Callable[[Path], None], force: bool = False
+) -> None:
+    """Run `write(tmp)` into a temporary folder beside `out`, then move it into place."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputError(
+            f"{out}: already exists; choose another --out or pass --force to replace it"
+        )
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder; choose another --out")
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{parent}: cannot create the output folder ({err.strerror})") from None
+    tmp = parent / f".{out.name}.partial-{os.getpid()}"
+    old = parent / f".{out.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        write(tmp)
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            old.rename(out)
+        raise OutputError(f"{out}: could not write the model ({err.strerror or err})") from None
+    except BaseException:
+        # Ctrl-C included: no half-written model folder stays behind.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save(
+    out: Path,
+    manifest: dict[str, Any],
+    model: SiameseMLP,
+    reference: pd.DataFrame,
+    holdout: pd.DataFrame,
+    clusters: pd.DataFrame,
+    history: pd.DataFrame,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Write the artifact folder; returns the full manifest as written."""
+    written: dict[str, Any] = {}
+
+    def write(folder: Path) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS), metadata={"format": FORMAT})
+        reference.to_parquet(folder / REFERENCE, index=False)
+        holdout.to_parquet(folder / HOLDOUT, index=False)
+        clusters.to_csv(folder / CLUSTERS, index=False)
+        history.to_csv(folder / HISTORY, index=False)
+        files = {
+            name: sha256_file(folder / name)
+            for name in (WEIGHTS, REFERENCE, HOLDOUT, CLUSTERS, HISTORY)
+        }
+        full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": files}
+        full["model_id"] = files[WEIGHTS][:12]
+        (folder / MANIFEST).write_text(json.dumps(full, indent=2, default=_json_default) + "\n")
+        written.update(full)
+
+    write_atomic_dir(Path(out), write, force=force)
+    return written
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@dataclass
+class Artifact:
+    """A loaded model: everything needed to embed and assign new records."""
+
+    path: Path
+    manifest: dict[str, Any]
+    config: Config
+    schema: FeatureSchema
+    normaliser: Normaliser
+    model: SiameseMLP
+    reference: pd.DataFrame
+    holdout: pd.DataFrame
+    clusters: pd.DataFrame
+    _clusterer: hdbscan.HDBSCAN | None = None
+
+    @property
+    def model_id(self) -> str:
+        return str(self.manifest["model_id"])
+
+    @property
+    def embedding_columns(self) -> list[str]:
+        return [f"e{i}" for i in range(self.model.embedding_dim)]
+
+    @property
+    def clusterer(self) -> hdbscan.HDBSCAN:
+        """HDBSCAN refitted from the stored reference embeddings (checked against stored labels)."""
+        if self._clusterer is None:
+            points = self.reference[self.embedding_columns].to_numpy(np.float64)
+            labels = self.reference["cluster"].to_numpy(np.int64)
+            self._clusterer = restore_clusterer(points, labels, self.manifest["clusters"]["params"])
+        return self._clusterer
+
+    def embed(self, frame: pd.DataFrame) -> np.ndarray:
+        x, _ = self.normaliser.transform(frame)
+        return embed(self.model, x)
+
+
+def _safe_member(folder: Path, name: str) -> Path:
+    """A manifest-listed file name must be a plain name inside the folder."""
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or len(pure.parts) != 1 or name in (".", "..") or "\\" in name:
+        raise ArtifactError(
+            f"{folder / MANIFEST}: lists file {name!r} outside the model folder; "
+            "the model folder is damaged or tampered with, refit or restore it"
+        )
+    return folder / name
+
+
+def load(path: str | Path) -> Artifact:
+    """Load and verify a model folder written by `save`."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder}: no such model folder; pass the --out folder of a fit")
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise ArtifactError(
+            f"{manifest_path}: missing, so {folder} is not a trafficsiam model; "
+            "pass the --out folder of a fit"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{manifest_path}: not valid JSON ({err}); refit the model") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{manifest_path}: not a trafficsiam model manifest; refit the model")
+    fv = manifest.get("format_version")
+    if not isinstance(fv, int) or fv > FORMAT_VERSION or fv < 1:
+        raise ArtifactError(
+            f"{manifest_path}: format version {fv!r} is not supported by trafficsiam "
+            f"{version('trafficsiam')} (reads 1 to {FORMAT_VERSION}); upgrade trafficsiam "
+            "or refit the model"
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise ArtifactError(f"{manifest_path}: has no file list; refit the model")
+    listed = {MANIFEST}
+    for name, digest in files.items():
+        member = _safe_member(folder, name)
+        listed.add(name)
+        if not member.is_file():
+            raise ArtifactError(f"{member}: listed in the manifest but missing; restore or refit")
+        if sha256_file(member) != digest:
+            raise ArtifactError(
+                f"{member}: SHA-256 does not match the manifest (changed after fit); "
+                "restore the original file or refit the model"
+            )
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in listed)
+    if extra:
+        raise ArtifactError(
+            f"{folder / extra[0]}: not listed in the manifest; a model folder holds only its "
+            "own files, so remove it (and check where it came from)"
+        )
+    for required in (WEIGHTS, REFERENCE, HOLDOUT, CLUSTERS):
+        if required not in files:
+            raise ArtifactError(f"{manifest_path}: does not list {required}; refit the model")
+
+    config = build_config(manifest["config"], source=str(manifest_path))
+    spec = manifest["model"]
+    model = SiameseMLP(
+        int(spec["in_features"]), tuple(spec["hidden"]), int(spec["embedding_dim"]),
+        float(spec["dropout"]),
+    )
+    state = load_file(str(folder / WEIGHTS))  # safetensors: tensors only, no code
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ArtifactError(
+            f"{folder / WEIGHTS}: weights do not fit the model described in the manifest "
+            f"({str(err).splitlines()[0]}); refit the model"
+        ) from None
+    model.eval()
+    return Artifact(
+        path=folder,
+        manifest=manifest,
+        config=config,
+        schema=FeatureSchema.from_dict(manifest["schema"]),
+        normaliser=Normaliser.from_dict(manifest["normaliser"]),
+        model=model,
+        reference=pd.read_parquet(folder / REFERENCE),
+        holdout=pd.read_parquet(folder / HOLDOUT),
+        clusters=pd.read_csv(folder / CLUSTERS, keep_default_na=False),
+    )

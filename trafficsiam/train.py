@@ -1,0 +1,274 @@
+"""Train: fit the Siamese MLP on triplets with Adam, a validation split and early stopping.
+
+Two ways to form triplets (config `triplets.strategy`):
+- `random`: class-balanced random triplets drawn offline each epoch (the
+  original lossless-triplet recipe);
+- `semi-hard` / `batch-hard`: online mining inside class-balanced batches of
+  P classes x K records, which spends the updates on the triplets still wrong.
+
+The validation loss is always measured on one fixed set of random triplets
+from held-out records, so epochs are comparable whatever the mining.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from trafficsiam.config import Config
+from trafficsiam.losses import TripletLoss, make_loss
+from trafficsiam.losses.base import pairwise_squared_distances
+from trafficsiam.model import SiameseMLP
+from trafficsiam.triplets import BalancedBatches, Triplets, duplicate_groups, mine, random_triplets
+
+log = logging.getLogger("trafficsiam")
+
+# Fixed validation triplets: enough for a stable mean, cheap to embed every epoch.
+VALIDATION_TRIPLETS = 8192
+# An improvement smaller than this (relative) does not reset early stopping's patience.
+MIN_RELATIVE_IMPROVEMENT = 1e-3
+# Bound on the gradient norm: a last defence for rare near-duplicate triplets.
+MAX_GRAD_NORM = 10.0
+
+
+@dataclass
+class TrainResult:
+    model: SiameseMLP
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped_early: bool
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    seconds: float
+    triplets_seen: int
+    device: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same data, same machine -> the same weights, bit for bit, on CPU."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def split_validation(
+    codes: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split: each class gives `fraction` of its records (a class with
+    fewer than 4 records stays entirely in training, so it keeps a positive pair)."""
+    train_parts, val_parts = [], []
+    for c in np.unique(codes):
+        idx = np.flatnonzero(codes == c)
+        rng.shuffle(idx)
+        n_val = int(round(fraction * len(idx))) if len(idx) >= 4 else 0
+        n_val = min(n_val, len(idx) - 2)
+        val_parts.append(idx[:n_val])
+        train_parts.append(idx[n_val:])
+    return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(val_parts))
+
+
+def build_model(in_features: int, cfg: Config) -> SiameseMLP:
+    return SiameseMLP(
+        in_features,
+        hidden=cfg.model.hidden,
+        embedding_dim=cfg.model.embedding_dim,
+        dropout=cfg.model.dropout,
+    )
+
+
+def build_loss(cfg: Config) -> TripletLoss:
+    return make_loss(
+        cfg.loss.name,
+        cfg.model.embedding_dim,
+        beta=cfg.loss.beta,
+        eps=cfg.loss.eps,
+        margin=cfg.loss.margin,
+    )
+
+
+def _triplet_loss(
+    model: SiameseMLP, loss_fn: TripletLoss, x: torch.Tensor, t: Triplets, device: torch.device
+) -> torch.Tensor:
+    idx = torch.from_numpy(np.concatenate([t.anchor, t.positive, t.negative])).to(device)
+    emb = model(x[idx])
+    n = len(t)
+    return loss_fn(emb[:n], emb[n : 2 * n], emb[2 * n :])
+
+
+def _mined_loss(
+    model: SiameseMLP,
+    loss_fn: TripletLoss,
+    x: torch.Tensor,
+    codes: torch.Tensor,
+    groups: torch.Tensor,
+    batch: np.ndarray,
+    strategy: str,
+    margin: float | None,
+    device: torch.device,
+) -> tuple[torch.Tensor, int]:
+    idx = torch.from_numpy(batch).to(device)
+    emb = model(x[idx])
+    dist = pairwise_squared_distances(emb)
+    a, p, n = mine(dist.detach(), codes[idx], strategy, groups=groups[idx], margin=margin)
+    if len(a) == 0:
+        return dist.sum() * 0.0, 0
+    return loss_fn.from_distances(dist[a, p], dist[a, n]), len(a)
+
+
+def train(
+    x: np.ndarray,
+    codes: np.ndarray,
+    cfg: Config,
+    quiet: bool = False,
+) -> TrainResult:
+    """Train on the normalised matrix `x` with integer scenario `codes` (one per row)."""
+    start = time.perf_counter()
+    tc, trip = cfg.train, cfg.triplets
+    seed_everything(tc.seed)
+    rng = np.random.default_rng(tc.seed)
+    device = pick_device(tc.device)
+
+    train_idx, val_idx = split_validation(codes, tc.validation_fraction, rng)
+    groups_np = duplicate_groups(x)
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    codes_t = torch.from_numpy(codes.astype(np.int64)).to(device)
+    groups_t = torch.from_numpy(groups_np).to(device)
+
+    model = build_model(x.shape[1], cfg).to(device)
+    loss_fn = build_loss(cfg).to(device)
+    optimiser = torch.optim.Adam(
+        model.parameters(), lr=tc.learning_rate, weight_decay=tc.weight_decay
+    )
+
+    # Fixed validation triplets among held-out records (falls back to training
+    # records when the held-out part cannot form a triplet).
+    val_pool = val_idx if _can_form_triplets(codes[val_idx]) else train_idx
+    vt = random_triplets(codes[val_pool], VALIDATION_TRIPLETS, rng, groups_np[val_pool])
+    val_triplets = Triplets(val_pool[vt.anchor], val_pool[vt.positive], val_pool[vt.negative])
+
+    if trip.strategy == "random":
+        batch_records = trip.batch_size
+    else:
+        batch_records = trip.classes_per_batch * trip.samples_per_class
+        sampler = BalancedBatches(
+            codes[train_idx], trip.classes_per_batch, trip.samples_per_class, rng
+        )
+    steps = tc.steps_per_epoch or max(1, math.ceil(len(train_idx) / batch_records))
+    margin = cfg.loss.margin if cfg.loss.name == "triplet" else None
+
+    history: list[dict[str, float]] = []
+    best_state = copy.deepcopy(model.state_dict())
+    best_val, best_epoch, since_best = math.inf, 0, 0
+    triplets_seen = 0
+    stopped_early = False
+    # The bar only on a terminal; elsewhere (logs, CI, cron) one line per epoch.
+    bar = tqdm(
+        range(1, tc.epochs + 1), desc="train", unit="epoch", leave=False, dynamic_ncols=True,
+        disable=quiet or not sys.stderr.isatty(),
+    )
+    for epoch in bar:
+        epoch_start = time.perf_counter()
+        model.train()
+        total, count = torch.zeros((), device=device), 0
+        if trip.strategy == "random":
+            t = random_triplets(codes[train_idx], steps * batch_records, rng, groups_np[train_idx])
+            order = Triplets(train_idx[t.anchor], train_idx[t.positive], train_idx[t.negative])
+            for s in range(steps):
+                sl = slice(s * batch_records, (s + 1) * batch_records)
+                part = Triplets(order.anchor[sl], order.positive[sl], order.negative[sl])
+                loss = _triplet_loss(model, loss_fn, xt, part, device)
+                _step(optimiser, model, loss)
+                total += loss.detach() * len(part)
+                count += len(part)
+        else:
+            for batch in sampler.batches(steps):
+                loss, n_trip = _mined_loss(
+                    model, loss_fn, xt, codes_t, groups_t, train_idx[batch],
+                    trip.strategy, margin, device,
+                )
+                if n_trip:
+                    _step(optimiser, model, loss)
+                total += loss.detach() * n_trip
+                count += n_trip
+        triplets_seen += count
+        train_loss = float(total) / max(count, 1)
+        val_loss, val_acc = _validate(model, loss_fn, xt, val_triplets, device)
+        history.append({
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_triplet_accuracy": val_acc,
+            "triplets": count,
+            "seconds": time.perf_counter() - epoch_start,
+        })
+        bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", acc=f"{val_acc:.3f}")
+        if not quiet:
+            log.info(
+                "epoch %3d/%d  train loss %.4f  val loss %.4f  val triplet accuracy %.3f",
+                epoch, tc.epochs, train_loss, val_loss, val_acc,
+            )
+        if best_epoch == 0 or val_loss < best_val - MIN_RELATIVE_IMPROVEMENT * abs(best_val):
+            best_val, best_epoch, since_best = val_loss, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            since_best += 1
+            if since_best >= tc.patience:
+                stopped_early = True
+                break
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        model=model.cpu(),
+        history=history,
+        best_epoch=best_epoch,
+        stopped_early=stopped_early,
+        train_idx=train_idx,
+        val_idx=val_idx,
+        seconds=time.perf_counter() - start,
+        triplets_seen=triplets_seen,
+        device=str(device),
+    )
+
+
+def _can_form_triplets(codes: np.ndarray) -> bool:
+    values, counts = np.unique(codes, return_counts=True)
+    return len(values) >= 2 and bool((counts >= 2).any())
+
+
+def _step(optimiser: torch.optim.Optimizer, model: SiameseMLP, loss: torch.Tensor) -> None:
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+    optimiser.step()
+
+
+@torch.no_grad()
+def _validate(
+    model: SiameseMLP, loss_fn: TripletLoss, x: torch.Tensor, t: Triplets, device: torch.device
+) -> tuple[float, float]:
+    model.eval()
+    idx = torch.from_numpy(np.concatenate([t.anchor, t.positive, t.negative])).to(device)
+    emb = model(x[idx])
+    n = len(t)
+    a, p, ng = emb[:n], emb[n : 2 * n], emb[2 * n :]
+    d_ap = ((a - p) ** 2).sum(1)
+    d_an = ((a - ng) ** 2).sum(1)
+    loss = float(loss_fn.from_distances(d_ap, d_an))
+    accuracy = float((d_ap < d_an).float().mean())
+    return loss, accuracy
