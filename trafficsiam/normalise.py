@@ -146,7 +146,7 @@ class Normaliser:
             if (tokens == MISSING_TOKEN).any():
                 counts.missing[col] = int((tokens == MISSING_TOKEN).sum())
             known = self.categories[col]
-            codes = pd.Categorical(tokens, categories=known).codes.astype(np.int64)
+            codes = pd.Index(known).get_indexer(tokens).astype(np.int64)
             codes[codes < 0] = len(known)  # unseen or rare values land in "(other)"
             n_other = int((codes == len(known)).sum())
             if n_other:

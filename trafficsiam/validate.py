@@ -107,9 +107,16 @@ def check_labels(records: Records, data: DataConfig, require_good: bool = True) 
     return labels
 
 
+def show(value: object) -> str:
+    """A value as a user would write it: numpy scalars as plain Python values."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
 def _first_bad(records: Records, col: str, mask: np.ndarray, values: pd.Series) -> str:
     first = int(np.flatnonzero(mask)[0])
-    return f"{records.where(first)}: column '{col}' has value {values.iloc[first]!r}"
+    return f"{records.where(first)}: column '{col}' has value {show(values.iloc[first])}"
 
 
 def _numeric_values(records: Records, col: str, forced: bool) -> pd.Series | None:
@@ -180,8 +187,8 @@ def infer_schema(records: Records, data: DataConfig) -> FeatureSchema:
         if values.nunique(dropna=True) <= 1 and not values.isna().any():
             excluded[col] = "constant"
             log.warning(
-                "column '%s' is constant (%r on every row) and is dropped", col,
-                values.iloc[0],
+                "column '%s' is constant (%s on every row) and is dropped", col,
+                show(values.iloc[0]),
             )
             continue
         if kind == "numeric":

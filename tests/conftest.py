@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny frames with deliberate corner rows, and small synthetic traffic."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trafficsiam import synth
+from trafficsiam.config import build_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def datasets_dir() -> Path:
+    return Path(os.environ.get("TRAFFICSIAM_DATASETS", REPO.parent / "shared" / "datasets"))
+
+
+@pytest.fixture
+def tiny_frame() -> pd.DataFrame:
+    """12 rows, 3 scenarios: a NaN, a constant column, a rare class, a heavy tail."""
+    return pd.DataFrame({
+        "id": [f"r{i}" for i in range(12)],
+        "scenario": ["good"] * 6 + ["error_type_1"] * 4 + ["rare"] * 2,
+        "bytes": [10, 20, 15, 12, 18, 1e9, 3, 2, 4, 5, 100, 110],
+        "latency": [1.0, 2.0, np.nan, 1.5, 1.2, 1.1, 50.0, 60.0, 55.0, 52.0, 5.0, 6.0],
+        "const": [7] * 12,
+        "protocol": ["tcp", "tcp", "udp", "tcp", "udp", "tcp",
+                     "tcp", "icmp", "tcp", "tcp", "udp", "udp"],
+    })
+
+
+@pytest.fixture
+def write_parquet(tmp_path: Path):
+    def _write(frame: pd.DataFrame, name: str = "data.parquet") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+        return path
+
+    return _write
+
+
+@pytest.fixture(scope="session")
+def synth_small() -> pd.DataFrame:
+    return synth.generate(rows=3000, seed=7)
+
+
+@pytest.fixture
+def fast_config():
+    """A config that trains in a couple of seconds on a few thousand rows."""
+    return build_config({
+        "data": {"ignore": ["id", "timestamp"]},
+        "train": {"epochs": 4, "steps_per_epoch": 20, "patience": 10},
+        "cluster": {"max_points": 3000},
+    })

@@ -1,0 +1,71 @@
+import json
+
+import numpy as np
+import pandas as pd
+
+from trafficsiam.config import NormaliseConfig
+from trafficsiam.normalise import OTHER_TOKEN, Normaliser
+from trafficsiam.validate import FeatureSchema
+
+SCHEMA = FeatureSchema(numeric=("bytes", "latency"), categorical=("protocol",))
+
+
+def test_heavy_tail_is_clipped_and_counted(tiny_frame):
+    norm = Normaliser.fit(tiny_frame, SCHEMA, NormaliseConfig(clip=3.0))
+    x, counts = norm.transform(tiny_frame)
+    assert x.dtype == np.float32
+    assert np.abs(x[:, :2]).max() <= 3.0
+    # the 1e9-byte flow is the one clipped value in 'bytes'
+    assert counts.clipped == {"bytes": 1}
+    assert x[5, 0] == 3.0
+
+
+def test_missing_numeric_imputed_with_indicator_and_counted(tiny_frame):
+    norm = Normaliser.fit(tiny_frame, SCHEMA, NormaliseConfig())
+    x, counts = norm.transform(tiny_frame)
+    assert counts.missing == {"latency": 1}
+    names = norm.feature_names
+    assert names[2] == "latency=missing"
+    assert x[2, 2] == 1.0 and x[:, 2].sum() == 1.0
+    assert not np.isnan(x).any()
+
+
+def test_one_hot_with_other_bucket_for_unseen_values(tiny_frame):
+    norm = Normaliser.fit(tiny_frame, SCHEMA, NormaliseConfig())
+    assert norm.categories["protocol"] == ["tcp", "udp", "icmp"]
+    new = tiny_frame.iloc[:3].copy()
+    new["protocol"] = ["sctp", "tcp", None]
+    x, counts = norm.transform(new)
+    onehot = x[:, -4:]
+    assert onehot.sum(axis=1).tolist() == [1.0, 1.0, 1.0]
+    other = norm.feature_names.index(f"protocol={OTHER_TOKEN}")
+    assert x[0, other] == 1.0 and x[2, other] == 1.0
+    assert counts.other == {"protocol": 2}
+    assert counts.missing["protocol"] == 1
+
+
+def test_categories_capped_at_max(tiny_frame, caplog):
+    frame = pd.DataFrame({"c": [f"v{i % 50}" for i in range(500)], "n": np.arange(500.0)})
+    schema = FeatureSchema(numeric=("n",), categorical=("c",))
+    norm = Normaliser.fit(frame, schema, NormaliseConfig(max_categories=5))
+    assert len(norm.categories["c"]) == 5
+    assert "has 50 distinct values" in caplog.text
+
+
+def test_zero_iqr_falls_back_to_std():
+    frame = pd.DataFrame({"retrans": [0.0] * 95 + [5.0, 8.0, 20.0, 40.0, 100.0]})
+    schema = FeatureSchema(numeric=("retrans",), categorical=())
+    norm = Normaliser.fit(frame, schema, NormaliseConfig())
+    x, _ = norm.transform(frame)
+    assert norm.scale[0] > 0
+    assert x[:95, 0].tolist() == [0.0] * 95
+    assert (x[95:, 0] > 0).all()
+
+
+def test_state_round_trips_through_json(tiny_frame):
+    norm = Normaliser.fit(tiny_frame, SCHEMA, NormaliseConfig())
+    again = Normaliser.from_dict(json.loads(json.dumps(norm.to_dict())))
+    a, _ = norm.transform(tiny_frame)
+    b, _ = again.transform(tiny_frame)
+    np.testing.assert_array_equal(a, b)
+    assert again.feature_names == norm.feature_names

@@ -1,0 +1,80 @@
+import pandas as pd
+import pytest
+
+from trafficsiam.errors import InputError
+from trafficsiam.read import common_columns, read_records, resolve_inputs
+
+
+def test_single_parquet_file(tiny_frame, write_parquet):
+    path = write_parquet(tiny_frame)
+    records = read_records(resolve_inputs(str(path)))
+    pd.testing.assert_frame_equal(records.frame, tiny_frame)
+    assert records.where(3) == f"{path} row 3"
+
+
+def test_folder_and_glob_read_all_files_in_sorted_order(tiny_frame, write_parquet, tmp_path):
+    write_parquet(tiny_frame.iloc[:5], "d/b.parquet")
+    write_parquet(tiny_frame.iloc[5:], "d/a.parquet")
+    by_dir = read_records(resolve_inputs(tmp_path / "d"))
+    by_glob = read_records(resolve_inputs(str(tmp_path / "d" / "*.parquet")))
+    assert [p.name for p in by_dir.paths] == ["a.parquet", "b.parquet"]
+    assert len(by_dir.frame) == 12
+    pd.testing.assert_frame_equal(by_dir.frame, by_glob.frame)
+    # row 7 of the combined frame is row 0 of b.parquet
+    assert by_dir.where(7).endswith("b.parquet row 0")
+
+
+def test_csv_reads_like_parquet(tiny_frame, write_parquet):
+    path = write_parquet(tiny_frame, "data.csv")
+    records = read_records([path], ["scenario", "bytes"])
+    assert list(records.frame.columns) == ["scenario", "bytes"]
+    assert records.frame["bytes"].tolist() == tiny_frame["bytes"].tolist()
+
+
+def test_only_requested_columns_are_loaded(tiny_frame, write_parquet):
+    path = write_parquet(tiny_frame)
+    records = read_records([path], ["latency", "scenario"])
+    assert list(records.frame.columns) == ["latency", "scenario"]
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(InputError, match=r"nope.parquet: no such file or folder; check the path"):
+        resolve_inputs(str(tmp_path / "nope.parquet"))
+
+
+def test_glob_matching_nothing(tmp_path):
+    with pytest.raises(InputError, match="the pattern matches no files"):
+        resolve_inputs(str(tmp_path / "*.parquet"))
+
+
+def test_folder_without_parquet(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match="folder holds no .parquet or .csv files"):
+        resolve_inputs(tmp_path)
+
+
+def test_not_parquet(tmp_path):
+    path = tmp_path / "fake.parquet"
+    path.write_text("this is not parquet")
+    with pytest.raises(InputError, match=r"fake.parquet: not a readable parquet file"):
+        common_columns([path])
+
+
+def test_files_with_different_columns(tiny_frame, write_parquet):
+    a = write_parquet(tiny_frame, "a.parquet")
+    b = write_parquet(tiny_frame.drop(columns=["latency"]), "b.parquet")
+    with pytest.raises(InputError, match=r"b.parquet: column 'latency' is missing but present in"):
+        common_columns([a, b])
+
+
+def test_zero_rows(tiny_frame, write_parquet):
+    path = write_parquet(tiny_frame.iloc[:0])
+    with pytest.raises(InputError, match="no rows to read"):
+        read_records([path])
+
+
+def test_unsupported_suffix(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_text("{}")
+    with pytest.raises(InputError, match=r"unsupported file type '.json'"):
+        resolve_inputs(path)

@@ -1,0 +1,147 @@
+"""One test per bad input: each message names file, column, value and fix."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trafficsiam.config import DataConfig
+from trafficsiam.errors import InputError
+from trafficsiam.read import read_records
+from trafficsiam.validate import check_labels, infer_schema
+
+
+def records_of(frame, write_parquet, name="data.parquet"):
+    path = write_parquet(frame, name)
+    return read_records([path]), path
+
+
+def test_labels_ok(tiny_frame, write_parquet):
+    records, _ = records_of(tiny_frame, write_parquet)
+    labels = check_labels(records, DataConfig())
+    assert labels.value_counts().to_dict() == {"good": 6, "error_type_1": 4, "rare": 2}
+
+
+def test_missing_label_column(tiny_frame, write_parquet):
+    records, path = records_of(tiny_frame, write_parquet)
+    with pytest.raises(InputError) as err:
+        check_labels(records, DataConfig(label_column="kind"))
+    assert str(err.value) == (
+        f"{path}: label column 'kind' not found (columns: id, scenario, bytes, latency, const, "
+        "protocol); name the scenario column with --label-column"
+    )
+
+
+def test_one_scenario_only(tiny_frame, write_parquet):
+    records, path = records_of(tiny_frame.assign(scenario="good"), write_parquet)
+    with pytest.raises(InputError) as err:
+        check_labels(records, DataConfig())
+    assert str(err.value) == (
+        f"{path}: column 'scenario' holds one scenario only ('good'); training needs at least "
+        "two scenarios, e.g. good traffic and one error type"
+    )
+
+
+def test_scenario_with_single_record(tiny_frame, write_parquet):
+    frame = tiny_frame.copy()
+    frame.loc[0, "scenario"] = "lonely"
+    records, path = records_of(frame, write_parquet)
+    with pytest.raises(InputError) as err:
+        check_labels(records, DataConfig())
+    assert str(err.value) == (
+        f"{path}: scenario 'lonely' in column 'scenario' has a single record, so it has no "
+        "positive pair; add records of it or filter it out"
+    )
+
+
+def test_good_label_absent(tiny_frame, write_parquet):
+    records, path = records_of(tiny_frame, write_parquet)
+    with pytest.raises(InputError, match=r"good-traffic label 'normal' not found .* --good-label"):
+        check_labels(records, DataConfig(good_label="normal"))
+
+
+def test_labels_differing_by_case_are_reported(tiny_frame, write_parquet):
+    frame = tiny_frame.copy()
+    frame.loc[[0, 1], "scenario"] = "Good "
+    records, _ = records_of(frame, write_parquet)
+    with pytest.raises(InputError, match=r"labels 'good' and 'Good ' that differ only by case"):
+        check_labels(records, DataConfig())
+
+
+def test_missing_label_value(tiny_frame, write_parquet):
+    frame = tiny_frame.copy()
+    frame["scenario"] = frame["scenario"].astype(object)
+    frame.loc[4, "scenario"] = None
+    records, path = records_of(frame, write_parquet)
+    with pytest.raises(InputError) as err:
+        check_labels(records, DataConfig())
+    assert str(err.value).startswith(f"{path} row 4: column 'scenario' is missing a label")
+
+
+def test_infer_schema_kinds_and_exclusions(tiny_frame, write_parquet, caplog):
+    records, _ = records_of(tiny_frame, write_parquet)
+    schema = infer_schema(records, DataConfig(ignore=("id",)))
+    assert schema.numeric == ("bytes", "latency")
+    assert schema.categorical == ("protocol",)
+    assert schema.excluded == {"const": "constant"}
+    assert "column 'const' is constant (7 on every row) and is dropped" in caplog.text
+
+
+def test_identifier_and_datetime_columns_excluded_with_warning(write_parquet, caplog):
+    n = 60
+    frame = pd.DataFrame({
+        "flow": [f"f{i}" for i in range(n)],
+        "ts": pd.date_range("2026-11-01", periods=n, freq="min", tz="UTC"),
+        "scenario": ["good", "bad"] * (n // 2),
+        "x": np.arange(n, dtype=float),
+    })
+    records, _ = records_of(frame, write_parquet)
+    schema = infer_schema(records, DataConfig())
+    assert schema.excluded == {"flow": "identifier", "ts": "datetime"}
+    assert "add --ignore flow" in caplog.text and "add --ignore ts" in caplog.text
+
+
+def test_text_in_numeric_column(tiny_frame, write_parquet):
+    frame = tiny_frame.copy()
+    frame["bytes"] = frame["bytes"].astype(str)
+    frame.loc[7, "bytes"] = "12kB"
+    records, path = records_of(frame, write_parquet, "data.csv")
+    with pytest.raises(InputError) as err:
+        infer_schema(records, DataConfig(ignore=("id",)))
+    assert str(err.value) == (
+        f"{path} row 7: column 'bytes' has value '12kB' in a numeric column (1 such values); "
+        "fix or blank those values, or list the column under data.categorical"
+    )
+
+
+def test_all_missing_column(tiny_frame, write_parquet):
+    frame = tiny_frame.assign(empty=np.nan)
+    records, path = records_of(frame, write_parquet)
+    with pytest.raises(InputError) as err:
+        infer_schema(records, DataConfig(ignore=("id",)))
+    assert str(err.value) == (
+        f"{path}: column 'empty' is entirely missing; fill it or leave it out with --ignore empty"
+    )
+
+
+def test_inf_value(tiny_frame, write_parquet):
+    frame = tiny_frame.copy()
+    frame.loc[2, "latency"] = np.inf
+    records, path = records_of(frame, write_parquet)
+    with pytest.raises(InputError) as err:
+        infer_schema(records, DataConfig(ignore=("id",)))
+    assert str(err.value) == (
+        f"{path} row 2: column 'latency' has value inf (1 infinite values); replace them with "
+        "finite numbers or leave them empty (missing)"
+    )
+
+
+def test_configured_columns_only(tiny_frame, write_parquet):
+    records, _ = records_of(tiny_frame, write_parquet)
+    schema = infer_schema(records, DataConfig(numeric=("latency",), categorical=("protocol",)))
+    assert schema.columns == ("latency", "protocol")
+
+
+def test_configured_column_missing(tiny_frame, write_parquet):
+    records, _ = records_of(tiny_frame, write_parquet)
+    with pytest.raises(InputError, match="configured feature column 'rtt' not found"):
+        infer_schema(records, DataConfig(numeric=("rtt",)))
