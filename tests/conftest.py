@@ -60,3 +60,19 @@ def fast_config():
         "train": {"epochs": 4, "steps_per_epoch": 20, "patience": 10},
         "cluster": {"max_points": 3000},
     })
+
+
+@pytest.fixture(scope="session")
+def fitted(tmp_path_factory, synth_small):
+    """A small model fitted once per session: (FitResult, training data path)."""
+    from trafficsiam import api
+
+    folder = tmp_path_factory.mktemp("fitted")
+    data = folder / "train.parquet"
+    synth_small.to_parquet(data, index=False)
+    cfg = build_config({
+        "data": {"ignore": ["id", "timestamp"]},
+        "train": {"epochs": 4, "steps_per_epoch": 25, "patience": 10},
+    })
+    result = api.fit(data, folder / "model", cfg, quiet=True)
+    return result, data

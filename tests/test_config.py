@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from trafficsiam.config import Config, build_config, load_config, parse_override
 from trafficsiam.errors import ConfigError
@@ -75,5 +76,5 @@ def test_config_not_a_mapping(tmp_path):
 
 def test_config_is_frozen():
     cfg = Config()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.train.epochs = 3  # type: ignore[misc]

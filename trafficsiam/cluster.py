@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from importlib.metadata import version
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any
 
 import hdbscan
@@ -114,7 +114,7 @@ def fit_clusters(
     labels = clusterer.labels_.astype(np.int64)
     table = name_clusters(labels, scenarios[sample], clusterer.probabilities_, good_label)
     named = set(table.loc[table["cluster"] != NOISE, "scenario"])
-    for scenario in sorted(set(scenarios) - named):
+    for scenario in sorted({str(s) for s in scenarios} - named):
         log.warning(
             "scenario %r has no cluster of its own (its records fell into other clusters or "
             "noise); records like it will be scored as unexplained", scenario,
@@ -160,7 +160,9 @@ def name_clusters(
     ]
     table["is_good"] = table["scenario"] == good_label
     names = {}
-    real = table[table["cluster"] != NOISE].sort_values(["size", "cluster"], ascending=[False, True])
+    real = table[table["cluster"] != NOISE].sort_values(
+        ["size", "cluster"], ascending=[False, True]
+    )
     seen: dict[str, int] = {}
     for cluster, scenario in zip(real["cluster"], real["scenario"], strict=True):
         seen[scenario] = seen.get(scenario, 0) + 1

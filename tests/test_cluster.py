@@ -1,0 +1,81 @@
+import json
+
+import numpy as np
+import pytest
+
+from trafficsiam.cluster import (
+    NOISE, fit_clusters, name_clusters, resolve_params, restore_clusterer, stratified_sample,
+)
+from trafficsiam.config import ClusterConfig
+from trafficsiam.errors import ArtifactError
+
+
+def blobs(rng, sizes, centres, scale=0.02):
+    pts = [rng.normal(c, scale, size=(n, len(c))) for n, c in zip(sizes, centres, strict=True)]
+    return np.clip(np.vstack(pts), 0, 1)
+
+
+def test_stratified_sample_keeps_small_classes_whole():
+    labels = np.array(["good"] * 9000 + ["e1"] * 900 + ["rare"] * 40)
+    idx = stratified_sample(labels, 1000, np.random.default_rng(0))
+    assert len(idx) == 1000 and len(np.unique(idx)) == 1000
+    picked = dict(zip(*np.unique(labels[idx], return_counts=True), strict=True))
+    assert picked["rare"] == 40
+    assert picked["e1"] == 480 and picked["good"] == 480
+
+
+def test_stratified_sample_takes_everything_under_the_cap():
+    labels = np.array(["a"] * 10 + ["b"] * 5)
+    assert stratified_sample(labels, 100, np.random.default_rng(0)).tolist() == list(range(15))
+
+
+def test_auto_min_cluster_size():
+    assert resolve_params(ClusterConfig(), 20_000)["min_cluster_size"] == 100
+    assert resolve_params(ClusterConfig(), 500)["min_cluster_size"] == 10
+    assert resolve_params(ClusterConfig(min_cluster_size=50), 60)["min_cluster_size"] == 30
+
+
+def test_name_clusters_majority_purity_and_split_names():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, -1])
+    scen = np.array(["good", "good", "good", "e1", "good", "good", "good", "e1", "e1", "e1"])
+    table = name_clusters(labels, scen, np.linspace(0.5, 1, 10), "good")
+    rows = table.set_index("cluster")
+    assert rows.loc[0, "name"] == "good" and rows.loc[1, "name"] == "good-2"
+    assert rows.loc[2, "name"] == "e1" and rows.loc[NOISE, "name"] == "noise"
+    assert rows.loc[0, "purity"] == 0.75
+    assert json.loads(rows.loc[0, "mix"]) == {"good": 3, "e1": 1}
+    assert bool(rows.loc[1, "is_good"]) and not bool(rows.loc[2, "is_good"])
+    # one of the four e1 records fell into noise
+    assert rows.loc[2, "scenario_noise_share"] == 0.25
+
+
+def test_fit_clusters_finds_and_names_each_scenario(caplog):
+    rng = np.random.default_rng(0)
+    emb = blobs(rng, [600, 300, 200], [[0.1] * 4, [0.9] * 4, [0.1, 0.9, 0.1, 0.9]])
+    scen = np.array(["good"] * 600 + ["e1"] * 300 + ["e2"] * 200)
+    result = fit_clusters(emb, scen, ClusterConfig(), "good", np.random.default_rng(0))
+    named = set(result.table.loc[result.table["cluster"] != NOISE, "scenario"])
+    assert named == {"good", "e1", "e2"}
+    assert result.weighted_purity == pytest.approx(1.0)
+    assert "has no cluster" not in caplog.text
+
+
+def test_scenario_without_cluster_is_warned(caplog):
+    rng = np.random.default_rng(0)
+    emb = blobs(rng, [600, 300, 5], [[0.1] * 4, [0.9] * 4, [0.5] * 4], scale=0.02)
+    scen = np.array(["good"] * 600 + ["e1"] * 300 + ["tiny"] * 5)
+    fit_clusters(emb, scen, ClusterConfig(), "good", np.random.default_rng(0))
+    assert "scenario 'tiny' has no cluster of its own" in caplog.text
+
+
+def test_restore_reproduces_labels_and_refuses_mismatch():
+    rng = np.random.default_rng(1)
+    emb = blobs(rng, [300, 300], [[0.2] * 3, [0.8] * 3])
+    scen = np.array(["good"] * 300 + ["e1"] * 300)
+    result = fit_clusters(emb, scen, ClusterConfig(), "good", np.random.default_rng(0))
+    restored = restore_clusterer(emb[result.sample_idx], result.labels, result.params)
+    np.testing.assert_array_equal(restored.labels_, result.labels)
+    tampered = result.labels.copy()
+    tampered[:5] = 1 - np.maximum(tampered[:5], 0)
+    with pytest.raises(ArtifactError, match="refitting HDBSCAN gave different labels for 5"):
+        restore_clusterer(emb[result.sample_idx], tampered, result.params)
