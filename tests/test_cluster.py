@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from trafficsiam.cluster import (
-    NOISE, fit_clusters, name_clusters, resolve_params, restore_clusterer, stratified_sample,
+    NOISE,
+    fit_clusters,
+    name_clusters,
+    resolve_params,
+    restore_clusterer,
+    stratified_sample,
 )
 from trafficsiam.config import ClusterConfig
 from trafficsiam.errors import ArtifactError

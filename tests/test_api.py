@@ -1,0 +1,41 @@
+"""End to end: sample traffic -> fit -> named clusters."""
+
+import pytest
+
+from trafficsiam import api, synth
+from trafficsiam.config import build_config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [3])
+def test_fit_on_sample_traffic_separates_every_scenario(tmp_path, seed):
+    data = tmp_path / "train.parquet"
+    synth.write(data, rows=20_000, seed=seed)
+    cfg = build_config({"data": {"ignore": ["id", "timestamp"]}, "train": {"seed": seed}})
+    result = api.fit(data, tmp_path / "model", cfg, quiet=True)
+    table = result.clusters
+    named = set(table.loc[table["cluster"] >= 0, "scenario"])
+    assert named == set(synth.SCENARIOS)
+    assert result.weighted_purity >= 0.95
+    # good traffic is kept apart: no error type names a cluster that is mostly good
+    for row in table[table["cluster"] >= 0].itertuples():
+        assert row.is_good == (row.scenario == "good")
+    assert set(result.timings) == {"read", "validate", "normalise", "train", "embed", "cluster",
+                                   "save"}
+
+
+def test_ignored_columns_never_reach_the_features(fitted):
+    result, _ = fitted
+    schema = result.manifest["schema"]
+    used = set(schema["numeric"]) | set(schema["categorical"])
+    assert not used & {"id", "timestamp", "scenario"}
+    assert result.manifest["data"]["scenario_counts"] == {
+        "good": 2100, "error_type_1": 450, "error_type_2": 450,
+    }
+
+
+def test_fingerprint_changes_with_any_value(synth_small):
+    frame = synth_small[["scenario", "bytes_in"]].copy()
+    a = api.fingerprint(frame)
+    frame.loc[5, "bytes_in"] += 1
+    assert api.fingerprint(frame) != a
