@@ -70,7 +70,8 @@ def test_scenario_without_cluster_is_warned(caplog):
     emb = blobs(rng, [600, 300, 5], [[0.1] * 4, [0.9] * 4, [0.5] * 4], scale=0.02)
     scen = np.array(["good"] * 600 + ["e1"] * 300 + ["tiny"] * 5)
     fit_clusters(emb, scen, ClusterConfig(), "good", np.random.default_rng(0))
-    assert "scenario 'tiny' has no cluster of its own" in caplog.text
+    assert "1 scenario(s) have no cluster of their own" in caplog.text
+    assert caplog.text.rstrip().endswith(": 'tiny'")
 
 
 def test_restore_reproduces_labels_and_refuses_mismatch():

@@ -49,8 +49,19 @@ def test_scenario_with_single_record(tiny_frame, write_parquet):
         check_labels(records, DataConfig())
     assert str(err.value) == (
         f"{path}: scenario 'lonely' in column 'scenario' has a single record, so it has no "
-        "positive pair; add records of it or filter it out"
+        "positive pair; add records of it, filter it out, or set data.rare_scenarios=drop"
     )
+
+
+def test_rare_scenarios_drop_is_warned_and_masks_rows(tiny_frame, write_parquet, caplog):
+    from trafficsiam.validate import usable
+
+    frame = tiny_frame.copy()
+    frame.loc[0, "scenario"] = "lonely"
+    records, _ = records_of(frame, write_parquet)
+    labels = check_labels(records, DataConfig(rare_scenarios="drop"))
+    assert usable(labels).tolist() == [False] + [True] * 11
+    assert "left out 1 records of 1 scenarios with a single record ('lonely')" in caplog.text
 
 
 def test_good_label_absent(tiny_frame, write_parquet):

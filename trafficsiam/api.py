@@ -80,6 +80,11 @@ def fit(
     clock.lap("read")
 
     labels = validate.check_labels(records, data_cfg)
+    keep = validate.usable(labels)
+    dropped = labels[~keep].value_counts()
+    if not keep.all():
+        records = records.subset(keep)
+        labels = labels[keep].reset_index(drop=True)
     schema = validate.infer_schema(records, data_cfg)
     features = records.frame[list(schema.columns)]
     clock.lap("validate")
@@ -156,6 +161,7 @@ def fit(
             "rows": int(len(records.frame)),
             "fingerprint": fingerprint(records.frame[[data_cfg.label_column, *schema.columns]]),
             "scenario_counts": {str(k): int(v) for k, v in counts.items()},
+            "dropped_rare_scenarios": {str(k): int(v) for k, v in dropped.items()},
             "cleaning": cleaned.to_dict(),
         },
         "timings": clock.timings,

@@ -114,10 +114,12 @@ def fit_clusters(
     labels = clusterer.labels_.astype(np.int64)
     table = name_clusters(labels, scenarios[sample], clusterer.probabilities_, good_label)
     named = set(table.loc[table["cluster"] != NOISE, "scenario"])
-    for scenario in sorted({str(s) for s in scenarios} - named):
+    unnamed = sorted({str(s) for s in scenarios} - named)
+    if unnamed:
         log.warning(
-            "scenario %r has no cluster of its own (its records fell into other clusters or "
-            "noise); records like it will be scored as unexplained", scenario,
+            "%d scenario(s) have no cluster of their own (their records fell into other "
+            "clusters or noise; lower cluster.min_cluster_size to give small scenarios a "
+            "cluster): %s", len(unnamed), ", ".join(repr(s) for s in unnamed),
         )
     return ClusterResult(
         sample_idx=sample,

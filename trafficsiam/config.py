@@ -28,6 +28,9 @@ class DataConfig(_Section):
     # Explicit feature lists; empty means inferred from the column types.
     numeric: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
+    # A scenario with a single record has no positive pair: `error` refuses the
+    # data; `drop` leaves those records out of training with a warning and a count.
+    rare_scenarios: Literal["error", "drop"] = "error"
 
 
 class NormaliseConfig(_Section):

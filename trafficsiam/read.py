@@ -36,6 +36,15 @@ class Records:
         """'file.parquet row 12' for the i-th row of the frame (rows counted from 0)."""
         return f"{self.paths[int(self.file_index[row])]} row {int(self.row_in_file[row])}"
 
+    def subset(self, mask: np.ndarray) -> Records:
+        """The rows where `mask` is true, keeping each row's origin."""
+        return Records(
+            frame=self.frame[mask].reset_index(drop=True),
+            paths=self.paths,
+            file_index=self.file_index[mask],
+            row_in_file=self.row_in_file[mask],
+        )
+
     @property
     def source(self) -> str:
         """The input as a user would name it: one path, or the first path and a count."""

@@ -57,7 +57,11 @@ class FeatureSchema:
 
 
 def check_labels(records: Records, data: DataConfig, require_good: bool = True) -> pd.Series:
-    """Return the label column as strings; refuse labels that cannot train a model."""
+    """Return the label column as strings; refuse labels that cannot train a model.
+
+    With `data.rare_scenarios = drop`, single-record scenarios are not refused: the
+    caller keeps only the rows whose label is in `usable_scenarios(labels)`.
+    """
     frame, col = records.frame, data.label_column
     if col not in frame.columns:
         shown = ", ".join(map(str, list(frame.columns)[:12]))
@@ -92,12 +96,25 @@ def check_labels(records: Records, data: DataConfig, require_good: bool = True) 
             "training needs at least two scenarios, e.g. good traffic and one error type"
         )
     single = counts[counts < 2]
-    if len(single):
+    if len(single) and data.rare_scenarios == "error":
         name = single.index[0]
         raise InputError(
             f"{records.source}: scenario {name!r} in column '{col}' has a single record, "
-            "so it has no positive pair; add records of it or filter it out"
+            "so it has no positive pair; add records of it, filter it out, or set "
+            "data.rare_scenarios=drop"
         )
+    if len(single):
+        log.warning(
+            "left out %d records of %d scenarios with a single record (%s): no positive pair "
+            "(data.rare_scenarios=drop)", int(single.sum()), len(single),
+            ", ".join(repr(str(v)) for v in single.index[:10]),
+        )
+        counts = counts[counts >= 2]
+        if len(counts) < 2:
+            raise InputError(
+                f"{records.source}: column '{col}' has fewer than two scenarios with at least "
+                "two records; training needs at least two, e.g. good traffic and one error type"
+            )
     if require_good and data.good_label not in counts.index:
         shown = ", ".join(repr(str(v)) for v in counts.index[:10])
         raise InputError(
@@ -112,6 +129,12 @@ def show(value: object) -> str:
     if isinstance(value, np.generic):
         value = value.item()
     return repr(value)
+
+
+def usable(labels: pd.Series) -> np.ndarray:
+    """Mask of rows whose scenario has at least two records (a positive pair)."""
+    counts = labels.map(labels.value_counts())
+    return (counts >= 2).to_numpy()
 
 
 def _first_bad(records: Records, col: str, mask: np.ndarray, values: pd.Series) -> str:
