@@ -13,26 +13,30 @@ The bare loop is what one would write by hand: index the batch, forward, distanc
 loss, backward, Adam step. It has no validation pass, gradient clipping, loss bookkeeping,
 early-stopping state copies or deterministic-algorithms mode.
 
-Throughput is triplets per second of the training loop. For the product that is
-`triplets_seen / sum(epoch seconds)` (epoch seconds include the per-epoch validation pass);
-the one-off setup (split, duplicate groups, validation triplets) is reported separately.
-Runs alternate product / bare `--repeats` times; the ratio is the median of the paired ratios.
+Throughput is triplets per second of the training loop, excluding the product's one-off
+setup (split, duplicate groups, validation triplets: reported separately). The loop is
+timed from the moment `train` creates its progress bar to its return; the per-epoch
+validation pass is part of the product's loop. Time is measured both as wall time and as
+process CPU time: on a shared machine (other people's test runs) CPU time is far less
+noisy, which is also why the default is one torch thread (`--threads`). Runs alternate
+product / bare `--repeats` times; ratios use the median CPU time and the best wall time.
 
-The machine's ceiling: GFLOP/s of a torch fp32 matmul of the model's first-layer shape and
-of a large square, against the model FLOPs the loop performs per second.
+`--ablation` adds the product's features to the bare loop one at a time to show where
+the difference goes. The machine's ceiling: GFLOP/s of a torch fp32 matmul of the model's
+first-layer shape and of a large square, against the model FLOPs the loop performs.
 
     .venv/bin/python bench/train_throughput.py            # synth 50k rows + NSL-KDD KDDTrain+
     .venv/bin/python bench/train_throughput.py --quick    # smoke run
-    .venv/bin/python bench/train_throughput.py --profile batch-hard   # + cProfile of the loop
+    .venv/bin/python bench/train_throughput.py --ablation --profile batch-hard
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import cProfile
 import io
 import math
+import os
 import pstats
 import statistics
 import sys
@@ -44,13 +48,28 @@ import _common as common
 import numpy as np
 import torch
 
+import trafficsiam.train as product_train
 from trafficsiam import synth
 from trafficsiam.config import Config, build_config
 from trafficsiam.losses.base import pairwise_squared_distances
-from trafficsiam.train import build_loss, build_model, split_validation, train
-from trafficsiam.triplets import BalancedBatches, duplicate_groups, random_triplets
+from trafficsiam.train import (
+    build_loss,
+    build_model,
+    seed_everything,
+    split_validation,
+    train,
+)
+from trafficsiam.triplets import BalancedBatches, Triplets, duplicate_groups, random_triplets
 
 STRATEGIES = ("random", "semi-hard", "batch-hard")
+
+# Bare-loop variants for --ablation: each adds one product feature to the previous one.
+LEVELS = (
+    "bare",
+    "+ deterministic mode (seed_everything)",
+    "+ product per-step batch assembly and mining (_triplet_loss / _mined_loss)",
+    "+ gradient clipping (_step)",
+)
 
 
 @dataclass
@@ -95,29 +114,52 @@ def make_config(strategy: str, epochs: int, steps: int, seed: int = 0) -> Config
     })
 
 
-# ------------------------------------------------------------------ the two loops
+def _clocks() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+# ------------------------------------------------------------------ the product loop
 
 
 def product_run(ds: Dataset, cfg: Config) -> dict[str, Any]:
-    start = time.perf_counter()
-    result = train(ds.x, ds.codes, cfg, quiet=True)
-    total = time.perf_counter() - start
-    loop = sum(h["seconds"] for h in result.history)
-    steps = cfg.train.epochs * (cfg.train.steps_per_epoch or 0)
+    """`trafficsiam.train.train`, with the loop timed from the creation of its progress
+    bar (the last thing before the first epoch) to its return."""
+    marks: dict[str, tuple[float, float]] = {}
+    real_tqdm = product_train.tqdm
+
+    def hooked_tqdm(*args: Any, **kwargs: Any) -> Any:
+        marks["loop"] = _clocks()
+        return real_tqdm(*args, **kwargs)
+
+    product_train.tqdm = hooked_tqdm  # type: ignore[assignment]
+    try:
+        load = os.getloadavg()[0]
+        w0, c0 = _clocks()
+        result = train(ds.x, ds.codes, cfg, quiet=True)
+        w1, c1 = _clocks()
+    finally:
+        product_train.tqdm = real_tqdm  # type: ignore[assignment]
+    wl, cl = marks["loop"]
     return {
         "triplets": int(result.triplets_seen),
-        "steps": steps,
-        "loop_s": loop,
-        "setup_s": total - loop,
-        "total_s": total,
+        "steps": cfg.train.epochs * (cfg.train.steps_per_epoch or 0),
+        "loop_wall_s": w1 - wl,
+        "loop_cpu_s": c1 - cl,
+        "setup_wall_s": wl - w0,
+        "setup_cpu_s": cl - c0,
+        "epoch_seconds_sum": sum(h["seconds"] for h in result.history),
         "epochs_run": len(result.history),
+        "load1": load,
     }
+
+
+# ------------------------------------------------------------------ the bare loop
 
 
 def _bare_mine(
     d: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor, strategy: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The same selection rules as `trafficsiam.triplets.mine`, written inline."""
+    """The selection rules of `trafficsiam.triplets.mine` (no margin), written inline."""
     b = d.shape[0]
     same = labels[:, None] == labels[None, :]
     pos = same & ~torch.eye(b, dtype=torch.bool)
@@ -138,13 +180,19 @@ def _bare_mine(
     return a, p, torch.where(semi.any(1), semi_n, hard_n)
 
 
-def bare_run(ds: Dataset, cfg: Config, deterministic: bool = False) -> dict[str, Any]:
-    """A hand-written loop on the same model, loss, optimiser and batch composition."""
-    torch.use_deterministic_algorithms(deterministic)
-    torch.manual_seed(cfg.train.seed)
+def bare_run(ds: Dataset, cfg: Config, level: int = 0) -> dict[str, Any]:
+    """A hand-written loop on the same model, loss, optimiser and batch composition.
+
+    `level` > 0 adds product features (see LEVELS) for the ablation."""
+    if level >= 1:
+        seed_everything(cfg.train.seed)
+    else:
+        torch.use_deterministic_algorithms(False)
+        torch.manual_seed(cfg.train.seed)
     rng = np.random.default_rng(cfg.train.seed)
     tc, trip = cfg.train, cfg.triplets
-    # Same training rows as the product (its split), prepared outside the timed loop.
+    cpu = torch.device("cpu")
+    # The same training rows as the product (its split); prepared outside the timed loop.
     train_idx, _ = split_validation(ds.codes, tc.validation_fraction, rng)
     groups = duplicate_groups(ds.x)
     xt = torch.from_numpy(ds.x)
@@ -153,187 +201,141 @@ def bare_run(ds: Dataset, cfg: Config, deterministic: bool = False) -> dict[str,
     model = build_model(ds.x.shape[1], cfg)
     loss_fn = build_loss(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=tc.learning_rate, weight_decay=tc.weight_decay)
+    margin = cfg.loss.margin if cfg.loss.name == "triplet" else None
     steps = int(tc.steps_per_epoch or 1)
     sampler = None
     if trip.strategy != "random":
         sampler = BalancedBatches(
             ds.codes[train_idx], trip.classes_per_batch, trip.samples_per_class, rng
         )
+
+    def update(loss: torch.Tensor) -> None:
+        if level >= 3:
+            product_train._step(opt, model, loss)
+        else:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
     model.train()
     triplets = 0
-    start = time.perf_counter()
+    load = os.getloadavg()[0]
+    w0, c0 = _clocks()
     for _ in range(tc.epochs):
         if sampler is None:
             bs = trip.batch_size
             t = random_triplets(ds.codes[train_idx], steps * bs, rng, groups[train_idx])
-            trip_idx = torch.from_numpy(
-                train_idx[np.stack([t.anchor, t.positive, t.negative]).reshape(3, steps, bs)]
-            )
+            tri = train_idx[np.stack([t.anchor, t.positive, t.negative])]
+            trip_idx = torch.from_numpy(tri.reshape(3, steps, bs))
             for s in range(steps):
-                emb = model(xt[trip_idx[:, s].reshape(-1)])
-                a, p, n = emb[:bs], emb[bs : 2 * bs], emb[2 * bs :]
-                loss = loss_fn(a, p, n)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                if level >= 2:
+                    sl = slice(s * bs, (s + 1) * bs)
+                    part = Triplets(tri[0, sl], tri[1, sl], tri[2, sl])
+                    loss = product_train._triplet_loss(model, loss_fn, xt, part, cpu)
+                else:
+                    emb = model(xt[trip_idx[:, s].reshape(-1)])
+                    loss = loss_fn(emb[:bs], emb[bs : 2 * bs], emb[2 * bs :])
+                update(loss)
                 triplets += bs
         else:
-            batches = torch.from_numpy(train_idx[np.stack(list(sampler.batches(steps)))])
+            batches_np = train_idx[np.stack(list(sampler.batches(steps)))]
+            batches = torch.from_numpy(batches_np)
             for s in range(steps):
-                idx = batches[s]
-                emb = model(xt[idx])
-                dist = pairwise_squared_distances(emb)
-                a, p, n = _bare_mine(dist.detach(), codes_t[idx], groups_t[idx], trip.strategy)
-                loss = loss_fn.from_distances(dist[a, p], dist[a, n])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                triplets += len(a)
-    loop = time.perf_counter() - start
+                if level >= 2:
+                    loss, n_trip = product_train._mined_loss(
+                        model, loss_fn, xt, codes_t, groups_t, batches_np[s],
+                        trip.strategy, margin, cpu,
+                    )
+                else:
+                    idx = batches[s]
+                    emb = model(xt[idx])
+                    dist = pairwise_squared_distances(emb)
+                    a, p, n = _bare_mine(
+                        dist.detach(), codes_t[idx], groups_t[idx], trip.strategy
+                    )
+                    loss = loss_fn.from_distances(dist[a, p], dist[a, n])
+                    n_trip = len(a)
+                update(loss)
+                triplets += n_trip
+    w1, c1 = _clocks()
     torch.use_deterministic_algorithms(False)
-    return {"triplets": triplets, "steps": tc.epochs * steps, "loop_s": loop}
+    return {
+        "triplets": triplets,
+        "steps": tc.epochs * steps,
+        "loop_wall_s": w1 - w0,
+        "loop_cpu_s": c1 - c0,
+        "load1": load,
+    }
 
 
 # ------------------------------------------------------------------ ceiling
 
 
-def matmul_gflops(m: int, k: int, n: int, min_seconds: float = 0.5) -> float:
+def matmul_gflops(m: int, k: int, n: int, min_seconds: float = 0.5, repeats: int = 3) -> float:
+    """Best of `repeats` timings of fp32 torch.mm [m,k]@[k,n], in GFLOP/s."""
     a = torch.randn(m, k)
     b = torch.randn(k, n)
     out = torch.empty(m, n)
     for _ in range(3):
         torch.mm(a, b, out=out)
-    reps, elapsed = 0, 0.0
-    start = time.perf_counter()
-    while elapsed < min_seconds:
-        torch.mm(a, b, out=out)
-        reps += 1
-        elapsed = time.perf_counter() - start
-    return 2.0 * m * k * n * reps / elapsed / 1e9
+    best = 0.0
+    for _ in range(repeats):
+        reps, elapsed = 0, 0.0
+        start = time.perf_counter()
+        while elapsed < min_seconds:
+            torch.mm(a, b, out=out)
+            reps += 1
+            elapsed = time.perf_counter() - start
+        best = max(best, 2.0 * m * k * n * reps / elapsed / 1e9)
+    return best
 
 
 def model_flops(in_features: int, cfg: Config) -> dict[str, float]:
-    """fp32 multiply-add FLOPs of the MLP per record: forward, and forward + backward
-    (weight gradients for every layer, input gradients for every layer but the first)."""
+    """fp32 FLOPs (a multiply-add = 2) of the MLP's matmuls per record: forward, and
+    forward + backward (weight gradients of every layer, input gradients of every layer
+    but the first). Activations, the loss and the optimiser are left out (O(width))."""
     widths = [in_features, *cfg.model.hidden, cfg.model.embedding_dim]
     layers = list(zip(widths[:-1], widths[1:], strict=True))
     fwd = sum(2.0 * i * o for i, o in layers)
-    bwd = sum(2.0 * i * o for i, o in layers) + sum(2.0 * i * o for i, o in layers[1:])
+    bwd = fwd + sum(2.0 * i * o for i, o in layers[1:])
     return {"forward": fwd, "train": fwd + bwd}
 
 
-def records_per_triplet(strategy: str, cfg: Config, classes: int) -> float:
-    """Embedded records per mined/drawn triplet (the model's work is per record)."""
+def records_per_triplet(strategy: str, cfg: Config) -> float:
+    """Records embedded per triplet: the model's work is per record, and mined triplets
+    share the records of their batch."""
     if strategy == "random":
-        return 3.0
-    p = min(cfg.triplets.classes_per_batch, classes)
-    k = cfg.triplets.samples_per_class
+        return 3.0  # anchor, positive and negative are embedded separately
     if strategy == "batch-hard":
-        return 1.0  # one triplet per anchor, every record of the batch is an anchor
-    return p * k / (p * k * (k - 1))  # semi-hard: one triplet per (anchor, positive) pair
+        return 1.0  # one triplet per anchor; every record of a P x K batch is an anchor
+    return 1.0 / (cfg.triplets.samples_per_class - 1)  # semi-hard: one per (a, p) pair
 
 
 # ------------------------------------------------------------------ profile
 
 
-def profile_product(ds: Dataset, strategy: str, epochs: int, steps: int, top: int) -> str:
-    cfg = make_config(strategy, epochs, steps)
+def profile_product(ds: Dataset, strategy: str, steps: int, top: int) -> str:
+    cfg = make_config(strategy, 1, steps)
     prof = cProfile.Profile()
     prof.enable()
     train(ds.x, ds.codes, cfg, quiet=True)
     prof.disable()
-    buf = io.StringIO()
-    stats = pstats.Stats(prof, stream=buf).strip_dirs().sort_stats("tottime")
-    stats.print_stats(top)
-    return buf.getvalue()
-
-
-def component_times(ds: Dataset, strategy: str, steps: int) -> dict[str, float]:
-    """Milliseconds per step of the product's per-step extras, each timed in isolation."""
-    from trafficsiam.train import MAX_GRAD_NORM, VALIDATION_TRIPLETS, _validate
-    from trafficsiam.triplets import mine
-
-    cfg = make_config(strategy, 1, steps)
-    rng = np.random.default_rng(0)
-    train_idx, _ = split_validation(ds.codes, 0.1, rng)
-    groups = duplicate_groups(ds.x)
-    model = build_model(ds.x.shape[1], cfg)
-    loss_fn = build_loss(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    xt = torch.from_numpy(ds.x)
-    codes_t = torch.from_numpy(ds.codes.astype(np.int64))
-    groups_t = torch.from_numpy(groups)
-    out: dict[str, float] = {}
-
-    def per_step(fn: Any, n: int = steps) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        return (time.perf_counter() - start) / n * 1e3
-
-    if strategy != "random":
-        sampler = BalancedBatches(
-            ds.codes[train_idx], cfg.triplets.classes_per_batch,
-            cfg.triplets.samples_per_class, rng,
-        )
-        out["sampler BalancedBatches (1 batch)"] = per_step(sampler._one_batch)
-        batch = train_idx[sampler._one_batch()]
-        idx = torch.from_numpy(batch)
-        emb = model(xt[idx])
-        dist = pairwise_squared_distances(emb).detach()
-        out["trafficsiam.triplets.mine"] = per_step(
-            lambda: mine(dist, codes_t[idx], strategy, groups=groups_t[idx])
-        )
-        out["bench _bare_mine"] = per_step(
-            lambda: _bare_mine(dist, codes_t[idx], groups_t[idx], strategy)
-        )
-
-        def fwd_bwd() -> None:
-            e = model(xt[idx])
-            d = pairwise_squared_distances(e)
-            a, p, n = _bare_mine(d.detach(), codes_t[idx], groups_t[idx], strategy)
-            loss_fn.from_distances(d[a, p], d[a, n]).backward()
-    else:
-        bs = cfg.triplets.batch_size
-        t = random_triplets(ds.codes[train_idx], bs, rng, groups[train_idx])
-        tri = torch.from_numpy(train_idx[np.concatenate([t.anchor, t.positive, t.negative])])
-
-        def fwd_bwd() -> None:
-            e = model(xt[tri])
-            loss_fn(e[:bs], e[bs : 2 * bs], e[2 * bs :]).backward()
-
-        out["random_triplets (1 batch, amortised over an epoch)"] = (
-            per_step(lambda: random_triplets(
-                ds.codes[train_idx], steps * bs, rng, groups[train_idx]), 3) / steps
-        )
-    out["Adam step"] = per_step(opt.step)
-    out["clip_grad_norm_"] = per_step(
-        lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-    )
-    total = torch.zeros(())
-    loss = torch.tensor(0.5)
-
-    def bookkeeping() -> None:
-        nonlocal total
-        total += loss.detach() * 48
-
-    out["loss bookkeeping (total += loss * n)"] = per_step(bookkeeping)
-    vt = random_triplets(ds.codes, VALIDATION_TRIPLETS, rng, groups)
-    out["validation pass (per epoch, /steps)"] = per_step(
-        lambda: _validate(model, loss_fn, xt, vt, torch.device("cpu")), 5
-    ) / steps
-    model.train()
-    out["state_dict deepcopy (per improving epoch, /steps)"] = per_step(
-        lambda: copy.deepcopy(model.state_dict()), 20
-    ) / steps
-    for det in (False, True):
-        torch.use_deterministic_algorithms(det)
-        out[f"forward+loss+backward, deterministic={det}"] = per_step(fwd_bwd)
     torch.use_deterministic_algorithms(False)
-    return out
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).strip_dirs().sort_stats("tottime").print_stats(top)
+    text = buf.getvalue().strip()
+    return text[text.find("ncalls") - 3 :] if "ncalls" in text else text
 
 
 # ------------------------------------------------------------------ main
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, float]:
+    return {
+        "cpu_tps": statistics.median(r["triplets"] / r["loop_cpu_s"] for r in runs),
+        "wall_tps": max(r["triplets"] / r["loop_wall_s"] for r in runs),
+        "cpu_ms_step": statistics.median(r["loop_cpu_s"] / r["steps"] * 1e3 for r in runs),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,40 +344,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--steps", type=int, default=300, help="optimiser steps per epoch")
     ap.add_argument("--repeats", type=int, default=3, help="alternating product/bare pairs")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads for every run (default 1: robust on a "
+                         "shared machine; 0 = torch's default)")
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     ap.add_argument("--nsl-label", default="attack", choices=("attack", "category"))
     ap.add_argument("--no-nsl-kdd", action="store_true", help="synthetic data only")
+    ap.add_argument("--ablation", action="store_true",
+                    help="also run the bare loop with product features added one by one")
     ap.add_argument("--profile", nargs="*", choices=STRATEGIES, default=None,
-                    help="also cProfile the product loop (and time its parts) for these "
+                    help="also cProfile the product loop on the first data set for these "
                          "strategies (all when given without a value)")
     ap.add_argument("--quick", action="store_true", help="fast smoke run")
     args = ap.parse_args(argv)
     if args.quick:
         args.synth_rows, args.epochs, args.steps, args.repeats = 10_000, 2, 40, 1
-    torch.set_num_threads(torch.get_num_threads())
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     machine = common.machine_info()
-    print(f"# train_throughput  ({machine['cpu']}, {machine['cores']} cores, "
-          f"torch {machine['torch']}, {machine['torch_threads']} threads, "
-          f"load {machine['load_average_at_start']})\n")
+    machine["torch_threads"] = torch.get_num_threads()
+    print(f"# train_throughput\n\n{machine['cpu']}, {machine['cores']} cores, "
+          f"torch {machine['torch']}, {machine['torch_threads']} torch thread(s), "
+          f"load average at start {machine['load_average_at_start']}\n")
     datasets = load_datasets(args)
 
-    # Ceiling of the machine.
-    in_sizes = sorted({ds.x.shape[1] for ds in datasets})
+    # Ceiling of the machine, at the thread count the runs use.
     bs = make_config("random", 1, 1).triplets.batch_size
-    ceiling = {
-        "square 2048 GFLOP/s": matmul_gflops(2048, 2048, 2048),
-        **{
-            f"first layer [{3 * bs}x{k}]@[{k}x128] GFLOP/s": matmul_gflops(3 * bs, k, 128)
-            for k in in_sizes
-        },
-    }
-    peak = ceiling["square 2048 GFLOP/s"]
-    print("## Matmul ceiling (torch fp32)\n")
-    print(common.markdown_table([{"shape": k, "GFLOP/s": v} for k, v in ceiling.items()]))
+    ceiling = {"square 2048x2048x2048": matmul_gflops(2048, 2048, 2048)}
+    for k in sorted({ds.x.shape[1] for ds in datasets}):
+        ceiling[f"first layer [{3 * bs}x{k}]@[{k}x128]"] = matmul_gflops(3 * bs, k, 128)
+    peak = ceiling["square 2048x2048x2048"]
+    print(f"## Matmul ceiling (torch fp32, {torch.get_num_threads()} thread(s), best of 3)\n")
+    print(common.markdown_table([{"matmul": k, "GFLOP/s": v} for k, v in ceiling.items()]))
     print()
 
     rows: list[dict[str, Any]] = []
+    ablation_rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     for ds in datasets:
         for strategy in args.strategies:
@@ -385,61 +390,75 @@ def main(argv: list[str] | None = None) -> int:
             product_run(ds, wcfg)
             bare_run(ds, wcfg)
             prod, bare = [], []
+            levels: dict[int, list[dict[str, Any]]] = {lv: [] for lv in range(1, len(LEVELS))}
             for _ in range(args.repeats):
                 prod.append(product_run(ds, cfg))
                 bare.append(bare_run(ds, cfg))
-            tp_p = [r["triplets"] / r["loop_s"] for r in prod]
-            tp_b = [r["triplets"] / r["loop_s"] for r in bare]
-            ratios = [p / b for p, b in zip(tp_p, tp_b, strict=True)]
+                if args.ablation:
+                    for lv in levels:
+                        levels[lv].append(bare_run(ds, cfg, level=lv))
+            ps, bs_ = _summary(prod), _summary(bare)
             flops = model_flops(ds.x.shape[1], cfg)
-            rpt = records_per_triplet(strategy, cfg, ds.classes)
-            flop_per_triplet = flops["train"] * rpt
-            p_med, b_med = statistics.median(tp_p), statistics.median(tp_b)
+            fpt = flops["train"] * records_per_triplet(strategy, cfg)
             row = {
                 "data": ds.name,
                 "strategy": strategy,
                 "triplets/step": prod[0]["triplets"] / max(prod[0]["steps"], 1),
-                "product trip/s": p_med,
-                "product trip/s incl. setup": statistics.median(
-                    r["triplets"] / r["total_s"] for r in prod
-                ),
-                "setup s": statistics.median(r["setup_s"] for r in prod),
-                "bare trip/s": b_med,
-                "product/bare": statistics.median(ratios),
-                "ms/step product": statistics.median(
-                    r["loop_s"] / r["steps"] * 1e3 for r in prod),
-                "ms/step bare": statistics.median(r["loop_s"] / r["steps"] * 1e3 for r in bare),
-                "MFLOP/triplet": flop_per_triplet / 1e6,
-                "product % of peak": 100 * p_med * flop_per_triplet / 1e9 / peak,
-                "bare % of peak": 100 * b_med * flop_per_triplet / 1e9 / peak,
+                "product trip/s (CPU)": ps["cpu_tps"],
+                "bare trip/s (CPU)": bs_["cpu_tps"],
+                "product/bare (CPU)": ps["cpu_tps"] / bs_["cpu_tps"],
+                "product/bare (wall, best)": ps["wall_tps"] / bs_["wall_tps"],
+                "ms/step product": ps["cpu_ms_step"],
+                "ms/step bare": bs_["cpu_ms_step"],
+                "setup s": statistics.median(r["setup_wall_s"] for r in prod),
+                "MFLOP/triplet": fpt / 1e6,
+                "product GFLOP/s": ps["cpu_tps"] * fpt / 1e9,
+                "product % of peak": 100 * ps["cpu_tps"] * fpt / 1e9 / peak,
+                "bare % of peak": 100 * bs_["cpu_tps"] * fpt / 1e9 / peak,
             }
             rows.append(row)
-            runs.append({"data": ds.name, "strategy": strategy, "product": prod, "bare": bare,
-                         "ratios": ratios, "flops_per_record": flops,
-                         "records_per_triplet": rpt})
-            print(f"  {ds.name:32s} {strategy:10s} product/bare {row['product/bare']:.2f} "
-                  f"({', '.join(f'{r:.2f}' for r in ratios)})", file=sys.stderr)
+            entry: dict[str, Any] = {"data": ds.name, "strategy": strategy, "product": prod,
+                                     "bare": bare, "flops_per_record": flops,
+                                     "records_per_triplet": records_per_triplet(strategy, cfg)}
+            if args.ablation:
+                entry["ablation"] = {LEVELS[lv]: r for lv, r in levels.items()}
+                for lv, name in enumerate(LEVELS):
+                    s = bs_ if lv == 0 else _summary(levels[lv])
+                    ablation_rows.append({
+                        "data": ds.name, "strategy": strategy, "loop": name,
+                        "ms/step (CPU)": s["cpu_ms_step"],
+                        "vs bare": s["cpu_tps"] / bs_["cpu_tps"],
+                    })
+                ablation_rows.append({
+                    "data": ds.name, "strategy": strategy,
+                    "loop": "product train() (+ bookkeeping, validation each epoch)",
+                    "ms/step (CPU)": ps["cpu_ms_step"], "vs bare": ps["cpu_tps"] / bs_["cpu_tps"],
+                })
+            runs.append(entry)
+            print(f"  {ds.name:32s} {strategy:10s} product/bare CPU "
+                  f"{row['product/bare (CPU)']:.2f}  wall {row['product/bare (wall, best)']:.2f}"
+                  f"  load {os.getloadavg()[0]:.2f}", file=sys.stderr)
 
     print("## Throughput, product loop vs bare loop\n")
-    print(f"{args.epochs} epochs x {args.steps} steps, median of {args.repeats} alternating "
-          f"runs; peak = square-matmul GFLOP/s ({peak:.1f}).\n")
+    print(f"{args.epochs} epochs x {args.steps} steps per run, {args.repeats} alternating "
+          f"product/bare runs: CPU = median over runs of process CPU time, wall = best run. "
+          f"Peak = the square matmul ({peak:.1f} GFLOP/s).\n")
     print(common.markdown_table(rows))
     print()
+    if ablation_rows:
+        print("## Ablation: product features added to the bare loop one by one\n")
+        print(common.markdown_table(ablation_rows))
+        print()
 
     profiles: dict[str, Any] = {}
     if args.profile is not None:
-        targets = args.profile or list(args.strategies)
         ds = datasets[0]
-        for strategy in targets:
-            parts = component_times(ds, strategy, steps=200 if not args.quick else 20)
-            print(f"## Per-step parts, {strategy}, {ds.name} (ms per step, isolated)\n")
-            print(common.markdown_table([{"part": k, "ms": v} for k, v in parts.items()]))
-            print()
-            text = profile_product(ds, strategy, 1, args.steps, top=25)
-            print(f"## cProfile of the product loop, {strategy}, {ds.name}, "
-                  f"1 epoch x {args.steps} steps (sorted by own time)\n")
-            print("```\n" + text.strip() + "\n```\n")
-            profiles[strategy] = {"parts_ms": parts, "cprofile": text}
+        for strategy in args.profile or list(args.strategies):
+            text = profile_product(ds, strategy, args.steps, top=25)
+            print(f"## cProfile of the product's train(), {strategy}, {ds.name}, "
+                  f"1 epoch x {args.steps} steps (by own time)\n")
+            print("```\n" + text + "\n```\n")
+            profiles[strategy] = text
 
     path = common.write_json("train_throughput", {
         "machine": machine,
@@ -448,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         "datasets": [{"name": d.name, "rows": int(d.x.shape[0]), "features": int(d.x.shape[1]),
                       "classes": d.classes} for d in datasets],
         "rows": rows,
+        "ablation": ablation_rows,
         "runs": runs,
         "profiles": profiles,
     })

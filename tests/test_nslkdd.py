@@ -26,8 +26,8 @@ def test_fit_on_nsl_kdd_subset(tmp_path):
     assert m["data"]["dropped_rare_scenarios"] == {
         "ftp_write": 1, "land": 1, "loadmodule": 1, "spy": 1,
     }
-    # the constant num_outbound_cmds column is dropped, the labels never become features
-    assert m["schema"]["excluded"] == {"num_outbound_cmds": "constant"}
+    # constant columns are dropped (with a warning), the labels never become features
+    assert m["schema"]["excluded"] == {"num_outbound_cmds": "constant", "is_host_login": "constant"}
     assert set(m["schema"]["categorical"]) == {"protocol_type", "service", "flag"}
     table = result.clusters[result.clusters["cluster"] >= 0]
     named = set(table["scenario"])
