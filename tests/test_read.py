@@ -78,3 +78,24 @@ def test_unsupported_suffix(tmp_path):
     path.write_text("{}")
     with pytest.raises(InputError, match=r"unsupported file type '.json'"):
         resolve_inputs(path)
+
+
+def test_empty_csv(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(InputError, match=r"empty.csv: the file is empty; re-export it or remove"):
+        common_columns([path])
+
+
+def test_duplicate_csv_header(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("scenario,bytes,bytes\ngood,1,2\n")
+    with pytest.raises(InputError, match=r"dup.csv: column 'bytes' appears more than once"):
+        common_columns([path])
+
+
+def test_csv_with_broken_quote(tmp_path):
+    path = tmp_path / "broken.csv"
+    path.write_text('scenario,service\ngood,"http\nbad,dns\n' + "good,x\n" * 5)
+    with pytest.raises(InputError, match=r"broken.csv: not a readable CSV file"):
+        read_records([path])

@@ -6,8 +6,10 @@ from, so later stages can name the file and the row in their messages.
 
 from __future__ import annotations
 
+import csv
 import glob as globlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,23 +107,34 @@ def _is_csv(path: Path) -> bool:
     return path.suffix.lower() in CSV_SUFFIXES
 
 
-def read_columns(path: Path) -> list[str]:
-    """Column names of one file, read from its schema or header without loading rows."""
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn a reader's exception into one line that names the file and the fix."""
+    kind = "CSV" if _is_csv(path) else "parquet"
     try:
-        if _is_csv(path):
-            return [str(c) for c in pd.read_csv(path, nrows=0).columns]
-        return list(pq.read_schema(path).names)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise InputError(
-            f"{path}: not a readable parquet file ({_first_line(err)}); "
-            "re-export it or remove it from the input"
-        ) from None
+        yield
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: the file is empty; re-export it or remove it") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+    except (pa.ArrowInvalid, OSError, pd.errors.ParserError, UnicodeDecodeError,
+            ValueError, csv.Error) as err:
         raise InputError(
-            f"{path}: not a readable CSV file ({_first_line(err)}); fix or re-export it"
+            f"{path}: not a readable {kind} file ({_first_line(err)}); "
+            "re-export it or remove it from the input"
         ) from None
+
+
+def read_columns(path: Path) -> list[str]:
+    """Column names of one file, read from its schema or header without loading rows."""
+    with _reading(path):
+        if _is_csv(path):
+            # The csv module, not pandas: pandas renames duplicate headers to 'a.1'.
+            with path.open(newline="", encoding="utf-8") as fh:
+                header = next(csv.reader(fh), None)
+            if header is None:
+                raise pd.errors.EmptyDataError
+            return header
+        return list(pq.read_schema(path).names)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def common_columns(paths: Iterable[Path]) -> list[str]:
@@ -151,22 +164,11 @@ def _first_line(err: BaseException) -> str:
 
 
 def _read_one(path: Path, columns: list[str] | None) -> pd.DataFrame:
-    try:
+    with _reading(path):
         if _is_csv(path):
             return pd.read_csv(path, usecols=columns, low_memory=False)
-        table = pq.read_table(path, columns=columns)
-        return table.to_pandas()
-    except (pa.ArrowInvalid, OSError) as err:
-        raise InputError(
-            f"{path}: not a readable parquet file ({_first_line(err)}); "
-            "re-export it or remove it from the input"
-        ) from None
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: the file is empty; re-export it or remove it") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
-        raise InputError(
-            f"{path}: not a readable CSV file ({_first_line(err)}); fix or re-export it"
-        ) from None
+        return pq.read_table(path, columns=columns).to_pandas()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def read_records(paths: Sequence[Path], columns: list[str] | None = None) -> Records:
