@@ -76,6 +76,7 @@ def fit(
     for col in data_cfg.ignore:
         if col not in names:
             log.warning("--ignore %s: no such column in %s; nothing to ignore", col, paths[0])
+    log.info("reading %d file(s): %s", len(paths), paths[0] if len(paths) == 1 else paths[0].parent)
     records = read.read_records(paths, wanted)
     clock.lap("read")
 
@@ -95,6 +96,10 @@ def fit(
 
     scenarios = np.asarray(labels.to_numpy(), dtype=object)
     names_sorted, codes = np.unique(scenarios.astype(str), return_inverse=True)
+    log.info(
+        "training on %d records x %d inputs (%d scenarios, loss %s, %s triplets)",
+        x.shape[0], x.shape[1], len(names_sorted), cfg.loss.name, cfg.triplets.strategy,
+    )
     trained = train(x, codes, cfg, quiet=quiet)
     clock.lap("train")
 
@@ -102,6 +107,7 @@ def fit(
     clock.lap("embed")
 
     rng = np.random.default_rng(cfg.train.seed)
+    log.info("clustering the embeddings with HDBSCAN")
     train_scenarios = scenarios[trained.train_idx].astype(str)
     clustered = cluster.fit_clusters(
         emb[trained.train_idx], train_scenarios, cfg.cluster, data_cfg.good_label, rng
