@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from trafficsiam.cluster import (
+    EPSILON_CANDIDATES,
     NOISE,
+    explained_share,
     fit_clusters,
     name_clusters,
     resolve_params,
@@ -85,3 +87,29 @@ def test_restore_reproduces_labels_and_refuses_mismatch():
     tampered[:5] = 1 - np.maximum(tampered[:5], 0)
     with pytest.raises(ArtifactError, match="refitting HDBSCAN gave different labels for 5"):
         restore_clusterer(emb[result.sample_idx], tampered, result.params)
+
+
+def test_explained_share_counts_majority_members_only():
+    labels = np.array([0, 0, 0, 1, 1, -1])
+    scen = np.array(["a", "a", "b", "b", "b", "a"])
+    assert explained_share(labels, scen) == pytest.approx(4 / 6)
+
+
+def test_auto_epsilon_merges_knots_that_leave_records_as_noise():
+    # One scenario made of two dense knots joined by a sparse bridge, and a far
+    # second scenario: with epsilon 0 the bridge is noise; a selected epsilon keeps it.
+    rng = np.random.default_rng(3)
+    knots = blobs(rng, [400, 400, 400], [[0.1, 0.1], [0.2, 0.1], [0.9, 0.9]], scale=0.004)
+    bridge = np.column_stack([np.linspace(0.1, 0.2, 120), np.full(120, 0.1)])
+    emb = np.vstack([knots, bridge + rng.normal(0, 0.01, bridge.shape)])
+    scen = np.array(["good"] * 800 + ["e1"] * 400 + ["good"] * 120)
+    fixed = fit_clusters(emb, scen, ClusterConfig(cluster_selection_epsilon=0.0), "good",
+                         np.random.default_rng(0))
+    auto = fit_clusters(emb, scen, ClusterConfig(), "good", np.random.default_rng(0))
+    assert [t["cluster_selection_epsilon"] for t in auto.selection] == list(EPSILON_CANDIDATES)
+    assert auto.params["cluster_selection_epsilon"] > 0
+    assert auto.explained_share > fixed.explained_share
+    assert auto.explained_share == max(t["explained_share"] for t in auto.selection)
+    # refit from stored parameters reproduces the selected labels
+    restored = restore_clusterer(emb[auto.sample_idx], auto.labels, auto.params)
+    np.testing.assert_array_equal(restored.labels_, auto.labels)

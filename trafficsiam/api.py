@@ -149,6 +149,8 @@ def fit(
             "params": clustered.params,
             "points": int(len(clustered.sample_idx)),
             "weighted_purity": clustered.weighted_purity,
+            "explained_share": clustered.explained_share,
+            "epsilon_selection": clustered.selection,
             "noise_share": clustered.noise_share,
             "table": clustered.table.to_dict(orient="records"),
         },

@@ -181,7 +181,9 @@ def _fit_summary(result: Any) -> str:
         f"{tr['device']}: val loss {best['val_loss']:.4f}, "
         f"val triplet accuracy {best['val_triplet_accuracy']:.3f}",
         f"clustered {cl['points']} records: {len(result.clusters) - 1} clusters, "
-        f"weighted purity {cl['weighted_purity']:.3f}, noise {cl['noise_share']:.1%}",
+        f"weighted purity {cl['weighted_purity']:.3f}, noise {cl['noise_share']:.1%}, "
+        f"{cl['explained_share']:.1%} in a cluster of their own scenario "
+        f"(epsilon {cl['params']['cluster_selection_epsilon']:g})",
     ]
     table = result.clusters
     width = max(len(str(n)) for n in table["name"])

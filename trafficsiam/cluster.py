@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any
 
@@ -31,12 +31,15 @@ NOISE = -1
 @dataclass
 class ClusterResult:
     sample_idx: np.ndarray  # rows of the embedding matrix that were clustered
+    scenarios: np.ndarray  # scenario per sampled row
     labels: np.ndarray  # HDBSCAN label per sampled row (-1 = noise)
     strength: np.ndarray  # HDBSCAN membership probability per sampled row
     outlier_score: np.ndarray  # GLOSH outlier score per sampled row
     table: pd.DataFrame  # one row per cluster, plus the noise row
     params: dict[str, Any]  # resolved HDBSCAN parameters, enough to refit
     clusterer: hdbscan.HDBSCAN
+    # One row per epsilon candidate tried (empty when epsilon was configured).
+    selection: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def weighted_purity(self) -> float:
@@ -45,6 +48,11 @@ class ClusterResult:
         if rows["size"].sum() == 0:
             return 0.0
         return float((rows["purity"] * rows["size"]).sum() / rows["size"].sum())
+
+    @property
+    def explained_share(self) -> float:
+        """Share of clustered records in a cluster named after their own scenario."""
+        return explained_share(self.labels, self.scenarios)
 
     @property
     def noise_share(self) -> float:
@@ -80,8 +88,20 @@ def stratified_sample(labels: np.ndarray, max_points: int, rng: np.random.Genera
     return np.sort(np.concatenate(picked))
 
 
+# Candidate cluster_selection_epsilon values when it is chosen automatically. The
+# lossless loss packs each scenario's sub-modes (web, streaming, DNS...) into very
+# dense knots; with epsilon 0, HDBSCAN can keep the knots and call the records
+# between them noise (40% on some seeds of the sample data). A small epsilon merges
+# knots closer than it. Embeddings live in [0,1]^N, so these are absolute distances.
+EPSILON_CANDIDATES = (0.0, 0.025, 0.05, 0.1, 0.2)
+# A candidate must beat a smaller epsilon by this much to be preferred: finer
+# clusters are kept unless merging explains clearly more records.
+EPSILON_TOLERANCE = 0.002
+
+
 def resolve_params(cfg: ClusterConfig, n_points: int) -> dict[str, Any]:
-    """HDBSCAN parameters with the automatic ones filled in for this sample size."""
+    """HDBSCAN parameters with the automatic ones filled in for this sample size
+    (cluster_selection_epsilon stays None when it is to be selected)."""
     # 0.5% of the sample: big enough that good traffic does not shatter into
     # hundreds of micro-clusters, small enough for rare scenarios (>= 10 records).
     mcs = cfg.min_cluster_size or int(np.clip(round(0.005 * n_points), 10, 200))
@@ -91,12 +111,46 @@ def resolve_params(cfg: ClusterConfig, n_points: int) -> dict[str, Any]:
         "min_cluster_size": int(mcs),
         "min_samples": int(min_samples),
         "cluster_selection_method": cfg.cluster_selection_method,
-        "cluster_selection_epsilon": float(cfg.cluster_selection_epsilon),
+        "cluster_selection_epsilon": cfg.cluster_selection_epsilon,
     }
 
 
 def make_clusterer(params: dict[str, Any]) -> hdbscan.HDBSCAN:
     return hdbscan.HDBSCAN(prediction_data=True, **params)
+
+
+def explained_share(labels: np.ndarray, scenarios: np.ndarray) -> float:
+    """Share of records in a (non-noise) cluster whose majority scenario is their own."""
+    frame = pd.DataFrame({"c": labels, "s": scenarios})
+    clustered = frame[frame["c"] != NOISE]
+    if clustered.empty:
+        return 0.0
+    majority = clustered.groupby(["c", "s"]).size().groupby(level="c").max()
+    return float(majority.sum() / len(frame))
+
+
+def _fit_best(
+    points: np.ndarray, scenarios: np.ndarray, params: dict[str, Any]
+) -> tuple[hdbscan.HDBSCAN, dict[str, Any], list[dict[str, float]]]:
+    """Fit HDBSCAN; when epsilon is None, pick it from the candidates by the labels."""
+    if params["cluster_selection_epsilon"] is not None:
+        return make_clusterer(params).fit(points), params, []
+    best: tuple[float, hdbscan.HDBSCAN, dict[str, Any]] | None = None
+    trials: list[dict[str, float]] = []
+    for eps in EPSILON_CANDIDATES:
+        trial = {**params, "cluster_selection_epsilon": eps}
+        clusterer = make_clusterer(trial).fit(points)
+        score = explained_share(clusterer.labels_, scenarios)
+        trials.append({
+            "cluster_selection_epsilon": eps,
+            "clusters": int(clusterer.labels_.max() + 1),
+            "noise_share": float((clusterer.labels_ == NOISE).mean()),
+            "explained_share": score,
+        })
+        if best is None or score > best[0] + EPSILON_TOLERANCE:
+            best = (score, clusterer, trial)
+    assert best is not None
+    return best[1], best[2], trials
 
 
 def fit_clusters(
@@ -108,9 +162,10 @@ def fit_clusters(
 ) -> ClusterResult:
     """Cluster a stratified sample of `embeddings` and name clusters after `scenarios`."""
     sample = stratified_sample(scenarios, cfg.max_points, rng)
-    params = resolve_params(cfg, len(sample))
     points = np.ascontiguousarray(embeddings[sample], dtype=np.float64)
-    clusterer = make_clusterer(params).fit(points)
+    clusterer, params, trials = _fit_best(
+        points, scenarios[sample], resolve_params(cfg, len(sample))
+    )
     labels = clusterer.labels_.astype(np.int64)
     table = name_clusters(labels, scenarios[sample], clusterer.probabilities_, good_label)
     named = set(table.loc[table["cluster"] != NOISE, "scenario"])
@@ -123,12 +178,14 @@ def fit_clusters(
         )
     return ClusterResult(
         sample_idx=sample,
+        scenarios=scenarios[sample],
         labels=labels,
         strength=clusterer.probabilities_.astype(np.float64),
         outlier_score=np.nan_to_num(clusterer.outlier_scores_.astype(np.float64)),
         table=table,
         params=params,
         clusterer=clusterer,
+        selection=trials,
     )
 
 

@@ -90,7 +90,9 @@ class ClusterConfig(_Section):
     min_cluster_size: int | None = Field(None, ge=2)
     min_samples: int | None = Field(5, ge=1)
     cluster_selection_method: Literal["eom", "leaf"] = "eom"
-    cluster_selection_epsilon: float = Field(0.0, ge=0)
+    # Empty means chosen among a few candidates by how many training records land in
+    # a cluster named after their own scenario (see cluster.EPSILON_CANDIDATES).
+    cluster_selection_epsilon: float | None = Field(None, ge=0)
     # HDBSCAN runs on a stratified sample of at most this many training records.
     max_points: int = Field(20_000, ge=100)
 
