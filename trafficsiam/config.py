@@ -65,7 +65,8 @@ class TripletsConfig(_Section):
     # random: class-balanced random triplets drawn offline (the original recipe);
     # semi-hard / batch-hard: online mining in class-balanced batches.
     strategy: Literal["random", "semi-hard", "batch-hard"] = "batch-hard"
-    # Class-balanced batches of classes_per_batch x samples_per_class records.
+    # Class-balanced batches of classes_per_batch x samples_per_class records; with
+    # fewer scenarios than classes_per_batch, more records per scenario keep the size.
     classes_per_batch: int = Field(16, ge=2)
     samples_per_class: int = Field(16, ge=2)
     # random strategy only: triplets per batch.

@@ -164,10 +164,16 @@ def train(
     if trip.strategy == "random":
         batch_records = trip.batch_size
     else:
-        batch_records = trip.classes_per_batch * trip.samples_per_class
-        sampler = BalancedBatches(
-            codes[train_idx], trip.classes_per_batch, trip.samples_per_class, rng
+        # Keep P x K records per batch when there are fewer than P scenarios: with 3
+        # scenarios, 3 x 16 = 48 records would make steps tiny and mining myopic.
+        n_classes = int((np.bincount(codes[train_idx]) >= 2).sum())
+        per_class = max(
+            trip.samples_per_class,
+            trip.classes_per_batch * trip.samples_per_class // max(2, min(n_classes,
+                                                                       trip.classes_per_batch)),
         )
+        sampler = BalancedBatches(codes[train_idx], trip.classes_per_batch, per_class, rng)
+        batch_records = sampler.batch_size
     steps = tc.steps_per_epoch or max(1, math.ceil(len(train_idx) / batch_records))
     margin = cfg.loss.margin if cfg.loss.name == "triplet" else None
 
