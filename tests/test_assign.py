@@ -1,0 +1,173 @@
+"""trafficsiam.assign.Assigner agrees with hdbscan.approximate_predict."""
+
+from __future__ import annotations
+
+import warnings
+
+import hdbscan
+import numpy as np
+import pytest
+
+from trafficsiam.assign import Assigner
+
+MIN_AGREEMENT = 0.995
+
+
+def _blobs(dim: int, n: int, seed: int, n_noise: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-10, 10, (5, dim))
+    stds = np.array([0.3, 0.6, 1.0, 1.5, 0.8])
+    which = rng.integers(0, len(centers), n)
+    x = centers[which] + rng.normal(0, 1, (n, dim)) * stds[which, None]
+    noise = rng.uniform(x.min(0) - 2, x.max(0) + 2, (n_noise, dim))
+    return np.vstack([x, noise])
+
+
+def _queries(x: np.ndarray, seed: int, n_near: int = 1500, n_far: int = 500) -> np.ndarray:
+    rng = np.random.default_rng(seed + 1000)
+    dim = x.shape[1]
+    near = x[rng.integers(0, len(x), n_near)] + rng.normal(0, 0.4, (n_near, dim))
+    spread = x.max(0) - x.min(0)
+    mid = rng.uniform(x.min(0) - spread, x.max(0) + spread, (n_far, dim))
+    exact = x[rng.integers(0, len(x), 200)]  # training points themselves (distance-0 ties)
+    return np.vstack([near, mid, exact])
+
+
+def _fit(x: np.ndarray, **params: object) -> hdbscan.HDBSCAN:
+    return hdbscan.HDBSCAN(prediction_data=True, **params).fit(x)
+
+
+def _compare(clusterer: hdbscan.HDBSCAN, q: np.ndarray) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref_labels, ref_strengths = hdbscan.approximate_predict(clusterer, q)
+    labels, strengths = Assigner.from_clusterer(clusterer).predict(q, batch_size=700)
+    assert labels.shape == (len(q),) and strengths.shape == (len(q),)
+    assert labels.dtype == np.int64 and strengths.dtype == np.float64
+    same = labels == ref_labels
+    agreement = float(same.mean())
+    print(f"agreement {agreement:.6f} on {len(q)} points")
+    assert agreement >= MIN_AGREEMENT
+    np.testing.assert_allclose(strengths[same], ref_strengths[same], rtol=0, atol=1e-6)
+    assert np.all((strengths >= 0) & (strengths <= 1))
+    assert np.all(strengths[labels < 0] == 0)
+    return agreement
+
+
+CASES = [
+    # dim, seed, n_noise, HDBSCAN parameters
+    (3, 0, 100, {"min_cluster_size": 15, "min_samples": 5}),
+    (3, 1, 200, {"min_cluster_size": 25, "min_samples": None, "cluster_selection_method": "leaf"}),
+    (3, 2, 100, {"min_cluster_size": 10, "min_samples": 3, "cluster_selection_epsilon": 0.1}),
+    (8, 3, 150, {"min_cluster_size": 20, "min_samples": 5, "cluster_selection_epsilon": 0.1,
+                 "cluster_selection_method": "leaf"}),
+    (8, 4, 100, {"min_cluster_size": 30, "min_samples": 10}),
+    (8, 5, 300, {"min_cluster_size": 5, "min_samples": 1}),
+    (2, 6, 50, {"min_cluster_size": 8, "min_samples": 2, "cluster_selection_epsilon": 1.0}),
+    (3, 7, 100, {"min_cluster_size": 40, "min_samples": 5, "allow_single_cluster": True}),
+]
+
+
+@pytest.mark.parametrize(("dim", "seed", "n_noise", "params"), CASES)
+def test_agrees_with_approximate_predict(dim: int, seed: int, n_noise: int, params: dict) -> None:
+    x = _blobs(dim, 1500, seed, n_noise)
+    clusterer = _fit(x, **params)
+    assert clusterer.labels_.max() >= 0
+    _compare(clusterer, _queries(x, seed))
+
+
+def test_fine_tree_many_clusters_and_duplicates() -> None:
+    """Many small clusters (deep condensed tree) and duplicated training rows."""
+    rng = np.random.default_rng(11)
+    x = _blobs(3, 1200, 11, 200)
+    x = np.vstack([x, x[rng.integers(0, len(x), 300)]])  # exact duplicates: zero distances
+    clusterer = _fit(x, min_cluster_size=5, min_samples=1)
+    assert clusterer.labels_.max() >= 10
+    _compare(clusterer, _queries(x, 11))
+
+
+def test_far_points_are_noise() -> None:
+    x = _blobs(8, 1500, 21, 0)
+    clusterer = _fit(x, min_cluster_size=20, min_samples=5)
+    rng = np.random.default_rng(22)
+    direction = rng.normal(size=(200, 8))
+    far = x.mean(0) + 1e3 * direction / np.linalg.norm(direction, axis=1, keepdims=True)
+    labels, strengths = Assigner.from_clusterer(clusterer).predict(far)
+    assert np.all(labels == -1)
+    assert np.all(strengths == 0.0)
+    ref_labels, _ = hdbscan.approximate_predict(clusterer, far)
+    assert np.all(ref_labels == -1)
+
+
+def test_cluster_centres_get_their_cluster() -> None:
+    x = _blobs(3, 1500, 31, 0)
+    clusterer = _fit(x, min_cluster_size=15, min_samples=5)
+    assigner = Assigner.from_clusterer(clusterer)
+    labels, strengths = assigner.predict(x)
+    clustered = clusterer.labels_ >= 0
+    assert (labels[clustered] == clusterer.labels_[clustered]).mean() > 0.95
+    assert strengths[clustered].mean() > 0.3
+
+
+def test_shapes_dtypes_and_empty_input() -> None:
+    x = _blobs(3, 600, 41, 30)
+    assigner = Assigner.from_clusterer(_fit(x, min_cluster_size=15, min_samples=5))
+    for empty in (np.zeros((0, 3)), np.zeros(0), []):
+        labels, strengths = assigner.predict(empty)
+        assert labels.shape == (0,) and labels.dtype == np.int64
+        assert strengths.shape == (0,) and strengths.dtype == np.float64
+    labels, strengths = assigner.predict(x[:5].astype(np.float32).tolist())
+    assert labels.shape == (5,) and strengths.dtype == np.float64
+    with pytest.raises(ValueError):
+        assigner.predict(np.zeros((4, 2)))
+
+
+def test_batches_and_threads_do_not_change_the_result() -> None:
+    x = _blobs(3, 1000, 51, 100)
+    assigner = Assigner.from_clusterer(_fit(x, min_cluster_size=15, min_samples=5))
+    q = _queries(x, 51)
+    labels, strengths = assigner.predict(q)
+    for batch_size, n_jobs in ((1, 1), (97, 1), (300, 3)):
+        other_labels, other_strengths = assigner.predict(q, batch_size=batch_size, n_jobs=n_jobs)
+        np.testing.assert_array_equal(other_labels, labels)
+        np.testing.assert_array_equal(other_strengths, strengths)
+
+
+def test_refitted_clusterer_gives_the_same_assigner() -> None:
+    """The product restores the clusterer by refitting: the assignment must come back."""
+    x = _blobs(3, 1000, 61, 100)
+    q = _queries(x, 61)
+    first = Assigner.from_clusterer(_fit(x, min_cluster_size=15, min_samples=5)).predict(q)
+    second = Assigner.from_clusterer(_fit(x, min_cluster_size=15, min_samples=5)).predict(q)
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+
+
+def test_no_clusters_means_all_noise() -> None:
+    rng = np.random.default_rng(71)
+    x = rng.uniform(0, 1, (60, 3))
+    clusterer = _fit(x, min_cluster_size=40, min_samples=5)
+    assert clusterer.prediction_data_.cluster_tree.shape[0] == 0
+    labels, strengths = Assigner.from_clusterer(clusterer).predict(rng.uniform(0, 1, (10, 3)))
+    assert np.all(labels == -1) and np.all(strengths == 0.0)
+
+
+def test_requires_prediction_data() -> None:
+    x = _blobs(3, 300, 81, 0)
+    clusterer = hdbscan.HDBSCAN(min_cluster_size=15).fit(x)
+    with pytest.raises(ValueError):
+        Assigner.from_clusterer(clusterer)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_allow_single_cluster(seed: int) -> None:
+    """One blob and a satellite, allow_single_cluster: the library's cluster_map then holds
+    only the segment with the lowest id among the labelled points (seed 1: a child of the
+    root, so the other child predicts as noise) or the condensed tree has no cluster rows
+    at all (seed 0: everything predicts as noise). The assigner follows it either way."""
+    rng = np.random.default_rng(seed)
+    x = np.vstack([rng.normal(0, 1, (800, 3)), rng.normal(2.0, 0.5, (60, 3)),
+                   rng.uniform(-6, 6, (80, 3))])
+    clusterer = _fit(x, min_cluster_size=50, min_samples=5, allow_single_cluster=True)
+    assert clusterer.labels_.max() == 0
+    _compare(clusterer, np.vstack([x, _queries(x, seed)]))
