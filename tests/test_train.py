@@ -82,3 +82,10 @@ def test_validation_split_is_stratified_and_keeps_tiny_classes_in_training():
     tr, va = split_validation(codes, 0.1, np.random.default_rng(0))
     assert len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == len(codes)
     assert np.bincount(codes[va], minlength=3).tolist() == [10, 2, 0]
+
+
+def test_train_leaves_torch_deterministic_mode_as_it_found_it(synth_small):
+    x, codes = matrix(synth_small)
+    torch.use_deterministic_algorithms(False)
+    train(x, codes, cfg(epochs=1), quiet=True)
+    assert not torch.are_deterministic_algorithms_enabled()
