@@ -6,6 +6,7 @@ Run the benchmarks from the repository root, e.g. `.venv/bin/python bench/fit_st
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -128,6 +129,7 @@ def machine_info() -> dict[str, Any]:
         load = None
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "trafficsiam_source": source_digest(),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "ram_gib": mem_gib,
@@ -136,6 +138,26 @@ def machine_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "load_average_at_start": load,
     }
+
+
+def source_digest() -> dict[str, str]:
+    """SHA-256 (12 hex digits) over trafficsiam/**/*.py and the newest file's mtime: the
+    package is edited while benchmarks run, so results name the code they measured."""
+    files = sorted((REPO / "trafficsiam").rglob("*.py"))
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(REPO)).encode())
+        digest.update(f.read_bytes())
+    newest = max(files, key=lambda f: f.stat().st_mtime)
+    when = datetime.fromtimestamp(newest.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    return {"sha256": digest.hexdigest()[:12], "newest_file": str(newest.relative_to(REPO)),
+            "newest_mtime": when}
+
+
+def source_line(machine: dict[str, Any]) -> str:
+    src = machine["trafficsiam_source"]
+    return (f"trafficsiam source sha256 {src['sha256']} (newest file {src['newest_file']}, "
+            f"{src['newest_mtime']}), run {machine['date']}\n")
 
 
 # ------------------------------------------------------------------ output
@@ -154,7 +176,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
                 return f"{v:,.0f}"
             if abs(v) >= 10:
                 return f"{v:.1f}"
-            return f"{v:.3g}" if abs(v) < 1 else f"{v:.2f}"
+            return f"{v:.3f}" if abs(v) <= 1 else f"{v:.2f}"
         if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10_000:
             return f"{v:,}"
         return str(v)

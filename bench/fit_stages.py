@@ -71,6 +71,8 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     man = result.manifest
     table = result.clusters
     named = set(table.loc[table["cluster"] != NOISE, "scenario"])
+    noise_rows = table.loc[table["cluster"] == NOISE, "mix"]
+    noise_mix = json.loads(noise_rows.iloc[0]) if len(noise_rows) else {}
     scenarios = [str(s) for s in man["scenarios"]]
     training = man["training"]
     return {
@@ -94,6 +96,8 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
         "stopped_early": training["stopped_early"],
         "triplets_seen": training["triplets_seen"],
         "scenarios_without_cluster": sorted(set(scenarios) - named),
+        "scenario_counts": man["data"]["scenario_counts"],
+        "noise_mix": noise_mix,
         "clusters": table[["cluster", "name", "scenario", "size", "purity"]].to_dict("records"),
     }
 
@@ -117,9 +121,19 @@ def case_specs(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
             if path is None:
                 continue
             label = "attack" if case == "nsl-attack" else "category"
-            spec.update(input=str(path), data=common.nsl_kdd_data_config(label))
+            data = common.nsl_kdd_data_config(label)
+            if args.nsl_file != "KDDTrain+.parquet" and _has_data_key("rare_scenarios"):
+                # The 20% subset holds single-record attack types (e.g. ftp_write).
+                data["rare_scenarios"] = "drop"
+            spec.update(input=str(path), data=data)
         specs.append(spec)
     return specs
+
+
+def _has_data_key(key: str) -> bool:
+    from trafficsiam.config import DataConfig
+
+    return key in DataConfig.model_fields
 
 
 def spawn(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
@@ -153,14 +167,22 @@ def report(results: list[dict[str, Any]]) -> None:
         "noise share": r["noise_share"],
         "clusters": sum(1 for c in r["clusters"] if c["cluster"] != -1),
         "clustered points": r["cluster_points"],
+        "min_cluster_size": r["cluster_params"].get("min_cluster_size"),
         "epochs run": r["epochs_run"],
         "best epoch": r["best_epoch"],
         "stopped early": r["stopped_early"],
-        "scenarios without a cluster": ", ".join(r["scenarios_without_cluster"]) or "-",
+        "scenarios without a cluster (records in the data)": ", ".join(
+            f"{s} ({r['scenario_counts'].get(s, '?')})" for s in r["scenarios_without_cluster"]
+        ) or "-",
     } for r in results]
     print("## Clustering summary\n")
     print(common.markdown_table(summary))
     print()
+    for r in results:
+        mix = r.get("noise_mix") or {}
+        top = sorted(mix.items(), key=lambda kv: -kv[1])[:8]
+        print(f"Noise of {r['case']} ({sum(mix.values())} points): "
+              + ", ".join(f"{k} {v}" for k, v in top) + "\n")
     for r in results:
         print(f"### Cluster table: {r['case']} ({Path(r['input']).name})\n")
         print(common.markdown_table(r["clusters"], ["cluster", "name", "scenario", "size",
@@ -193,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = common.machine_info()
     print(f"# fit_stages\n\n{machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB, "
           f"torch {machine['torch']}, load average at start "
-          f"{machine['load_average_at_start']}\n")
+          f"{machine['load_average_at_start']}\n"
+          f"{common.source_line(machine)}\n")
     tmp = Path(tempfile.mkdtemp(prefix="trafficsiam-bench-"))
     try:
         results = []

@@ -16,6 +16,8 @@ clustered share (weighted purity alone rewards sending hard records to noise).
     .venv/bin/python bench/sweep_defaults.py --seeds 0 1 --dims 4 8 16
     .venv/bin/python bench/sweep_defaults.py --quick
     .venv/bin/python bench/sweep_defaults.py --resume          # skip fits already in the JSON
+    .venv/bin/python bench/sweep_defaults.py --data nsl-category --strategies batch-hard \\
+        --dims 4 8 16 --seeds 0 1                              # the same on NSL-KDD
 """
 
 from __future__ import annotations
@@ -43,12 +45,12 @@ DEFAULT = (8, "batch-hard")
 
 
 def one_fit(data: Path, out: Path, dim: int, strategy: str, seed: int,
-            epochs: int | None) -> dict[str, Any]:
+            epochs: int | None, data_cfg: dict[str, Any] | None = None) -> dict[str, Any]:
     train: dict[str, Any] = {"seed": seed}
     if epochs:
         train["epochs"] = epochs
     cfg = build_config({
-        "data": common.synth_data_config(),
+        "data": data_cfg or common.synth_data_config(),
         "model": {"embedding_dim": dim},
         "triplets": {"strategy": strategy},
         "train": train,
@@ -119,6 +121,9 @@ def pick_winner(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="synth", choices=("synth", "nsl-attack", "nsl-category"),
+                    help="synth (default; data seed = seed) or NSL-KDD KDDTrain+ with the "
+                         "attack or category label (fixed data; seed = train seed only)")
     ap.add_argument("--rows", type=int, default=20_000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--dims", type=int, nargs="+", default=[3, 4, 8, 16])
@@ -137,8 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     machine = common.machine_info()
     print(f"# sweep_defaults\n\n{machine['cpu']}, {machine['cores']} cores, "
           f"torch {machine['torch']}, load average at start "
-          f"{machine['load_average_at_start']}\n")
-    out_json = common.RESULTS / "sweep_defaults.json"
+          f"{machine['load_average_at_start']}\n"
+          f"{common.source_line(machine)}\n")
+    name = "sweep_defaults" if args.data == "synth" else f"sweep_defaults_{args.data}"
+    nsl_path = None
+    nsl_cfg: dict[str, Any] | None = None
+    if args.data != "synth":
+        nsl_path = common.require_nsl_kdd("KDDTrain+.parquet")
+        nsl_cfg = common.nsl_kdd_data_config(args.data.split("-", 1)[1])
+    out_json = common.RESULTS / f"{name}.json"
     runs: list[dict[str, Any]] = []
     if args.resume and out_json.is_file():
         old = json.loads(out_json.read_text(encoding="utf-8"))
@@ -149,20 +161,27 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="trafficsiam-sweep-"))
     try:
+        # Warm-up fit (not recorded): the first fit in a process pays for lazy set-up, e.g.
+        # hdbscan starting its joblib worker pool (only above ~16k clustered points).
+        synth.write(tmp / "warmup.parquet", rows=20_000, seed=99)
+        one_fit(tmp / "warmup.parquet", tmp / "model", 8, "batch-hard", 0, 1)
         for seed in args.seeds:
-            data = tmp / f"synth-{args.rows}-{seed}.parquet"
-            synth.write(data, rows=args.rows, seed=seed)
+            if nsl_path is not None:
+                data = nsl_path
+            else:
+                data = tmp / f"synth-{args.rows}-{seed}.parquet"
+                synth.write(data, rows=args.rows, seed=seed)
             for dim in args.dims:
                 for strategy in args.strategies:
                     if (dim, strategy, seed) in done:
                         continue
-                    r = one_fit(data, tmp / "model", dim, strategy, seed, args.epochs)
+                    r = one_fit(data, tmp / "model", dim, strategy, seed, args.epochs, nsl_cfg)
                     runs.append(r)
                     print(f"  N={dim:2d} {strategy:10s} seed {seed}: purity "
                           f"{r['weighted_purity']:.3f} noise {r['noise_share']:.3f} "
                           f"named {r['all_named']} train {r['train_s']:.1f}s "
                           f"cluster {r['cluster_s']:.1f}s", file=sys.stderr)
-                    common.write_json("sweep_defaults", {"machine": machine, "args": vars(args),
+                    common.write_json(name, {"machine": machine, "args": vars(args),
                                                          "runs": runs, "partial": True})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -171,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             and r["seed"] in args.seeds]
     rows = aggregate(runs, args.dims, args.strategies)
     winner = pick_winner(rows)
-    print(f"## N x strategy on synth {args.rows:,} rows, seeds {args.seeds} "
-          "(means over seeds)\n")
+    what = f"synth {args.rows:,} rows" if nsl_path is None else f"NSL-KDD KDDTrain+ ({args.data})"
+    print(f"## N x strategy on {what}, seeds {args.seeds} (means over seeds)\n")
     print(common.markdown_table(rows))
     print()
     if winner is not None:
@@ -181,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{winner['clustered share']:.3f}, purity {winner['purity mean']:.3f}, "
               f"noise {winner['noise share']:.3f}). Current default: N={DEFAULT[0]}, "
               f"{DEFAULT[1]}.")
-    path = common.write_json("sweep_defaults", {"machine": machine, "args": vars(args),
+    path = common.write_json(name, {"machine": machine, "args": vars(args),
                                                 "runs": runs, "table": rows, "winner": winner})
     print(f"results: {path.relative_to(common.REPO)}", file=sys.stderr)
     return 0
