@@ -142,14 +142,15 @@ def save(
         }
         full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": files}
         full["model_id"] = files[WEIGHTS][:12]
-        (folder / MANIFEST).write_text(json.dumps(full, indent=2, default=_json_default) + "\n")
+        (folder / MANIFEST).write_text(json.dumps(full, indent=2, default=json_default) + "\n")
         written.update(full)
 
     write_atomic_dir(Path(out), write, force=force)
     return written
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """`json.dumps` fallback for numpy scalars and arrays and paths."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
