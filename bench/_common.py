@@ -32,14 +32,11 @@ NSL_KDD_LABELS = ("attack", "category", "is_attack", "difficulty")
 
 
 def datasets_dir() -> Path | None:
-    """The shared data folder: $TRAFFICSIAM_DATASETS, else ../shared/datasets beside the repo."""
+    """The shared data folder: $TRAFFICSIAM_DATASETS when set, else ../shared/datasets
+    beside the repository; None when that folder does not exist."""
     env = os.environ.get("TRAFFICSIAM_DATASETS")
-    candidates = [Path(env)] if env else []
-    candidates.append(REPO.parent / "shared" / "datasets")
-    for path in candidates:
-        if path.is_dir():
-            return path
-    return None
+    path = Path(env) if env else REPO.parent / "shared" / "datasets"
+    return path if path.is_dir() else None
 
 
 def nsl_kdd(name: str = "KDDTrain+.parquet") -> Path | None:

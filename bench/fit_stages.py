@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report(results)
-    path = common.write_json("fit_stages", {"machine": machine, "args": vars(args),
+    name = "fit_stages_quick" if args.quick else "fit_stages"  # never overwrite a full run
+    path = common.write_json(name, {"machine": machine, "args": vars(args),
                                             "results": results})
     print(f"results: {path.relative_to(common.REPO)}", file=sys.stderr)
     return 0

@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{machine['load_average_at_start']}\n"
           f"{common.source_line(machine)}\n")
     name = "sweep_defaults" if args.data == "synth" else f"sweep_defaults_{args.data}"
+    if args.quick:
+        name += "_quick"  # never overwrite a full run
     nsl_path = None
     nsl_cfg: dict[str, Any] | None = None
     if args.data != "synth":

@@ -5,9 +5,14 @@ settings and the same batch composition on the same normalised matrix, in one pr
 
 * strategy `random`: class-balanced random triplets (`random_triplets`, drawn once per
   epoch), `triplets.batch_size` triplets per step;
-* strategies `semi-hard` / `batch-hard`: class-balanced P x K batches (`BalancedBatches`,
-  drawn once per epoch) mined online with the same rule (farthest positive / closest valid
-  negative, or closest semi-hard negative), duplicate-group negatives excluded.
+* strategies `semi-hard` / `batch-hard`: class-balanced P x K batches (`BalancedBatches`)
+  mined online with the same rule (farthest positive / closest valid negative, or closest
+  semi-hard negative), duplicate-group negatives excluded.
+
+What the product does is read from the product itself (`product_batching`: `train` is run
+with probes on `BalancedBatches`, `random_triplets` and `torch.optim.Adam`, then stopped
+before its first step): P and K, records per batch, steps per epoch at its defaults and
+Adam's keyword arguments. The bare loop follows them, so it keeps up with train.py changes.
 
 The bare loop is what one would write by hand: index the batch, forward, distances, mine,
 loss, backward, Adam step. It has no validation pass, gradient clipping, loss bookkeeping,
@@ -17,22 +22,22 @@ batches in one go.
 Throughput is triplets per second of the training loop, excluding the product's one-off
 setup (split, duplicate groups, validation triplets; reported separately). The product's
 loop is timed from the moment `train` creates its progress bar to its return, so its
-per-epoch validation pass counts. Steps per epoch default to the product's own default
-(training rows / records per nominal batch), so the validation pass is amortised as in
-real use.
-Time is process CPU time (on a shared machine far less noisy than wall time; wall-time
-ratios are shown too), with one torch thread by default (`--threads`); with more threads
-the wall clock is used, since idle OpenMP threads spin and bill CPU time. Product and bare runs
-alternate in ABBA order `--repeats` times; the ratio is the median of the paired ratios.
+per-epoch validation pass counts; steps per epoch are the product's default, so that pass
+is amortised as in real use. Time is process CPU time (on a shared machine far less noisy
+than wall time; wall-time ratios are shown too), with one torch thread by default
+(`--threads`); with more threads the wall clock is used, since idle OpenMP threads spin and
+bill CPU time. Product and bare runs alternate in ABBA order `--repeats` times; the ratio
+is the median of the paired ratios.
 
 `--ablation` times the product's per-step features added to the bare step one at a time,
-all variants interleaved step by step. The machine's ceiling: GFLOP/s of a torch fp32
-matmul of the model's first-layer shape and of a large square, against the model FLOPs
-the loop performs.
+all variants interleaved step by step, plus (mined strategies) an alternative bare step that
+mines on no-grad Gram-matrix distances and takes the loss from row-wise distances only.
+The machine's ceiling: GFLOP/s of a torch fp32 matmul of the model's first-layer shape and
+of a large square, against the model FLOPs the loop performs.
 
     .venv/bin/python bench/train_throughput.py            # synth 50k rows + NSL-KDD KDDTrain+
-    .venv/bin/python bench/train_throughput.py --quick    # smoke run
-    .venv/bin/python bench/train_throughput.py --ablation --profile batch-hard
+    .venv/bin/python bench/train_throughput.py --quick    # smoke run (train_throughput_quick.json)
+    .venv/bin/python bench/train_throughput.py --ablation --profile random batch-hard
 """
 
 from __future__ import annotations
@@ -554,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.synth_rows, args.epochs, args.steps, args.repeats = 10_000, 1, 40, 1
         args.ablation_steps = 40
+        if args.json_name == "train_throughput":
+            args.json_name = "train_throughput_quick"  # never overwrite a full run
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
