@@ -25,6 +25,11 @@ NUMERIC_TEXT_SHARE = 0.9
 # A text column whose values are all distinct is an identifier, not a feature,
 # once it has this many rows (below that, all-distinct may be chance).
 IDENTIFIER_MIN_ROWS = 50
+# Column kinds left out of the features, with the reason the warning gives.
+NOT_FEATURES = {
+    "datetime": "holds timestamps",
+    "identifier": "has a distinct value on every row, like an identifier,",
+}
 
 
 @dataclass(frozen=True)
@@ -193,18 +198,11 @@ def infer_schema(records: Records, data: DataConfig) -> FeatureSchema:
                 f"fill it or leave it out with --ignore {col}"
             )
         kind = _column_kind(records, col, data)
-        if kind == "datetime":
-            excluded[col] = "datetime"
+        if kind in NOT_FEATURES:
+            excluded[col] = kind
             log.warning(
-                "column '%s' holds timestamps and is not used as a feature "
-                "(add --ignore %s to silence this)", col, col,
-            )
-            continue
-        if kind == "identifier":
-            excluded[col] = "identifier"
-            log.warning(
-                "column '%s' has a distinct value on every row, like an identifier, and is "
-                "not used as a feature (add --ignore %s to silence this)", col, col,
+                "column '%s' %s and is not used as a feature (add --ignore %s to silence this)",
+                col, NOT_FEATURES[kind], col,
             )
             continue
         if values.nunique(dropna=True) <= 1 and not values.isna().any():
