@@ -21,7 +21,7 @@ def test_folder_holds_exactly_the_documented_files(fitted):
     result, _ = fitted
     assert sorted(p.name for p in result.path.iterdir()) == sorted([
         "manifest.json", "weights.safetensors", "reference.parquet", "holdout.parquet",
-        "clusters.csv", "history.csv",
+        "inputs.safetensors", "clusters.csv", "history.csv",
     ])
 
 
@@ -45,6 +45,7 @@ def test_manifest_is_readable_and_complete(fitted):
     assert len(m["training"]["history"]) == m["training"]["epochs_run"] == 4
     assert len(m["data"]["fingerprint"]) == 64
     assert set(m["files"]) == {"weights.safetensors", "reference.parquet", "holdout.parquet",
+                               "inputs.safetensors",
                                "clusters.csv", "history.csv"}
     assert m["model_id"] == m["files"]["weights.safetensors"][:12]
 
@@ -99,7 +100,15 @@ def test_newer_format_version_is_refused(model_copy):
     m = json.loads((model_copy / "manifest.json").read_text())
     m["format_version"] = artifact.FORMAT_VERSION + 1
     (model_copy / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(ArtifactError, match=r"format version 2 is not supported"):
+    with pytest.raises(ArtifactError, match=r"format version 3 is not supported"):
+        artifact.load(model_copy)
+
+
+def test_format_1_models_are_refused_with_a_refit_hint(model_copy):
+    m = json.loads((model_copy / "manifest.json").read_text())
+    m["format_version"] = 1
+    (model_copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match=r"format version 1 is not supported.*refit"):
         artifact.load(model_copy)
 
 

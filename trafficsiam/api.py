@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from trafficsiam import artifact, cluster, read, validate
+from trafficsiam.assign import Assigner
+from trafficsiam.calibrate import KnownScorer
 from trafficsiam.config import Config, config_to_dict
 from trafficsiam.model import embed
 from trafficsiam.normalise import Normaliser
@@ -128,6 +130,14 @@ def fit(
         row=trained.val_idx,
         scenario=scenarios[trained.val_idx].astype(str),
     )
+    scorer = KnownScorer(
+        Assigner.from_clusterer(clustered.clusterer), clustered.labels, x[ref_rows]
+    )
+    thresholds = scorer.calibrate(
+        emb[trained.val_idx], x[trained.val_idx], cfg.score.novelty_quantile,
+        cfg.score.min_calibration_records,
+    )
+    clock.lap("calibrate")
     history = pd.DataFrame(trained.history)
     counts = pd.Series(scenarios.astype(str)).value_counts()
     manifest: dict[str, Any] = {
@@ -154,6 +164,7 @@ def fit(
             "noise_share": clustered.noise_share,
             "table": clustered.table.to_dict(orient="records"),
         },
+        "calibration": thresholds.to_dict(),
         "training": {
             "rows": {"train": int(len(trained.train_idx)), "validation": int(len(trained.val_idx))},
             "best_epoch": trained.best_epoch,
@@ -175,7 +186,8 @@ def fit(
         "timings": clock.timings,
     }
     written = artifact.save(
-        Path(out), manifest, trained.model, reference, holdout, clustered.table, history,
+        Path(out), manifest, trained.model, reference, holdout,
+        {"reference": x[ref_rows], "holdout": x[trained.val_idx]}, clustered.table, history,
         force=force,
     )
     clock.lap("save")

@@ -7,6 +7,9 @@
     reference.parquet     embeddings of the clustered training sample with scenario,
                           HDBSCAN label, membership strength and outlier score
     holdout.parquet       embeddings and scenarios of the held-out validation records
+    inputs.safetensors    normalised inputs of the reference and held-out records
+                          (tensors `reference`, `holdout`): novelty at scoring compares
+                          a record's inputs with those of its embedding neighbours
     clusters.csv          one row per cluster (and one for noise)
     history.csv           loss per epoch
 
@@ -24,7 +27,7 @@ import os
 import platform
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -32,8 +35,11 @@ from typing import Any
 import hdbscan
 import numpy as np
 import pandas as pd
+import torch
 from safetensors.torch import load_file, save_file
 
+from trafficsiam.assign import Assigner
+from trafficsiam.calibrate import KnownScorer, Thresholds
 from trafficsiam.cluster import restore_clusterer
 from trafficsiam.config import Config, build_config
 from trafficsiam.errors import ArtifactError, OutputError
@@ -42,11 +48,14 @@ from trafficsiam.normalise import Normaliser
 from trafficsiam.validate import FeatureSchema
 
 FORMAT = "trafficsiam-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 1 (before `score`) lacks inputs.safetensors and the novelty thresholds.
+MIN_FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 REFERENCE = "reference.parquet"
 HOLDOUT = "holdout.parquet"
+INPUTS = "inputs.safetensors"
 CLUSTERS = "clusters.csv"
 HISTORY = "history.csv"
 PACKAGES = ("trafficsiam", "torch", "numpy", "pandas", "pyarrow", "scikit-learn", "hdbscan")
@@ -122,6 +131,7 @@ def save(
     model: SiameseMLP,
     reference: pd.DataFrame,
     holdout: pd.DataFrame,
+    inputs: dict[str, np.ndarray],
     clusters: pd.DataFrame,
     history: pd.DataFrame,
     force: bool = False,
@@ -134,11 +144,16 @@ def save(
         save_file(state, str(folder / WEIGHTS), metadata={"format": FORMAT})
         reference.to_parquet(folder / REFERENCE, index=False)
         holdout.to_parquet(folder / HOLDOUT, index=False)
+        save_file(
+            {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))
+             for k, v in inputs.items()},
+            str(folder / INPUTS), metadata={"format": FORMAT},
+        )
         clusters.to_csv(folder / CLUSTERS, index=False)
         history.to_csv(folder / HISTORY, index=False)
         files = {
             name: sha256_file(folder / name)
-            for name in (WEIGHTS, REFERENCE, HOLDOUT, CLUSTERS, HISTORY)
+            for name in (WEIGHTS, REFERENCE, HOLDOUT, INPUTS, CLUSTERS, HISTORY)
         }
         full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": files}
         full["model_id"] = files[WEIGHTS][:12]
@@ -172,8 +187,10 @@ class Artifact:
     model: SiameseMLP
     reference: pd.DataFrame
     holdout: pd.DataFrame
+    inputs: dict[str, np.ndarray]
     clusters: pd.DataFrame
     _clusterer: hdbscan.HDBSCAN | None = None
+    _scorers: dict[tuple[float, int], KnownScorer] = field(default_factory=dict)
 
     @property
     def model_id(self) -> str:
@@ -191,6 +208,37 @@ class Artifact:
             labels = self.reference["cluster"].to_numpy(np.int64)
             self._clusterer = restore_clusterer(points, labels, self.manifest["clusters"]["params"])
         return self._clusterer
+
+    @property
+    def cluster_names(self) -> dict[int, str]:
+        return {int(c): str(n) for c, n in zip(self.clusters["cluster"], self.clusters["name"],
+                                               strict=True)}
+
+    @property
+    def cluster_scenarios(self) -> dict[int, str]:
+        return {int(c): str(s) for c, s in zip(self.clusters["cluster"],
+                                               self.clusters["scenario"], strict=True)}
+
+    def scorer(self, quantile: float | None = None, min_records: int | None = None) -> KnownScorer:
+        """The `KnownScorer` of this model; thresholds as calibrated at fit unless the
+        quantile or minimum differ, then recalibrated on the stored held-out records."""
+        stored = Thresholds.from_dict(self.manifest["calibration"])
+        q = stored.quantile if quantile is None else float(quantile)
+        n = stored.min_records if min_records is None else int(min_records)
+        key = (q, n)
+        if key not in self._scorers:
+            scorer = KnownScorer(
+                Assigner.from_clusterer(self.clusterer),
+                self.reference["cluster"].to_numpy(np.int64),
+                self.inputs["reference"],
+            )
+            if (q, n) == (stored.quantile, stored.min_records):
+                scorer.thresholds = stored
+            else:
+                emb = self.holdout[self.embedding_columns].to_numpy(np.float64)
+                scorer.thresholds = scorer.calibrate(emb, self.inputs["holdout"], q, n)
+            self._scorers[key] = scorer
+        return self._scorers[key]
 
     def embed(self, frame: pd.DataFrame) -> np.ndarray:
         x, _ = self.normaliser.transform(frame)
@@ -226,11 +274,11 @@ def load(path: str | Path) -> Artifact:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{manifest_path}: not a trafficsiam model manifest; refit the model")
     fv = manifest.get("format_version")
-    if not isinstance(fv, int) or fv > FORMAT_VERSION or fv < 1:
+    if not isinstance(fv, int) or fv > FORMAT_VERSION or fv < MIN_FORMAT_VERSION:
         raise ArtifactError(
             f"{manifest_path}: format version {fv!r} is not supported by trafficsiam "
-            f"{version('trafficsiam')} (reads 1 to {FORMAT_VERSION}); upgrade trafficsiam "
-            "or refit the model"
+            f"{version('trafficsiam')} (reads {MIN_FORMAT_VERSION} to {FORMAT_VERSION}); "
+            "upgrade trafficsiam or refit the model"
         )
     files = manifest.get("files")
     if not isinstance(files, dict):
@@ -252,7 +300,7 @@ def load(path: str | Path) -> Artifact:
             f"{folder / extra[0]}: not listed in the manifest; a model folder holds only its "
             "own files, so remove it (and check where it came from)"
         )
-    for required in (WEIGHTS, REFERENCE, HOLDOUT, CLUSTERS):
+    for required in (WEIGHTS, REFERENCE, HOLDOUT, INPUTS, CLUSTERS):
         if required not in files:
             raise ArtifactError(f"{manifest_path}: does not list {required}; refit the model")
 
@@ -271,6 +319,7 @@ def load(path: str | Path) -> Artifact:
             f"({str(err).splitlines()[0]}); refit the model"
         ) from None
     model.eval()
+    inputs = {k: v.numpy() for k, v in load_file(str(folder / INPUTS)).items()}
     return Artifact(
         path=folder,
         manifest=manifest,
@@ -280,5 +329,6 @@ def load(path: str | Path) -> Artifact:
         model=model,
         reference=pd.read_parquet(folder / REFERENCE),
         holdout=pd.read_parquet(folder / HOLDOUT),
+        inputs=inputs,
         clusters=pd.read_csv(folder / CLUSTERS, keep_default_na=False),
     )

@@ -3,7 +3,9 @@
 
 `hdbscan.approximate_predict` loops in Python over the points (~20,000 points/s). This
 module reproduces its semantics exactly (hdbscan 0.8.x `prediction.py`) with a batched
-kNN query and array lookups:
+kNN query and array lookups. For the euclidean metric the kNN query uses `pykdtree`
+(exact, OpenMP-parallel, about 7x the sklearn tree hdbscan uses: bench/assign_speed.py);
+other metrics keep the sklearn tree of the clusterer:
 
 1. query the ``2 * min_samples`` nearest training points of each new point (the library
    queries twice `min_samples`, not `min_samples`);
@@ -41,6 +43,7 @@ from typing import Any
 
 import hdbscan
 import numpy as np
+from pykdtree.kdtree import KDTree as FastKDTree
 from sklearn.neighbors import BallTree, KDTree
 
 NOISE = -1
@@ -70,10 +73,31 @@ class Assigner:
     _tree: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        tree_cls = _TREES[self.tree_type]
-        object.__setattr__(
-            self, "_tree", tree_cls(self.raw_data, metric=self.metric, **self.metric_kwargs)
-        )
+        if self.metric == "euclidean" and not self.metric_kwargs:
+            tree: Any = FastKDTree(self.raw_data)
+        else:
+            tree = _TREES[self.tree_type](self.raw_data, metric=self.metric, **self.metric_kwargs)
+        object.__setattr__(self, "_tree", tree)
+
+    @property
+    def k(self) -> int:
+        """Neighbours queried per point (approximate_predict queries 2 * min_samples)."""
+        return min(2 * self.min_samples, int(self.raw_data.shape[0]))
+
+    def neighbours(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distances float64, indices int64) of the `k` nearest training points, nearest first."""
+        pts = np.ascontiguousarray(points, dtype=np.float64)
+        dist, idx = self._tree.query(pts, k=self.k)
+        dist, idx = np.asarray(dist, dtype=np.float64), np.asarray(idx, dtype=np.int64)
+        if dist.ndim == 1:  # pykdtree returns 1-d arrays for k == 1
+            dist, idx = dist[:, None], idx[:, None]
+        return dist, idx
+
+    def mutual_reachability(self, dist: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Mutual-reachability distance from each point to each of its neighbours."""
+        col = min(self.min_samples, dist.shape[1] - 1)
+        own_core = dist[:, col : col + 1]
+        return np.maximum(np.maximum(self.core_distances[idx], own_core), dist)
 
     @property
     def n_features(self) -> int:
@@ -193,12 +217,19 @@ class Assigner:
         return labels, strengths
 
     def _predict_batch(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        k = 2 * self.min_samples
-        dist, idx = self._tree.query(pts, k=k)
-        own_core = dist[:, self.min_samples : self.min_samples + 1]
-        mr = np.maximum(np.maximum(self.core_distances[idx], own_core), dist)
+        dist, idx = self.neighbours(pts)
+        return self.predict_from_neighbours(dist, idx)
+
+    def predict_from_neighbours(
+        self, dist: np.ndarray, idx: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`predict` given the output of `neighbours` (lets callers reuse the kNN query)."""
+        m = dist.shape[0]
+        if m == 0 or not self.has_clusters:
+            return np.full(m, NOISE, dtype=np.int64), np.zeros(m, dtype=np.float64)
+        mr = self.mutual_reachability(dist, idx)
         best = mr.argmin(axis=1)
-        rows = np.arange(pts.shape[0])
+        rows = np.arange(m)
         nearest = idx[rows, best]
         mr_best = mr[rows, best]
         with np.errstate(divide="ignore"):
@@ -216,7 +247,7 @@ class Assigner:
         labels = self.cluster_label[cluster]
         max_lambda = self.cluster_max_lambda[cluster]
         clustered = labels >= 0
-        strengths = np.zeros(pts.shape[0], dtype=np.float64)
+        strengths = np.zeros(m, dtype=np.float64)
         ml = max_lambda[clustered]
         with np.errstate(divide="ignore", invalid="ignore"):
             prob = np.minimum(ml, lam[clustered]) / ml

@@ -99,6 +99,28 @@ class ClusterConfig(_Section):
     max_points: int = Field(20_000, ge=100)
 
 
+class ScoreConfig(_Section):
+    # Novelty thresholds: this quantile of the held-out training records of each cluster
+    # (calibrated at fit; a different value at scoring recalibrates from the stored
+    # held-out records). Higher flags fewer records.
+    novelty_quantile: float = Field(0.99, gt=0.5, lt=1)
+    # A cluster with fewer held-out records than this uses the thresholds of all of them.
+    min_calibration_records: int = Field(30, ge=1)
+    # New error types: HDBSCAN over the unexplained records of a run. A candidate needs at
+    # least this many records among the clustered ones.
+    new_type_min_size: int = Field(25, ge=2)
+    # HDBSCAN min_samples for new types (how conservative the density estimate is).
+    new_type_min_samples: int = Field(3, ge=1)
+    # The unexplained records clustered: at most this many (a reproducible sample); the
+    # rest are assigned to the candidates found.
+    max_new_points: int = Field(20_000, ge=100)
+    # Per candidate: example records and distinguishing features reported.
+    examples: int = Field(5, ge=0)
+    top_features: int = Field(5, ge=1)
+    # Records per processing batch (memory is proportional to it, not to the input).
+    batch_size: int = Field(65_536, ge=1)
+
+
 class Config(_Section):
     data: DataConfig = DataConfig()
     normalise: NormaliseConfig = NormaliseConfig()
@@ -107,6 +129,7 @@ class Config(_Section):
     triplets: TripletsConfig = TripletsConfig()
     train: TrainConfig = TrainConfig()
     cluster: ClusterConfig = ClusterConfig()
+    score: ScoreConfig = ScoreConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:

@@ -1,0 +1,180 @@
+"""Known or not: assign records to the fitted clusters and measure how novel they are.
+
+For each record (its embedding e and normalised inputs x):
+
+1. the ``k = 2 * min_samples`` nearest reference points in the embedding give the
+   HDBSCAN `approximate_predict` label and membership strength (`assign.Assigner`);
+2. *home*: that label, or, when HDBSCAN calls the record noise, the cluster of the
+   clustered neighbour nearest in mutual reachability (HDBSCAN leaves a few percent of
+   ordinary training records unclustered at cluster edges; without this they would all
+   be flagged);
+3. two novelty distances, each divided by its threshold for the home cluster:
+
+   - *embedding*: mutual-reachability distance to the nearest reference point (how far
+     the record lies from the known dense regions of the embedding);
+   - *inputs*: Euclidean distance in the normalised input space to the nearest of those
+     same neighbours. The embedding is trained to separate the known scenarios, so a new
+     failure can land inside a known cluster; its raw features still differ from the
+     training records it landed among, and this distance sees that.
+
+   ``novelty = max(embedding / T_emb[home], inputs / T_in[home])``: 1.0 is the edge of
+   what ``quantile`` of held-out training records of that cluster reach; the thresholds
+   are fixed per model, so novelty is comparable across runs of one model;
+4. *explained* = a home cluster exists and novelty <= 1.
+
+Thresholds come from the held-out validation records of the fit (never seen by the
+clusterer): per home cluster, the `quantile` of each distance. A cluster with fewer than
+`min_records` held-out records uses the thresholds of all held-out records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trafficsiam.assign import NOISE, Assigner
+
+# A threshold of exactly 0 (a cluster of identical records) would make every other
+# distance infinitely novel: floor it.
+MIN_THRESHOLD = 1e-9
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Per-cluster novelty thresholds (and the pooled fallback), calibrated on held-out data."""
+
+    quantile: float
+    min_records: int
+    clusters: dict[int, dict[str, float | int | bool]]
+    pooled: dict[str, float | int]
+
+    def lookup(self, home: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(embedding, inputs) thresholds for each record's home cluster."""
+        t_emb = np.full(home.shape, float(self.pooled["embedding"]))
+        t_in = np.full(home.shape, float(self.pooled["inputs"]))
+        for cluster, row in self.clusters.items():
+            at = home == cluster
+            t_emb[at] = float(row["embedding"])
+            t_in[at] = float(row["inputs"])
+        return t_emb, t_in
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "quantile": self.quantile,
+            "min_records": self.min_records,
+            "pooled": self.pooled,
+            "clusters": [{"cluster": c, **row} for c, row in sorted(self.clusters.items())],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Thresholds:
+        clusters = {
+            int(row["cluster"]): {k: v for k, v in row.items() if k != "cluster"}
+            for row in data["clusters"]
+        }
+        return cls(float(data["quantile"]), int(data["min_records"]), clusters,
+                   dict(data["pooled"]))
+
+
+@dataclass
+class Assessment:
+    """Per-record result of `KnownScorer.assess` (arrays of one length)."""
+
+    label: np.ndarray  # approximate_predict label (-1: noise)
+    strength: np.ndarray  # approximate_predict membership strength
+    home: np.ndarray  # label, or the nearest clustered neighbour's cluster; -1: none
+    embedding_distance: np.ndarray
+    input_distance: np.ndarray
+    novelty: np.ndarray
+    explained: np.ndarray  # bool
+
+    @property
+    def cluster(self) -> np.ndarray:
+        """The assignment reported: the home cluster when explained, else HDBSCAN's label."""
+        return np.where(self.explained, self.home, self.label)
+
+
+class KnownScorer:
+    """Everything needed to assess records against the known clusters of one model."""
+
+    def __init__(
+        self,
+        assigner: Assigner,
+        reference_clusters: np.ndarray,
+        reference_inputs: np.ndarray,
+        thresholds: Thresholds | None = None,
+    ) -> None:
+        self.assigner = assigner
+        self.reference_clusters = np.asarray(reference_clusters, dtype=np.int64)
+        self.reference_inputs = np.ascontiguousarray(reference_inputs, dtype=np.float32)
+        self.thresholds = thresholds
+
+    def distances(
+        self, emb: np.ndarray, x: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(label, strength, home, embedding distance, input distance) per record."""
+        m = emb.shape[0]
+        if m == 0:
+            empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
+            return empty_i, empty_f, empty_i, empty_f, empty_f
+        dist, idx = self.assigner.neighbours(emb)
+        label, strength = self.assigner.predict_from_neighbours(dist, idx)
+        mr = self.assigner.mutual_reachability(dist, idx)
+        d_emb = mr.min(axis=1)
+
+        ref_cluster = self.reference_clusters[idx]
+        mr_clustered = np.where(ref_cluster >= 0, mr, np.inf)
+        nearest = mr_clustered.argmin(axis=1)
+        rows = np.arange(m)
+        fallback = np.where(
+            np.isfinite(mr_clustered[rows, nearest]), ref_cluster[rows, nearest], NOISE
+        )
+        home = np.where(label >= 0, label, fallback)
+
+        diff = self.reference_inputs[idx] - np.asarray(x, dtype=np.float32)[:, None, :]
+        d_in = np.sqrt(np.einsum("mkd,mkd->mk", diff, diff).min(axis=1)).astype(np.float64)
+        return label, strength, home, d_emb, d_in
+
+    def assess(self, emb: np.ndarray, x: np.ndarray, batch_size: int = 16384) -> Assessment:
+        if self.thresholds is None:
+            raise ValueError("KnownScorer has no thresholds: calibrate it first")
+        parts = [
+            self.distances(emb[s : s + batch_size], x[s : s + batch_size])
+            for s in range(0, max(emb.shape[0], 1), batch_size)
+        ]
+        label, strength, home, d_emb, d_in = (np.concatenate(p) for p in zip(*parts, strict=True))
+        t_emb, t_in = self.thresholds.lookup(home)
+        novelty = np.maximum(d_emb / t_emb, d_in / t_in)
+        explained = (home >= 0) & (novelty <= 1.0)
+        return Assessment(label, strength, home, d_emb, d_in, novelty, explained)
+
+    def calibrate(
+        self, emb: np.ndarray, x: np.ndarray, quantile: float, min_records: int
+    ) -> Thresholds:
+        """Thresholds from held-out records of known scenarios (not in the reference)."""
+        _, _, home, d_emb, d_in = self.distances(emb, x)
+        if len(home) == 0:
+            raise ValueError("no held-out records to calibrate the novelty thresholds on")
+
+        def q(values: np.ndarray) -> float:
+            return max(float(np.quantile(values, quantile)), MIN_THRESHOLD)
+
+        pooled: dict[str, float | int] = {
+            "embedding": q(d_emb), "inputs": q(d_in), "records": int(len(home)),
+        }
+        clusters: dict[int, dict[str, float | int | bool]] = {}
+        for cluster in np.unique(self.reference_clusters[self.reference_clusters >= 0]):
+            at = home == cluster
+            n = int(at.sum())
+            if n >= min_records:
+                row: dict[str, float | int | bool] = {
+                    "embedding": q(d_emb[at]), "inputs": q(d_in[at]), "records": n,
+                    "pooled": False,
+                }
+            else:
+                row = {"embedding": float(pooled["embedding"]), "inputs": float(pooled["inputs"]),
+                       "records": n, "pooled": True}
+            clusters[int(cluster)] = row
+        return Thresholds(float(quantile), int(min_records), clusters, pooled)

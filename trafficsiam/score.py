@@ -1,0 +1,651 @@
+"""Score: assign new batches of records to the known clusters and find new error types.
+
+    plan (inputs -> outputs, state) -> pass 1: read features, normalise, embed, assess
+    -> new types (cluster the unexplained) -> pass 2: stream every column, add ts_*,
+    write atomically -> summary, clusters.csv, new_types.csv -> state committed
+
+Every record keeps all its input columns and gains `TS_COLUMNS`. Input is streamed in
+record batches of exactly `score.batch_size` rows counted from the start of each file,
+so memory does not grow with the input, and the Dask engine (which cuts the same
+batches out of its partitions) computes bit-identical results.
+
+Pass 1 keeps what pass 2 needs in a spool file per input (a fixed-size record per row,
+the embedding only for unexplained rows), so the model runs once per record; pass 2
+re-reads the input with all its columns and writes the output beside a temporary name,
+renamed into place when complete. Nothing is renamed before every input has been read
+and checked, so bad input leaves no output at all.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from trafficsiam import artifact, read
+from trafficsiam.artifact import Artifact
+from trafficsiam.calibrate import KnownScorer
+from trafficsiam.config import ScoreConfig
+from trafficsiam.errors import InputError, OutputError
+from trafficsiam.model import embed
+from trafficsiam.newtypes import NewTypes, Sample, discover, row_keys
+from trafficsiam.normalise import TransformCounts
+from trafficsiam.state import InputFile, StateStore, describe
+from trafficsiam.validate import show
+
+log = logging.getLogger("trafficsiam")
+
+TS_COLUMNS = ("ts_cluster", "ts_scenario", "ts_strength", "ts_novelty", "ts_verdict",
+              "ts_new_type")
+VERDICTS = ("good", "known_error", "new_error", "outlier")
+GOOD, KNOWN, NEW, OUTLIER = range(4)
+STATE_NAME = "trafficsiam-state.db"
+WORK_NAME = ".trafficsiam-work"
+SUMMARY, CLUSTERS_CSV, NEW_TYPES_CSV = "summary.json", "clusters.csv", "new_types.csv"
+# Pass 1 -> pass 2, one record per input row.
+SPOOL = np.dtype([("cluster", "<i8"), ("strength", "<f8"), ("novelty", "<f8"),
+                  ("explained", "u1")])
+
+
+# --- the model side: one per process (the Dask engine caches it per worker) -------------
+
+
+class Scoring:
+    """A loaded model with its score config: turns record batches into ts_* columns."""
+
+    def __init__(self, art: Artifact, cfg: ScoreConfig) -> None:
+        self.art = art
+        self.cfg = cfg
+        self.scorer: KnownScorer = art.scorer(cfg.novelty_quantile, cfg.min_calibration_records)
+        table = art.clusters
+        top = int(table["cluster"].max()) + 1
+        self.scenario_of = np.full(max(top, 1), None, dtype=object)
+        self.is_good = np.zeros(max(top, 1), dtype=bool)
+        for c, s, g in zip(table["cluster"], table["scenario"], table["is_good"], strict=True):
+            if int(c) >= 0:
+                self.scenario_of[int(c)] = str(s)
+                self.is_good[int(c)] = bool(g)
+        self.features = list(art.schema.columns)
+        self.numeric = set(art.schema.numeric)
+        holdout_good = (art.holdout["scenario"] == art.manifest["good_label"]).to_numpy()
+        self.good_x = art.inputs["holdout"][holdout_good]
+        if len(self.good_x) == 0:
+            self.good_x = art.inputs["holdout"]
+
+    @property
+    def model_id(self) -> str:
+        return self.art.model_id
+
+    def check_columns(self, path: Path, columns: Sequence[str]) -> None:
+        """Schema drift: every feature column present; no input column named like ours."""
+        taken = [c for c in TS_COLUMNS if c in columns]
+        if taken:
+            raise InputError(
+                f"{path}: column '{taken[0]}' is one that scoring adds; rename or drop it "
+                "before scoring (trafficsiam never overwrites an input column)"
+            )
+        missing = [c for c in self.features if c not in columns]
+        if missing:
+            raise InputError(
+                f"{path}: feature column '{missing[0]}' of model {self.model_id} is missing; "
+                "export it again with that column, or score with a model fitted without it"
+            )
+
+    def feature_frame(self, table: pa.Table, path: Path, start: int) -> pd.DataFrame:
+        """The feature columns as pandas, numeric ones checked and converted to float."""
+        frame = table.select(self.features).to_pandas()
+        for col in self.art.schema.numeric:
+            values = frame[col]
+            if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+                arr = values.to_numpy(dtype="float64", na_value=np.nan)
+            else:
+                present = values.notna().to_numpy()
+                parsed = pd.to_numeric(values.where(present), errors="coerce")
+                arr = parsed.to_numpy(dtype="float64", na_value=np.nan)
+                bad = present & np.isnan(arr)
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    raise InputError(
+                        f"{path} row {start + i}: column '{col}' has value "
+                        f"{show(values.iloc[i])} in a numeric feature ({int(bad.sum())} such "
+                        "values in this batch); fix or blank those values"
+                    )
+            inf = np.isinf(arr)
+            if inf.any():
+                i = int(np.flatnonzero(inf)[0])
+                raise InputError(
+                    f"{path} row {start + i}: column '{col}' has value {arr[i]} "
+                    f"({int(inf.sum())} infinite values in this batch); replace them with "
+                    "finite numbers or leave them empty (missing)"
+                )
+            frame[col] = arr
+        return frame
+
+    def assess(
+        self, table: pa.Table, path: Path, start: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, TransformCounts]:
+        """(spool records, embeddings float32, normalised inputs float32, cleaning counts)."""
+        frame = self.feature_frame(table, path, start)
+        x, cleaned = self.art.normaliser.transform(frame)
+        emb = embed(self.art.model, x)
+        a = self.scorer.assess(emb.astype(np.float64), x)
+        spool = np.zeros(len(frame), dtype=SPOOL)
+        spool["cluster"] = a.cluster
+        spool["strength"] = a.strength
+        spool["novelty"] = a.novelty
+        spool["explained"] = a.explained
+        return spool, emb, x, cleaned
+
+    def columns(
+        self, spool: np.ndarray, new_type: np.ndarray
+    ) -> tuple[dict[str, pa.Array], np.ndarray]:
+        """The ts_* arrays of a batch and its verdict codes.
+
+        `new_type` holds the candidate name of each unexplained row (None: outlier) and is
+        ignored for explained rows.
+        """
+        n = len(spool)
+        cluster = spool["cluster"]
+        explained = spool["explained"].astype(bool)
+        clustered = cluster >= 0
+        safe = np.where(clustered, cluster, 0)
+        verdict = np.where(
+            explained,
+            np.where(self.is_good[safe], GOOD, KNOWN),
+            np.where(pd.notna(new_type), NEW, OUTLIER),
+        ).astype(np.int8)
+        scenario = self.scenario_of[safe].copy()
+        scenario[~clustered] = None
+        new_col = np.asarray(new_type, dtype=object).copy()
+        new_col[explained] = None
+        arrays = {
+            "ts_cluster": pa.array(cluster, pa.int64()),
+            "ts_scenario": pa.array(scenario, pa.string()),
+            "ts_strength": pa.array(spool["strength"], pa.float64()),
+            "ts_novelty": pa.array(spool["novelty"], pa.float64()),
+            "ts_verdict": pa.DictionaryArray.from_arrays(
+                pa.array(verdict, pa.int8()), pa.array(VERDICTS)
+            ).dictionary_decode(),
+            "ts_new_type": pa.array(new_col if n else [], pa.string()),
+        }
+        return arrays, verdict
+
+
+# --- counts that add up across batches, files and workers -----------------------------
+
+
+@dataclass
+class Tally:
+    rows: int = 0
+    # (cluster, verdict code) -> records; cluster -1 is "none"
+    by_cluster: dict[tuple[int, int], int] = field(default_factory=dict)
+    # (candidate, nearest known cluster) -> records
+    by_new_type: dict[tuple[str, int], int] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=dict)
+    clipped: dict[str, int] = field(default_factory=dict)
+    other: dict[str, int] = field(default_factory=dict)
+
+    def add_cleaning(self, counts: TransformCounts) -> None:
+        for mine, theirs in ((self.missing, counts.missing), (self.clipped, counts.clipped),
+                             (self.other, counts.other)):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + int(v)
+
+    def add_batch(self, spool: np.ndarray, verdict: np.ndarray, new_type: np.ndarray) -> None:
+        self.rows += len(spool)
+        pairs, counts = np.unique(
+            np.stack([spool["cluster"], verdict.astype(np.int64)]), axis=1, return_counts=True
+        )
+        for (c, v), k in zip(pairs.T.tolist(), counts.tolist(), strict=True):
+            self.by_cluster[(c, v)] = self.by_cluster.get((c, v), 0) + k
+        is_new = verdict == NEW
+        if is_new.any():
+            frame = pd.DataFrame({"t": new_type[is_new], "c": spool["cluster"][is_new]})
+            for (t, c), k in frame.value_counts().items():
+                key = (str(t), int(c))
+                self.by_new_type[key] = self.by_new_type.get(key, 0) + int(k)
+
+    def merge(self, other: Tally) -> None:
+        self.rows += other.rows
+        pairs: list[tuple[dict[Any, int], dict[Any, int]]] = [
+            (self.by_cluster, other.by_cluster), (self.by_new_type, other.by_new_type),
+            (self.missing, other.missing), (self.clipped, other.clipped),
+            (self.other, other.other),
+        ]
+        for mine, theirs in pairs:
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
+
+    def verdicts(self) -> dict[str, int]:
+        out = dict.fromkeys(VERDICTS, 0)
+        for (_, v), k in self.by_cluster.items():
+            out[VERDICTS[v]] += k
+        return out
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def _dataset(path: Path, features: Sequence[str], numeric: set[str]) -> ds.Dataset:
+    if read._is_csv(path):
+        header = read.read_columns(path)
+        # CSV has no types: pass-through columns stay text exactly as written (ids with
+        # leading zeros survive), numeric features are parsed as float, categoricals as text.
+        types = {c: (pa.float64() if c in numeric else pa.string()) for c in header}
+        fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(
+            column_types=types, strings_can_be_null=True))
+        return ds.dataset(path, format=fmt)
+    return ds.dataset(path, format="parquet")
+
+
+def iter_chunks(
+    path: Path, columns: Sequence[str] | None, batch_size: int,
+    features: Sequence[str], numeric: set[str],
+) -> Iterator[tuple[int, pa.Table]]:
+    """(first row, table) for consecutive chunks of exactly `batch_size` rows (the last
+    may be shorter), whatever the file's row groups or CSV blocks."""
+    with read._reading(path):
+        dataset = _dataset(path, features, numeric)
+        pending: list[pa.RecordBatch] = []
+        held = start = 0
+        for batch in dataset.to_batches(columns=list(columns) if columns else None,
+                                        batch_size=batch_size, use_threads=True):
+            pending.append(batch)
+            held += batch.num_rows
+            while held >= batch_size:
+                table = pa.Table.from_batches(pending, schema=batch.schema)
+                yield start, table.slice(0, batch_size)
+                start += batch_size
+                held -= batch_size
+                rest = table.slice(batch_size)
+                pending = rest.to_batches() if held else []
+        if held:
+            yield start, pa.Table.from_batches(pending)
+
+
+def count_rows(path: Path) -> int | None:
+    if read._is_csv(path):
+        return None
+    with read._reading(path):
+        return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def input_schema(path: Path, features: Sequence[str], numeric: set[str]) -> pa.Schema:
+    with read._reading(path):
+        return _dataset(path, features, numeric).schema
+
+
+# --- planning ----------------------------------------------------------------------------
+
+
+def _root_of(spec: str) -> Path:
+    """The folder an input spec is relative to: a folder itself, a glob's fixed prefix,
+    or a file's parent."""
+    path = Path(spec)
+    if path.is_dir():
+        return path.resolve()
+    if globlib.has_magic(spec):
+        fixed = []
+        for part in path.parts:
+            if globlib.has_magic(part):
+                break
+            fixed.append(part)
+        return Path(*fixed).resolve() if fixed else Path.cwd()
+    return path.resolve().parent
+
+
+def output_names(specs: Sequence[str], paths: Sequence[Path]) -> dict[Path, str]:
+    """Output file name (relative to --out) per input: its path below the folder the
+    input spec names, as .parquet. Unique by construction within a spec."""
+    roots = [_root_of(s) for s in specs]
+    names: dict[Path, str] = {}
+    seen: dict[str, Path] = {}
+    for path in paths:
+        resolved = path.resolve()
+        root = next((r for r in roots if resolved.is_relative_to(r)), resolved.parent)
+        rel = resolved.relative_to(root).with_suffix(".parquet").as_posix()
+        if rel in seen:
+            raise InputError(
+                f"{path}: would be written to the same output '{rel}' as {seen[rel]}; "
+                "score them in separate runs with different --out folders"
+            )
+        seen[rel] = path
+        names[path] = rel
+    return names
+
+
+@dataclass
+class Job:
+    index: int
+    source: InputFile
+    output: str  # relative to --out
+    rows: int | None  # None: CSV, counted while reading
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+@dataclass
+class ScoreResult:
+    run_id: str | None
+    out: Path
+    summary: dict[str, Any]
+    outputs: list[tuple[Path, Path, int]]  # (input, output, rows)
+    skipped: list[Path]
+    new_types: pd.DataFrame
+
+    @property
+    def found_new_types(self) -> bool:
+        return len(self.new_types) > 0
+
+
+def _progress(total: int | None, desc: str, quiet: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, leave=False,
+                disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
+
+
+def _atomic_write(path: Path, write: Any, run_id: str) -> None:
+    tmp = path.with_name(f".{path.name}.{run_id}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return artifact.json_default(value)
+    except TypeError:
+        return str(value)  # timestamps, decimals, bytes of example records
+
+
+def _json(path: Path, data: Any, run_id: str) -> None:
+    text = json.dumps(data, indent=2, default=_jsonable) + "\n"
+    _atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"), run_id)
+
+
+def _csv(path: Path, frame: pd.DataFrame, run_id: str) -> None:
+    _atomic_write(path, lambda p: frame.to_csv(p, index=False), run_id)
+
+
+def score(
+    model: str | Path | Artifact,
+    inputs: str | Path | Sequence[str | Path],
+    out: str | Path,
+    *,
+    config: ScoreConfig | None = None,
+    state: str | Path | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    rescore: bool = False,
+    wait: float = 0.0,
+    quiet: bool = False,
+) -> ScoreResult:
+    """Score the new or changed input files into `out`; see the module docstring."""
+    art = model if isinstance(model, Artifact) else artifact.load(model)
+    cfg = config or art.config.score
+    specs = [str(s) for s in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
+    paths = read.resolve_inputs(specs)
+    names = output_names(specs, paths)
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{out}: cannot create the output folder ({err.strerror})") from None
+    state_path = Path(state) if state is not None else out / STATE_NAME
+    clock = time.perf_counter()
+
+    with StateStore(state_path) as store, store.lock(wait=wait):
+        described = [describe(p) for p in paths]
+        todo, skipped = store.pending(described, rescore=rescore)
+        if skipped:
+            log.info("%d input(s) already scored with the same content: skipped",
+                     len(skipped))
+        if not todo:
+            log.info("nothing new to score in %s", ", ".join(specs))
+            return ScoreResult(None, out, {}, [], [f.path for f in skipped],
+                               pd.DataFrame(columns=["new_type"]))
+        by_path = {p.resolve(): p for p in paths}
+        jobs = [Job(i, f, names[by_path[f.path]], count_rows(by_path[f.path]))
+                for i, f in enumerate(todo)]
+        run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+        store.begin_run(run_id, art.model_id, todo, out)
+        try:
+            scoring = Scoring(art, cfg)
+            if engine == "dask":
+                from trafficsiam.dask_engine import run_dask
+
+                tally, new_types, examples, rows = run_dask(
+                    art.path, cfg, jobs, out, run_id, scheduler, quiet
+                )
+            elif engine == "local":
+                tally, new_types, examples, rows = _run_local(scoring, jobs, out, run_id, quiet)
+            else:
+                raise InputError(f"--engine {engine!r}: unknown engine; use local or dask")
+            summary, clusters, table = _reports(
+                scoring, jobs, rows, tally, new_types, examples, run_id, out, skipped,
+                time.perf_counter() - clock, engine,
+            )
+            _csv(out / CLUSTERS_CSV, clusters, run_id)
+            _csv(out / NEW_TYPES_CSV, table, run_id)
+            _json(out / SUMMARY, summary, run_id)
+            store.finish_run(
+                run_id, {j.source: (out / j.output, rows[j.index]) for j in jobs}, summary
+            )
+        except BaseException as err:
+            store.fail_run(run_id, f"{type(err).__name__}: {err}".splitlines()[0])
+            raise
+    return ScoreResult(
+        run_id, out, summary,
+        [(by_path[j.source.path], out / j.output, rows[j.index]) for j in jobs],
+        [f.path for f in skipped], table,
+    )
+
+
+def _run_local(
+    scoring: Scoring, jobs: list[Job], out: Path, run_id: str, quiet: bool
+) -> tuple[Tally, NewTypes, dict[tuple[int, int], dict[str, Any]], dict[int, int]]:
+    cfg = scoring.cfg
+    work = out / WORK_NAME
+    shutil.rmtree(work, ignore_errors=True)  # a killed run's leftovers; we hold the lock
+    work.mkdir()
+    total = sum(j.rows or 0 for j in jobs) or None
+    tally = Tally()
+    sample = Sample(cfg.max_new_points)
+    rows: dict[int, int] = {}
+    try:
+        # Pass 1: check every input and assess every record before writing any output.
+        for job in jobs:
+            path = job.source.path
+            scoring.check_columns(path, input_schema(path, scoring.features,
+                                                     scoring.numeric).names)
+        bar = _progress(total, "scoring", quiet)
+        for job in jobs:
+            path = job.source.path
+            n = 0
+            with open(work / f"{job.index}.spool", "wb") as fh, \
+                    open(work / f"{job.index}.emb", "wb") as fe:
+                for start, table in iter_chunks(path, scoring.features, cfg.batch_size,
+                                                scoring.features, scoring.numeric):
+                    spool, emb, x, cleaned = scoring.assess(table, path, start)
+                    tally.add_cleaning(cleaned)
+                    spool.tofile(fh)
+                    u = np.flatnonzero(~spool["explained"].astype(bool))
+                    emb[u].tofile(fe)
+                    sample.offer(row_keys(job.source.sha256, start + u), job.index, start + u,
+                                 emb[u], x[u], spool["novelty"][u])
+                    n += len(spool)
+                    bar.update(len(spool))
+            rows[job.index] = n
+            if not quiet and bar.disable:
+                log.info("assessed %s (%d records)", path, n)
+        bar.close()
+
+        new_types = discover(sample, cfg, scoring.good_x, scoring.art.normaliser)
+        if len(new_types.names):
+            log.info("%d candidate new error type(s) among %d unexplained records sampled",
+                     len(new_types.names), len(sample))
+
+        # Pass 2: every column, plus ts_*, written beside a temporary name.
+        wanted = {ex for exs in new_types.examples.values() for ex in exs}
+        examples: dict[tuple[int, int], dict[str, Any]] = {}
+        bar = _progress(total, "writing", quiet)
+        for job in jobs:
+            path = job.source.path
+            target = out / job.output
+            target.parent.mkdir(parents=True, exist_ok=True)
+
+            def write(tmp: Path, job: Job = job, path: Path = path) -> None:
+                writer: pq.ParquetWriter | None = None
+                written = 0
+                with open(work / f"{job.index}.spool", "rb") as fh, \
+                        open(work / f"{job.index}.emb", "rb") as fe:
+                    for start, table in iter_chunks(path, None, cfg.batch_size,
+                                                     scoring.features, scoring.numeric):
+                        spool = np.fromfile(fh, dtype=SPOOL, count=table.num_rows)
+                        result, verdict, new_type = _finish(scoring, spool, fe, new_types)
+                        for name, arr in result.items():
+                            table = table.append_column(name, arr)
+                        if writer is None:
+                            writer = pq.ParquetWriter(tmp, table.schema)
+                        writer.write_table(table)
+                        tally.add_batch(spool, verdict, new_type)
+                        for f, r in wanted:
+                            if f == job.index and start <= r < start + table.num_rows:
+                                examples[(f, r)] = table.slice(r - start, 1).to_pylist()[0]
+                        written += table.num_rows
+                        bar.update(table.num_rows)
+                if writer is None:  # an input with no rows still gets its (empty) output
+                    schema = input_schema(path, scoring.features, scoring.numeric)
+                    empty = schema.empty_table()
+                    arrays, _ = scoring.columns(np.zeros(0, SPOOL), np.zeros(0, object))
+                    for name, arr in arrays.items():
+                        empty = empty.append_column(name, arr)
+                    writer = pq.ParquetWriter(tmp, empty.schema)
+                    writer.write_table(empty)
+                writer.close()
+                if written != rows[job.index]:
+                    raise OutputError(
+                        f"{path}: read {written} records in the second pass but "
+                        f"{rows[job.index]} in the first; the file changed during scoring, "
+                        "rerun when it is complete"
+                    )
+
+            _atomic_write(target, write, run_id)
+            if not quiet and bar.disable:
+                log.info("wrote %s (%d records)", target, rows[job.index])
+        bar.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return tally, new_types, examples, rows
+
+
+def _finish(
+    scoring: Scoring, spool: np.ndarray, emb_file: BinaryIO, new_types: NewTypes
+) -> tuple[dict[str, pa.Array], np.ndarray, np.ndarray]:
+    u = np.flatnonzero(~spool["explained"].astype(bool))
+    dim = scoring.art.model.embedding_dim
+    emb_u = np.fromfile(emb_file, dtype=np.float32, count=len(u) * dim).reshape(len(u), dim)
+    new_type = np.full(len(spool), None, dtype=object)
+    new_type[u] = new_types.assign(emb_u)
+    result, verdict = scoring.columns(spool, new_type)
+    return result, verdict, new_type
+
+
+def _reports(
+    scoring: Scoring, jobs: list[Job], rows: dict[int, int], tally: Tally,
+    new_types: NewTypes, examples: dict[tuple[int, int], dict[str, Any]], run_id: str,
+    out: Path, skipped: list[InputFile], seconds: float, engine: str,
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    art = scoring.art
+    total = max(tally.rows, 1)
+    names = art.cluster_names
+    cluster_rows = []
+    for c in sorted({c for c, _ in tally.by_cluster} | {c for c in names if c >= 0}):
+        counts = {v: tally.by_cluster.get((c, i), 0) for i, v in enumerate(VERDICTS)}
+        n = sum(counts.values())
+        cluster_rows.append({
+            "cluster": c,
+            "name": names.get(c, "none") if c >= 0 else "none",
+            "scenario": str(scoring.scenario_of[c]) if c >= 0 else "",
+            "is_good": bool(scoring.is_good[c]) if c >= 0 else False,
+            "records": n,
+            "share": n / total,
+            **counts,
+        })
+    clusters = pd.DataFrame(cluster_rows)
+
+    inputs_of = {j.index: j for j in jobs}
+    type_rows = []
+    for _, row in new_types.table.iterrows():
+        name = str(row["new_type"])
+        near = {c: k for (t, c), k in tally.by_new_type.items() if t == name}
+        size = sum(near.values())
+        nearest = max(near, key=lambda c: (near[c], -c)) if near else -1
+        exs = new_types.examples.get(name, [])
+        type_rows.append({
+            "new_type": name,
+            "records": size,
+            "share": size / total,
+            "sample_records": int(row["sample_records"]),
+            "median_novelty": round(float(row["median_novelty"]), 4),
+            "nearest_known": names.get(nearest, "none") if nearest >= 0 else "none",
+            "top_features": row["top_features"],
+            "examples": "; ".join(f"{inputs_of[f].source.path}:{r}" for f, r in exs),
+            "_features": row["features"],
+            "_examples": [
+                {"input": str(inputs_of[f].source.path), "row": r,
+                 "record": {k: v for k, v in examples.get((f, r), {}).items()}}
+                for f, r in exs
+            ],
+        })
+    table = pd.DataFrame(type_rows, columns=[
+        "new_type", "records", "share", "sample_records", "median_novelty", "nearest_known",
+        "top_features", "examples", "_features", "_examples"])
+    summary = {
+        "run_id": run_id,
+        "model": {"id": art.model_id, "path": str(art.path)},
+        "engine": engine,
+        "records": tally.rows,
+        "verdicts": tally.verdicts(),
+        "clusters": clusters.to_dict(orient="records"),
+        "new_types": [
+            {**{k: v for k, v in r.items() if not k.startswith("_") and k != "examples"},
+             "features": r["_features"], "examples": r["_examples"]}
+            for r in type_rows
+        ],
+        "thresholds": scoring.scorer.thresholds.to_dict() if scoring.scorer.thresholds else {},
+        "cleaning": {"missing_imputed": tally.missing, "clipped": tally.clipped,
+                     "categorical_other": tally.other},
+        "inputs": [
+            {"path": str(j.source.path), "bytes": j.source.bytes, "sha256": j.source.sha256,
+             "records": rows[j.index], "output": str(out / j.output)}
+            for j in jobs
+        ],
+        "skipped": [str(f.path) for f in skipped],
+        "seconds": round(seconds, 3),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return summary, clusters, table.drop(columns=["_features", "_examples"])

@@ -1,0 +1,260 @@
+"""State store of scheduled `trafficsiam score` runs: what was scored, by which run.
+
+A nightly `trafficsiam score MODEL 'landing/*.parquet' --out scored/ --state runs.db`
+records each processed input (resolved path, size, SHA-256) and each run in an embedded
+SQLite file, so a rerun scores only new or changed inputs. Two tables, schema version in
+`PRAGMA user_version`:
+
+    runs     run_id, status (running | ok | failed | interrupted), started, finished,
+             model_id, out, inputs, rows, summary (JSON text), error
+    inputs   path (key), sha256, bytes, rows, output, run_id, model_id, scored_at
+
+Journal mode: the default rollback journal with `synchronous=FULL`, not WAL. Only one
+process writes at a time (the lock below) and a run makes three tiny transactions, so
+WAL's concurrent readers buy nothing; the rollback journal keeps the state one file (no
+`-wal`/`-shm` companions to lose when it is copied) and needs no shared memory, so it also
+works on mounts where WAL does not. A SIGKILL or power loss mid-transaction leaves a hot
+journal that SQLite rolls back on the next open: a run's results are all there or none.
+
+Lock: `fcntl.flock` on the sidecar `<state>.lock`. The kernel drops it when the holder's
+file is closed, including when the process dies, so a killed run never wedges the state;
+the file is never deleted, as deleting it would let two waiters lock two different files.
+The descriptor is not inherited by child processes. Times are UTC ISO 8601 text.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from trafficsiam.errors import InputError, TrafficSiamError
+
+SCHEMA_VERSION = 1
+SCHEMA = ("""
+CREATE TABLE runs (
+    run_id   TEXT PRIMARY KEY,
+    status   TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),
+    started  TEXT NOT NULL,
+    finished TEXT,
+    model_id TEXT NOT NULL,
+    out      TEXT NOT NULL,
+    inputs   INTEGER NOT NULL,
+    rows     INTEGER,
+    summary  TEXT,
+    error    TEXT
+)""", """
+CREATE TABLE inputs (
+    path      TEXT PRIMARY KEY,
+    sha256    TEXT NOT NULL,
+    bytes     INTEGER NOT NULL CHECK (bytes >= 0),
+    rows      INTEGER NOT NULL CHECK (rows >= 0),
+    output    TEXT NOT NULL,
+    run_id    TEXT NOT NULL REFERENCES runs (run_id),
+    model_id  TEXT NOT NULL,
+    scored_at TEXT NOT NULL
+)""")
+RUN_COLUMNS = "run_id, status, started, finished, model_id, inputs, rows, error, out"
+FIX = "pass another --state file or remove it"
+
+
+class StateLocked(TrafficSiamError):
+    """Another run holds the state's lock (exit code 75, EX_TEMPFAIL: try again later)."""
+
+    exit_code = 75
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input as seen now: its resolved absolute path, size and content hash."""
+
+    path: Path
+    bytes: int
+    sha256: str
+
+
+def describe(path: Path, chunk: int = 1 << 20) -> InputFile:
+    """Stat `path` and hash its content in `chunk`-sized reads (constant memory)."""
+    try:
+        resolved = path.resolve(strict=True)
+        digest, size = hashlib.sha256(), 0
+        with resolved.open("rb") as f:
+            expected = os.fstat(f.fileno()).st_size
+            while block := f.read(chunk):
+                digest.update(block)
+                size += len(block)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read input ({e.strerror}); check the path") from e
+    if size != expected:  # a file still being uploaded into the landing folder
+        raise InputError(f"{path}: changed while being hashed ({expected} bytes, then {size}); "
+                         "wait until it is completely written")
+    return InputFile(resolved, size, digest.hexdigest())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class StateStore:
+    """The state database at `path` (created with its parent folder if missing)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path).resolve()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as e:
+            raise InputError(f"{self.path}: cannot open the state database ({e}); {FIX}") from e
+        self._db.row_factory = sqlite3.Row
+        try:
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            with self._transaction():  # re-read inside: two first runs may race to create
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                if version == 0 and tables == 0:
+                    for statement in SCHEMA:  # not executescript: it would COMMIT early
+                        self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                elif version != SCHEMA_VERSION:
+                    raise InputError(f"{self.path}: not a trafficsiam state database of schema "
+                                     f"version {SCHEMA_VERSION} (found {version}); {FIX}")
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise InputError(f"{self.path}: not a usable SQLite state database ({e}); "
+                             f"{FIX}") from e
+        except BaseException:
+            self._db.close()
+            raise
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE takes the write lock up front, so a transaction never fails halfway
+        for want of it; anything raised inside rolls the whole transaction back."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    @contextmanager
+    def lock(self, wait: float = 0.0, poll: float = 0.2) -> Iterator[None]:
+        """Hold the exclusive run lock for the block, waiting up to `wait` seconds for it."""
+        lock_path = f"{self.path}.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        holder = os.pread(fd, 4096, 0).decode(errors="replace").split()
+                        raise StateLocked(
+                            f"{self.path}: another trafficsiam score run holds this state "
+                            f"({', '.join(holder) or 'holder not recorded yet'}); wait for it "
+                            "to finish, or pass --wait SECONDS to queue behind it") from None
+                    time.sleep(min(poll, left))
+            host = socket.gethostname()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid={os.getpid()} host={host} since={_now()}\n".encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)  # still ours: the next holder starts from an empty file
+        finally:
+            os.close(fd)  # closing the only descriptor releases the flock
+
+    def pending(self, files: Sequence[InputFile],
+                rescore: bool = False) -> tuple[list[InputFile], list[InputFile]]:
+        """Split `files` into (to_score, skipped), in input order: an input is skipped when a
+        finished run recorded the same path with the same SHA-256, unless `rescore`."""
+        if rescore:
+            return list(files), []
+        done = {tuple(r) for r in self._db.execute("SELECT path, sha256 FROM inputs")}
+        to_score: list[InputFile] = []
+        skipped: list[InputFile] = []
+        for f in files:
+            (skipped if (str(f.path), f.sha256) in done else to_score).append(f)
+        return to_score, skipped
+
+    def begin_run(self, run_id: str, model_id: str, inputs: Sequence[InputFile],
+                  out: Path) -> None:
+        """Record a run as 'running'. Any other 'running' run died (the caller holds the
+        lock), so it is marked 'interrupted' first."""
+        now = _now()
+        with self._transaction():
+            self._db.execute(
+                "UPDATE runs SET status = 'interrupted', finished = ?, "
+                "error = 'the process ended before the run finished' WHERE status = 'running'",
+                (now,))
+            self._db.execute(
+                "INSERT INTO runs (run_id, status, started, model_id, out, inputs) "
+                "VALUES (?, 'running', ?, ?, ?, ?)",
+                (run_id, now, model_id, str(Path(out).resolve()), len(inputs)))
+
+    def finish_run(self, run_id: str, outputs: Mapping[InputFile, tuple[Path, int]],
+                   summary: dict[str, Any]) -> None:
+        """In one transaction, record every scored input (input -> (output path, rows)) and
+        mark the run 'ok': after a crash either all of it is there or none."""
+        summary_json = json.dumps(summary, sort_keys=True, default=str)
+        now = _now()
+        with self._transaction():
+            run = self._db.execute("SELECT model_id, status FROM runs WHERE run_id = ?",
+                                   (run_id,)).fetchone()
+            if run is None or run["status"] != "running":
+                raise ValueError(f"{self.path}: run {run_id!r} is not running; "
+                                 "call begin_run before finish_run")
+            self._db.executemany(
+                "INSERT INTO inputs (path, sha256, bytes, rows, output, run_id, model_id, "
+                "scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
+                "sha256 = excluded.sha256, bytes = excluded.bytes, rows = excluded.rows, "
+                "output = excluded.output, run_id = excluded.run_id, "
+                "model_id = excluded.model_id, scored_at = excluded.scored_at",
+                [(str(f.path), f.sha256, f.bytes, rows, str(Path(output).resolve()), run_id,
+                  run["model_id"], now) for f, (output, rows) in outputs.items()])
+            self._db.execute(
+                "UPDATE runs SET status = 'ok', finished = ?, rows = ?, summary = ? "
+                "WHERE run_id = ?",
+                (now, sum(rows for _, rows in outputs.values()), summary_json, run_id))
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        """Mark the run 'failed' with the error text; the inputs it touched stay pending."""
+        with self._transaction():
+            self._db.execute("UPDATE runs SET status = 'failed', finished = ?, error = ? "
+                             "WHERE run_id = ?", (_now(), error, run_id))
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest `limit` runs, newest first."""
+        rows = self._db.execute(f"SELECT {RUN_COLUMNS} FROM runs "
+                                "ORDER BY started DESC, rowid DESC LIMIT ?", (limit,))
+        return [dict(r) for r in rows]
+
+    def processed(self) -> list[dict[str, Any]]:
+        """Every recorded input with the run that scored it last, by path."""
+        return [dict(r) for r in self._db.execute("SELECT * FROM inputs ORDER BY path")]
