@@ -1,6 +1,9 @@
 """The library API: one function per command, each composing the pipeline's stages.
 
-    read -> validate -> normalise -> triplets/train -> embed -> cluster -> save
+    fit:   read -> validate -> normalise -> triplets/train -> embed -> cluster
+           -> calibrate -> save
+    score: read (streamed) -> normalise -> embed -> assign + novelty -> new types -> write
+           (`trafficsiam.score.score`, re-exported here)
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from trafficsiam.calibrate import KnownScorer
 from trafficsiam.config import Config, config_to_dict
 from trafficsiam.model import embed
 from trafficsiam.normalise import Normaliser
+from trafficsiam.score import ScoreResult, score
+
+__all__ = ["FitResult", "ScoreResult", "fingerprint", "fit", "load", "score"]
 from trafficsiam.train import train
 
 log = logging.getLogger("trafficsiam")

@@ -50,6 +50,8 @@ def _handle_errors(func: F) -> F:
         debug = bool(ctx.find_root().params.get("debug"))
         try:
             return func(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException):
+            raise  # deliberate exit codes and usage errors: click reports them
         except TrafficSiamError as err:
             if debug:
                 raise
@@ -83,6 +85,8 @@ def main(debug: bool) -> None:
 
     fit learns an embedding of labelled traffic records with a Siamese network and
     the lossless triplet loss, then names HDBSCAN clusters after their scenarios.
+    score assigns new records to those clusters, flags what they do not explain and
+    groups it into candidate new error types.
     """
 
 
@@ -197,6 +201,104 @@ def _fit_summary(result: Any) -> str:
         parts = ", ".join(f"{k} {v}" for k, v in cleaning["missing_imputed"].items())
         lines.append(f"missing values imputed: {parts}")
     lines.append(f"model {m['model_id']} saved to {result.path}")
+    return "\n".join(lines)
+
+
+# Codes a scheduler already reads as something else: ok, failure, usage, state busy
+# (EX_TEMPFAIL), and 126+ (shell: not executable, not found, killed by a signal).
+_RESERVED_EXIT_CODES = {0, 1, 2, 75}
+
+
+def _alert_code(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and (value in _RESERVED_EXIT_CODES or not 3 <= value <= 125):
+        raise click.BadParameter(
+            f"{value} is reserved or out of range; pick a code in 3-125 other than 75"
+        )
+    return value
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the scored files and reports (created if missing).")
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
+              help="SQLite state of processed inputs and runs [OUT/trafficsiam-state.db].")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local",
+              show_default=True, help="local: this process; dask: a Dask cluster.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Dask scheduler address (tcp://host:8786); default: a local cluster.")
+@click.option("--alert-exit-code", type=int, callback=_alert_code, metavar="N",
+              help="Exit with N (3-125, not 75) when a new error type was found.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="YAML file whose score: section overrides the model's.")
+@click.option("--set", "overrides", multiple=True, metavar="score.KEY=VALUE",
+              help="Override a score key, e.g. --set score.novelty_quantile=0.995.")
+@click.option("--rescore", is_flag=True,
+              help="Score every input again, even those already scored unchanged.")
+@click.option("--wait", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="Wait up to this long for another run on the same state to finish.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
+@_handle_errors
+def score(
+    model: Path,
+    inputs: tuple[str, ...],
+    out: Path,
+    state: Path | None,
+    engine: str,
+    scheduler: str | None,
+    alert_exit_code: int | None,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+    rescore: bool,
+    wait: float,
+    quiet: bool,
+) -> None:
+    """Score new records in INPUTS (parquet files, folders, globs, CSV) with MODEL.
+
+    Inputs already scored with the same content (per the state) are skipped. Each
+    input gets OUT/<its path below the given folder>.parquet with all its columns and
+    ts_cluster, ts_scenario, ts_strength, ts_novelty, ts_verdict and ts_new_type; the
+    run writes OUT/summary.json, clusters.csv and new_types.csv.
+    """
+    from trafficsiam import api
+    from trafficsiam.config import parse_override, score_config
+
+    _setup_logging(quiet)
+    if scheduler is not None and engine != "dask":
+        raise click.UsageError("--scheduler needs --engine dask")
+    art = api.load(model)
+    cfg = score_config(art.config.score, config_path,
+                       [parse_override(text) for text in overrides])
+    result = api.score(art, list(inputs), out, config=cfg, state=state, engine=engine,
+                       scheduler=scheduler, rescore=rescore, wait=wait, quiet=quiet)
+    if not quiet:
+        click.echo(_score_summary(result))
+    if result.found_new_types and alert_exit_code is not None:
+        click.get_current_context().exit(alert_exit_code)
+
+
+def _score_summary(result: Any) -> str:
+    if result.run_id is None:
+        return f"nothing new to score: {len(result.skipped)} input(s) already scored unchanged"
+    s = result.summary
+    v = s["verdicts"]
+    lines = [
+        f"run {s['run_id']}: scored {s['records']} records from {len(result.outputs)} "
+        f"file(s) in {s['seconds']:.1f} s"
+        + (f" ({len(result.skipped)} unchanged input(s) skipped)" if result.skipped else ""),
+        "  " + ", ".join(f"{k} {v[k]}" for k in ("good", "known_error", "new_error", "outlier")),
+    ]
+    if result.found_new_types:
+        lines.append(f"{len(result.new_types)} candidate new error type(s):")
+        for row in result.new_types.itertuples():
+            first = str(row.top_features).split("; ")[0]
+            lines.append(f"  {row.new_type}: {row.records} records, near {row.nearest_known}; "
+                         f"{first}")
+    else:
+        lines.append("no new error types")
+    lines.append(f"outputs in {result.out}: {len(result.outputs)} scored file(s), "
+                 "summary.json, clusters.csv, new_types.csv")
     return "\n".join(lines)
 
 

@@ -207,32 +207,57 @@ def build_config(
         raise ConfigError(_format_validation_error(err, source)) from None
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML config file (validated later, with its name in errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; check the path given to --config")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of sections (data:, model:, ...), "
+            f"got {type(loaded).__name__}"
+        )
+    return loaded
+
+
 def load_config(
     path: str | Path | None = None, overrides: list[dict[str, Any]] | None = None
 ) -> Config:
     """Read a YAML config file (or the defaults when `path` is None) and apply overrides."""
-    raw: dict[str, Any] = {}
-    source = "command line"
+    if path is None:
+        return build_config({}, overrides, "command line")
+    return build_config(read_config_file(path), overrides, str(path))
+
+
+def score_config(
+    stored: ScoreConfig, path: str | Path | None = None,
+    overrides: list[dict[str, Any]] | None = None,
+) -> ScoreConfig:
+    """The score section for a scoring run: the model's stored section, then the `score:`
+    section of a config file, then `--set score.KEY=VALUE` overrides. Other sections are
+    fixed by the fitted model and refused."""
+    layers: list[tuple[dict[str, Any], str]] = []
     if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found; check the path given to --config")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
+        layers.append((read_config_file(path), str(path)))
+    layers += [(over, "--set") for over in overrides or []]
+    merged: dict[str, Any] = {"score": stored.model_dump(mode="json")}
+    for raw, source in layers:
+        other = sorted(k for k in raw if k != "score")
+        if other:
             raise ConfigError(
-                f"{path}: expected a mapping of sections (data:, model:, ...), "
-                f"got {type(loaded).__name__}"
+                f"{source}: section '{other[0]}' cannot change when scoring (the fitted model "
+                "fixes it); only score.* keys apply here, refit to change the others"
             )
-        raw = loaded
-    return build_config(raw, overrides, source)
+        merged = _deep_merge(merged, raw)
+    return build_config(merged, source=str(path) if path is not None else "--set").score
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

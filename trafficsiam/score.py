@@ -22,11 +22,12 @@ import glob as globlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +61,8 @@ GOOD, KNOWN, NEW, OUTLIER = range(4)
 STATE_NAME = "trafficsiam-state.db"
 WORK_NAME = ".trafficsiam-work"
 SUMMARY, CLUSTERS_CSV, NEW_TYPES_CSV = "summary.json", "clusters.csv", "new_types.csv"
+# `_atomic_write`'s temporary names: .<name>.<run id>.tmp
+_TMP_NAME = re.compile(r"\..+\.\d{8}T\d{6}Z-[0-9a-f]{6}\.tmp")
 # Pass 1 -> pass 2, one record per input row.
 SPOOL = np.dtype([("cluster", "<i8"), ("strength", "<f8"), ("novelty", "<f8"),
                   ("explained", "u1")])
@@ -418,6 +421,7 @@ def score(
     clock = time.perf_counter()
 
     with StateStore(state_path) as store, store.lock(wait=wait):
+        _remove_leftovers(out)
         described = [describe(p) for p in paths]
         todo, skipped = store.pending(described, rescore=rescore)
         if skipped:
@@ -464,6 +468,14 @@ def score(
     )
 
 
+def _remove_leftovers(out: Path) -> None:
+    """Temporary files of a killed run (we hold the lock, so no live run owns them)."""
+    for tmp in out.rglob(".*.tmp"):
+        if tmp.is_file() and _TMP_NAME.fullmatch(tmp.name):
+            tmp.unlink(missing_ok=True)
+    shutil.rmtree(out / WORK_NAME, ignore_errors=True)
+
+
 def _run_local(
     scoring: Scoring, jobs: list[Job], out: Path, run_id: str, quiet: bool
 ) -> tuple[Tally, NewTypes, dict[tuple[int, int], dict[str, Any]], dict[int, int]]:
@@ -484,23 +496,20 @@ def _run_local(
         bar = _progress(total, "scoring", quiet)
         for job in jobs:
             path = job.source.path
-            n = 0
             with open(work / f"{job.index}.spool", "wb") as fh, \
                     open(work / f"{job.index}.emb", "wb") as fe:
-                for start, table in iter_chunks(path, scoring.features, cfg.batch_size,
-                                                scoring.features, scoring.numeric):
-                    spool, emb, x, cleaned = scoring.assess(table, path, start)
-                    tally.add_cleaning(cleaned)
+
+                def spill(spool: np.ndarray, emb_u: np.ndarray,
+                          fh: BinaryIO = fh, fe: BinaryIO = fe) -> None:
                     spool.tofile(fh)
-                    u = np.flatnonzero(~spool["explained"].astype(bool))
-                    emb[u].tofile(fe)
-                    sample.offer(row_keys(job.source.sha256, start + u), job.index, start + u,
-                                 emb[u], x[u], spool["novelty"][u])
-                    n += len(spool)
-                    bar.update(len(spool))
-            rows[job.index] = n
+                    emb_u.tofile(fe)
+
+                chunks = iter_chunks(path, scoring.features, cfg.batch_size,
+                                     scoring.features, scoring.numeric)
+                rows[job.index] = assess_file(scoring, job, chunks, tally, sample, spill,
+                                              bar.update)
             if not quiet and bar.disable:
-                log.info("assessed %s (%d records)", path, n)
+                log.info("assessed %s (%d records)", path, rows[job.index])
         bar.close()
 
         new_types = discover(sample, cfg, scoring.good_x, scoring.art.normaliser)
@@ -509,7 +518,6 @@ def _run_local(
                      len(new_types.names), len(sample))
 
         # Pass 2: every column, plus ts_*, written beside a temporary name.
-        wanted = {ex for exs in new_types.examples.values() for ex in exs}
         examples: dict[tuple[int, int], dict[str, Any]] = {}
         bar = _progress(total, "writing", quiet)
         for job in jobs:
@@ -518,40 +526,10 @@ def _run_local(
             target.parent.mkdir(parents=True, exist_ok=True)
 
             def write(tmp: Path, job: Job = job, path: Path = path) -> None:
-                writer: pq.ParquetWriter | None = None
-                written = 0
                 with open(work / f"{job.index}.spool", "rb") as fh, \
                         open(work / f"{job.index}.emb", "rb") as fe:
-                    for start, table in iter_chunks(path, None, cfg.batch_size,
-                                                     scoring.features, scoring.numeric):
-                        spool = np.fromfile(fh, dtype=SPOOL, count=table.num_rows)
-                        result, verdict, new_type = _finish(scoring, spool, fe, new_types)
-                        for name, arr in result.items():
-                            table = table.append_column(name, arr)
-                        if writer is None:
-                            writer = pq.ParquetWriter(tmp, table.schema)
-                        writer.write_table(table)
-                        tally.add_batch(spool, verdict, new_type)
-                        for f, r in wanted:
-                            if f == job.index and start <= r < start + table.num_rows:
-                                examples[(f, r)] = table.slice(r - start, 1).to_pylist()[0]
-                        written += table.num_rows
-                        bar.update(table.num_rows)
-                if writer is None:  # an input with no rows still gets its (empty) output
-                    schema = input_schema(path, scoring.features, scoring.numeric)
-                    empty = schema.empty_table()
-                    arrays, _ = scoring.columns(np.zeros(0, SPOOL), np.zeros(0, object))
-                    for name, arr in arrays.items():
-                        empty = empty.append_column(name, arr)
-                    writer = pq.ParquetWriter(tmp, empty.schema)
-                    writer.write_table(empty)
-                writer.close()
-                if written != rows[job.index]:
-                    raise OutputError(
-                        f"{path}: read {written} records in the second pass but "
-                        f"{rows[job.index]} in the first; the file changed during scoring, "
-                        "rerun when it is complete"
-                    )
+                    write_output(tmp, scoring, job, _spooled(scoring, path, fh, fe), new_types,
+                                 rows[job.index], tally, examples, bar.update)
 
             _atomic_write(target, write, run_id)
             if not quiet and bar.disable:
@@ -562,12 +540,97 @@ def _run_local(
     return tally, new_types, examples, rows
 
 
-def _finish(
-    scoring: Scoring, spool: np.ndarray, emb_file: BinaryIO, new_types: NewTypes
-) -> tuple[dict[str, pa.Array], np.ndarray, np.ndarray]:
-    u = np.flatnonzero(~spool["explained"].astype(bool))
+# --- one input file, shared by the local and the Dask engines ------------------------------
+
+
+def assess_file(
+    scoring: Scoring, job: Job, chunks: Iterable[tuple[int, pa.Table]], tally: Tally,
+    sample: Sample, spill: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> int:
+    """Pass 1 over the (first row, table) chunks of one input: assess every record, count
+    the cleaning into `tally`, offer the unexplained records to `sample`, and hand each
+    chunk's spool records and unexplained embeddings to `spill` (where pass 2 will not
+    recompute them). Returns the number of records."""
+    path = job.source.path
+    n = 0
+    for start, table in chunks:
+        spool, emb, x, cleaned = scoring.assess(table, path, start)
+        tally.add_cleaning(cleaned)
+        u = np.flatnonzero(~spool["explained"].astype(bool))
+        if spill is not None:
+            spill(spool, emb[u])
+        sample.offer(row_keys(job.source.sha256, start + u), job.index, start + u,
+                     emb[u], x[u], spool["novelty"][u])
+        n += len(spool)
+        if progress is not None:
+            progress(len(spool))
+    return n
+
+
+def write_output(
+    tmp: Path, scoring: Scoring, job: Job,
+    chunks: Iterable[tuple[int, pa.Table, np.ndarray, np.ndarray]], new_types: NewTypes,
+    expected: int, tally: Tally, examples: dict[tuple[int, int], dict[str, Any]],
+    progress: Callable[[int], object] | None = None,
+) -> None:
+    """Pass 2 for one input: each chunk (first row, every input column, its spool records,
+    the embeddings of its unexplained rows) gains the ts_* columns and is written to the
+    parquet file `tmp`; the verdicts go into `tally`, the example records of `new_types`
+    that lie in this input into `examples`. `expected` is the record count of pass 1."""
+    path = job.source.path
+    wanted = [ex for exs in new_types.examples.values() for ex in exs if ex[0] == job.index]
+    writer: pq.ParquetWriter | None = None
+    written = 0
+    for start, table, spool, emb_u in chunks:
+        result, verdict, new_type = _finish(scoring, spool, emb_u, new_types)
+        for name, arr in result.items():
+            table = table.append_column(name, arr)
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, table.schema)
+        writer.write_table(table)
+        tally.add_batch(spool, verdict, new_type)
+        for f, r in wanted:
+            if start <= r < start + table.num_rows:
+                examples[(f, r)] = table.slice(r - start, 1).to_pylist()[0]
+        written += table.num_rows
+        if progress is not None:
+            progress(table.num_rows)
+    if writer is None:  # an input with no rows still gets its (empty) output
+        empty = input_schema(path, scoring.features, scoring.numeric).empty_table()
+        arrays, _ = scoring.columns(np.zeros(0, SPOOL), np.zeros(0, object))
+        for name, arr in arrays.items():
+            empty = empty.append_column(name, arr)
+        writer = pq.ParquetWriter(tmp, empty.schema)
+        writer.write_table(empty)
+    writer.close()
+    if written != expected:
+        raise OutputError(
+            f"{path}: read {written} records in the second pass but {expected} in the "
+            "first; the file changed during scoring, rerun when it is complete"
+        )
+
+
+def _spooled(
+    scoring: Scoring, path: Path, spool_file: BinaryIO, emb_file: BinaryIO
+) -> Iterator[tuple[int, pa.Table, np.ndarray, np.ndarray]]:
+    """The local engine's pass 2 chunks: every column read again, pass 1's results from
+    its spool files."""
     dim = scoring.art.model.embedding_dim
-    emb_u = np.fromfile(emb_file, dtype=np.float32, count=len(u) * dim).reshape(len(u), dim)
+    for start, table in iter_chunks(path, None, scoring.cfg.batch_size, scoring.features,
+                                    scoring.numeric):
+        spool = np.fromfile(spool_file, dtype=SPOOL, count=table.num_rows)
+        n_u = int(np.count_nonzero(spool["explained"] == 0))
+        emb_u = np.fromfile(emb_file, dtype=np.float32, count=n_u * dim).reshape(n_u, dim)
+        yield start, table, spool, emb_u
+
+
+def _finish(
+    scoring: Scoring, spool: np.ndarray, emb_u: np.ndarray, new_types: NewTypes
+) -> tuple[dict[str, pa.Array], np.ndarray, np.ndarray]:
+    """ts_* columns, verdicts and candidate names of one chunk; `emb_u` holds the
+    embeddings of its unexplained rows, in row order."""
+    u = np.flatnonzero(~spool["explained"].astype(bool))
     new_type = np.full(len(spool), None, dtype=object)
     new_type[u] = new_types.assign(emb_u)
     result, verdict = scoring.columns(spool, new_type)

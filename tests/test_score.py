@@ -1,0 +1,317 @@
+"""trafficsiam score: per-record results, reruns, locking, schema drift, crash safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import hdbscan
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from trafficsiam import api, synth
+from trafficsiam.cli import main
+from trafficsiam.config import ScoreConfig
+from trafficsiam.errors import ConfigError, InputError
+from trafficsiam.score import TS_COLUMNS, VERDICTS, iter_chunks, output_names, score
+from trafficsiam.state import StateLocked, StateStore
+
+REPO = Path(__file__).resolve().parents[1]
+# Small batches so that a few thousand rows span several of them.
+CFG = ScoreConfig(batch_size=700)
+
+
+@pytest.fixture(scope="module")
+def model(fitted):
+    return api.load(fitted[0].path)
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("batch") / "batch.parquet"
+    synth.generate(rows=3000, seed=11, novel=True).to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def scored(model, batch, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scored")
+    result = score(model, batch, out, config=CFG, quiet=True)
+    return result, pd.read_parquet(out / "batch.parquet")
+
+
+def test_every_input_row_and_column_is_kept_and_ts_columns_added(batch, scored):
+    result, frame = scored
+    original = pd.read_parquet(batch)
+    assert list(frame.columns) == list(original.columns) + list(TS_COLUMNS)
+    pd.testing.assert_frame_equal(frame[original.columns], original)
+    assert result.outputs[0][2] == len(original) == result.summary["records"]
+
+
+def test_ts_columns_are_consistent(model, scored):
+    _, f = scored
+    assert f["ts_cluster"].dtype == np.int64
+    assert set(f["ts_verdict"]) <= set(VERDICTS)
+    assert f["ts_strength"].between(0, 1).all() and (f["ts_novelty"] >= 0).all()
+    scenarios = model.cluster_scenarios
+    clustered = f["ts_cluster"] >= 0
+    assert (f.loc[clustered, "ts_scenario"] == f.loc[clustered, "ts_cluster"].map(scenarios)).all()
+    assert f.loc[~clustered, "ts_scenario"].isna().all()
+    explained = f["ts_verdict"].isin(["good", "known_error"])
+    assert (f.loc[explained, "ts_novelty"] <= 1).all() and clustered[explained].all()
+    assert (f.loc[f["ts_verdict"] == "good", "ts_scenario"] == "good").all()
+    assert (f.loc[f["ts_verdict"] == "known_error", "ts_scenario"] != "good").all()
+    assert (f["ts_new_type"].notna() == (f["ts_verdict"] == "new_error")).all()
+
+
+def test_summary_counts_add_up(scored):
+    result, f = scored
+    s = result.summary
+    assert s["verdicts"] == {v: int((f["ts_verdict"] == v).sum()) for v in VERDICTS}
+    per_cluster = {row["cluster"]: row["records"] for row in s["clusters"]}
+    assert per_cluster == {
+        c: n for c, n in f["ts_cluster"].value_counts().items()
+    } | {c: 0 for c in per_cluster if c not in set(f["ts_cluster"])}
+    sizes = f["ts_new_type"].value_counts()
+    for row in s["new_types"]:
+        assert row["records"] == sizes[row["new_type"]]
+        assert len(row["examples"]) >= 1 and row["features"]
+    table = pd.read_csv(result.out / "new_types.csv")
+    assert list(table["new_type"]) == [r["new_type"] for r in s["new_types"]]
+    assert s["model"]["id"] == scored[0].summary["model"]["id"]
+
+
+def test_assignment_agrees_with_hdbscan_approximate_predict(model, batch):
+    frame = pd.read_parquet(batch)
+    emb = model.embed(frame).astype(np.float64)
+    expected, _ = hdbscan.approximate_predict(model.clusterer, emb)
+    labels, _ = model.scorer().assigner.predict(emb)
+    assert (labels == expected).mean() >= 0.995
+
+
+def test_chunks_have_exactly_batch_size_rows_whatever_the_row_groups(tmp_path):
+    frame = synth.generate(rows=2500, seed=3)
+    path = tmp_path / "f.parquet"
+    frame.to_parquet(path, index=False, row_group_size=333)
+    chunks = list(iter_chunks(path, ["bytes_in"], 1000, ["bytes_in"], {"bytes_in"}))
+    assert [(s, t.num_rows) for s, t in chunks] == [(0, 1000), (1000, 1000), (2000, 500)]
+    joined = np.concatenate([t.column("bytes_in").to_numpy() for _, t in chunks])
+    np.testing.assert_array_equal(joined, frame["bytes_in"].to_numpy())
+
+
+def _outputs(out: Path) -> dict[str, pd.DataFrame]:
+    return {p.relative_to(out).as_posix(): pd.read_parquet(p) for p in sorted(out.rglob("*.parquet"))}
+
+
+def test_rerun_scores_only_new_or_changed_inputs(model, tmp_path):
+    src = tmp_path / "landing"
+    src.mkdir()
+    synth.generate(rows=800, seed=1, novel=True).to_parquet(src / "a.parquet", index=False)
+    out = tmp_path / "out"
+    first = score(model, src, out, config=CFG, quiet=True)
+    assert [p.name for p, _, _ in first.outputs] == ["a.parquet"]
+    stamp = (out / "a.parquet").stat().st_mtime_ns
+
+    again = score(model, src, out, config=CFG, quiet=True)
+    assert again.run_id is None and len(again.skipped) == 1
+    assert (out / "a.parquet").stat().st_mtime_ns == stamp
+
+    synth.generate(rows=500, seed=2, novel=True).to_parquet(src / "b.parquet", index=False)
+    third = score(model, src, out, config=CFG, quiet=True)
+    assert [p.name for p, _, _ in third.outputs] == ["b.parquet"]
+    assert (out / "a.parquet").stat().st_mtime_ns == stamp
+
+    synth.generate(rows=600, seed=3, novel=True).to_parquet(src / "a.parquet", index=False)
+    fourth = score(model, src, out, config=CFG, quiet=True)
+    assert [p.name for p, _, _ in fourth.outputs] == ["a.parquet"]
+    assert len(pd.read_parquet(out / "a.parquet")) == 600
+
+    runs = StateStore(out / "trafficsiam-state.db").runs()
+    assert [r["status"] for r in runs] == ["ok", "ok", "ok"]
+
+
+def test_second_run_on_the_same_state_is_refused_while_one_holds_it(model, batch, tmp_path):
+    state = tmp_path / "runs.db"
+    with StateStore(state) as store, store.lock():
+        with pytest.raises(StateLocked, match="another trafficsiam score run"):
+            score(model, batch, tmp_path / "out", state=state, config=CFG, quiet=True)
+        result = CliRunner().invoke(main, ["score", str(model.path), str(batch), "-o",
+                                           str(tmp_path / "out"), "--state", str(state)])
+        assert result.exit_code == 75
+    assert not list((tmp_path / "out").glob("*.parquet"))
+
+
+def test_missing_feature_column_is_a_clear_error_and_writes_nothing(model, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    frame = synth.generate(rows=300, seed=4)
+    frame.to_parquet(src / "a.parquet", index=False)
+    frame.drop(columns=["latency_ms"]).to_parquet(src / "b.parquet", index=False)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"b\.parquet: feature column 'latency_ms'.*missing"):
+        score(model, src, out, config=CFG, quiet=True)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "trafficsiam-state.db", "trafficsiam-state.db.lock"
+    ]
+    assert StateStore(out / "trafficsiam-state.db").runs()[0]["status"] == "failed"
+
+
+def test_bad_value_in_a_later_file_leaves_no_output_at_all(model, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    synth.generate(rows=300, seed=4).to_parquet(src / "a.parquet", index=False)
+    bad = synth.generate(rows=300, seed=5)
+    bad["bytes_in"] = bad["bytes_in"].astype(str)
+    bad.loc[123, "bytes_in"] = "lots"
+    bad.to_parquet(src / "b.parquet", index=False)
+    with pytest.raises(InputError, match=r"b\.parquet row 123: column 'bytes_in' has value "
+                                         r"'lots'"):
+        score(model, src, tmp_path / "out", config=CFG, quiet=True)
+    assert not list((tmp_path / "out").rglob("*.parquet"))
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_extra_columns_pass_through_and_ts_names_are_refused(model, tmp_path):
+    frame = synth.generate(rows=300, seed=6)
+    frame["site"] = "ams-1"
+    frame.to_parquet(tmp_path / "x.parquet", index=False)
+    score(model, tmp_path / "x.parquet", tmp_path / "out", config=CFG, quiet=True)
+    assert (pd.read_parquet(tmp_path / "out" / "x.parquet")["site"] == "ams-1").all()
+
+    frame["ts_verdict"] = "mine"
+    frame.to_parquet(tmp_path / "y.parquet", index=False)
+    with pytest.raises(InputError, match="column 'ts_verdict' is one that scoring adds"):
+        score(model, tmp_path / "y.parquet", tmp_path / "out2", config=CFG, quiet=True)
+
+
+def test_csv_input_keeps_text_columns_as_written(model, tmp_path):
+    frame = synth.generate(rows=400, seed=8)
+    frame["id"] = [f"{i:06d}" for i in range(len(frame))]
+    frame.to_csv(tmp_path / "x.csv", index=False)
+    score(model, tmp_path / "x.csv", tmp_path / "out", config=CFG, quiet=True)
+    got = pd.read_parquet(tmp_path / "out" / "x.parquet")
+    assert list(got["id"][:2]) == ["000000", "000001"]
+    np.testing.assert_allclose(got["bytes_in"], frame["bytes_in"])
+
+
+def test_output_names_mirror_the_folder_and_refuse_collisions(tmp_path):
+    for part in ("d=1", "d=2"):
+        (tmp_path / part).mkdir()
+        (tmp_path / part / "part-0.parquet").write_bytes(b"")
+    paths = sorted(tmp_path.rglob("*.parquet"))
+    names = output_names([str(tmp_path)], paths)
+    assert sorted(names.values()) == ["d=1/part-0.parquet", "d=2/part-0.parquet"]
+    with pytest.raises(InputError, match="same output 'part-0.parquet'"):
+        output_names([str(p) for p in paths], paths)
+
+
+def test_another_quantile_recalibrates_from_the_stored_holdout(model):
+    stored = model.scorer()
+    assert stored.thresholds.to_dict() == model.manifest["calibration"]
+    looser = model.scorer(quantile=0.999)
+    for c, row in looser.thresholds.clusters.items():
+        assert row["embedding"] >= stored.thresholds.clusters[c]["embedding"]
+    assert looser.thresholds.quantile == 0.999
+
+
+def test_cli_score_exit_codes_and_summary(model, batch, tmp_path):
+    runner = CliRunner()
+    args = ["score", str(model.path), str(batch), "-o", str(tmp_path / "out"),
+            "--set", "score.batch_size=700"]
+    first = runner.invoke(main, [*args, "--alert-exit-code", "3"])
+    found = json.loads((tmp_path / "out" / "summary.json").read_text())["new_types"]
+    assert first.exit_code == (3 if found else 0), first.output
+    assert "scored 3000 records" in first.output
+    second = runner.invoke(main, [*args, "--alert-exit-code", "3"])
+    assert second.exit_code == 0 and "nothing new to score" in second.output
+
+    bad = runner.invoke(main, ["score", str(tmp_path / "nope"), str(batch), "-o", "x"])
+    assert bad.exit_code == 2 and bad.output.count("\n") == 1 and "no such model" in bad.output
+    refused = runner.invoke(main, [*args, "--set", "train.epochs=3"])
+    assert refused.exit_code == 2 and "only score.* keys" in refused.output
+
+
+def test_score_config_layers(model, tmp_path):
+    from trafficsiam.config import score_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("score:\n  novelty_quantile: 0.995\n  examples: 2\n")
+    cfg = score_config(model.config.score, path, [{"score": {"examples": 7}}])
+    assert (cfg.novelty_quantile, cfg.examples) == (0.995, 7)
+    path.write_text("model:\n  embedding_dim: 3\n")
+    with pytest.raises(ConfigError, match="section 'model' cannot change when scoring"):
+        score_config(model.config.score, path)
+
+
+# --- crash safety: a run killed at any point, run again, equals an uninterrupted run -----
+
+_RUN = """
+import sys
+from trafficsiam import api
+from trafficsiam.config import ScoreConfig
+api.score(sys.argv[1], sys.argv[2], sys.argv[3], config=ScoreConfig(batch_size=500), quiet=True)
+"""
+
+
+def _comparable(out: Path) -> tuple[dict[str, pd.DataFrame], dict, str]:
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("run_id", "seconds", "finished"):
+        summary.pop(key)
+    for item in summary["inputs"]:
+        item.pop("output")
+    return _outputs(out), summary, (out / "new_types.csv").read_text()
+
+
+@pytest.fixture(scope="module")
+def landing(model, tmp_path_factory) -> tuple[Path, Path]:
+    """Input files big enough to kill a run in the middle, and their uninterrupted output."""
+    root = tmp_path_factory.mktemp("crash")
+    src = root / "landing"
+    src.mkdir()
+    for i in range(3):
+        synth.generate(rows=5000, seed=20 + i, novel=True).to_parquet(
+            src / f"day-{i}.parquet", index=False)
+    reference = root / "reference"
+    score(model, src, reference, config=ScoreConfig(batch_size=500), quiet=True)
+    return src, reference
+
+
+@pytest.mark.parametrize("kill_when", ["spooling", "writing"])
+def test_killed_run_rerun_gives_exactly_the_uninterrupted_output(
+    model, landing, tmp_path, kill_when
+):
+    src, reference = landing
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", _RUN, str(model.path), str(src), str(out)],
+                            cwd=REPO)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        spooling = any((out / ".trafficsiam-work").glob("*.spool"))
+        writing = any(out.glob(".day-*.tmp")) or any(out.glob("day-*.parquet"))
+        if (kill_when == "spooling" and spooling) or (kill_when == "writing" and writing):
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before it could be killed; give it more data"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "summary.json").exists()
+    for partial in out.rglob("*.parquet"):  # whatever is there is complete, never partial
+        pd.read_parquet(partial)
+
+    subprocess.run([sys.executable, "-c", _RUN, str(model.path), str(src), str(out)],
+                   check=True, cwd=REPO)
+    got, want = _comparable(out), _comparable(reference)
+    assert got[0].keys() == want[0].keys()
+    for name in want[0]:
+        pd.testing.assert_frame_equal(got[0][name], want[0][name])
+    assert got[1] == want[1] and got[2] == want[2]
+    assert not list(out.glob(".*.tmp")) and not (out / ".trafficsiam-work").exists()
+    runs = StateStore(out / "trafficsiam-state.db").runs()
+    assert [r["status"] for r in runs] == ["ok", "interrupted"]
