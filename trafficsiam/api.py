@@ -22,7 +22,7 @@ import pandas as pd
 
 from trafficsiam import artifact, cluster, read, validate
 from trafficsiam.assign import Assigner
-from trafficsiam.calibrate import KnownScorer
+from trafficsiam.calibrate import KnownScorer, build_prototypes
 from trafficsiam.config import Config, config_to_dict
 from trafficsiam.model import embed
 from trafficsiam.normalise import Normaliser
@@ -136,8 +136,12 @@ def fit(
         row=trained.val_idx,
         scenario=scenarios[trained.val_idx].astype(str),
     )
+    prototypes, prototype_cluster = build_prototypes(
+        x[ref_rows], clustered.labels, cfg.cluster.prototypes, cfg.train.seed
+    )
     scorer = KnownScorer(
-        Assigner.from_clusterer(clustered.clusterer), clustered.labels, x[ref_rows]
+        Assigner.from_clusterer(clustered.clusterer), clustered.labels, prototypes,
+        prototype_cluster,
     )
     thresholds = scorer.calibrate(
         emb[trained.val_idx], x[trained.val_idx], cfg.score.novelty_quantile,
@@ -193,7 +197,8 @@ def fit(
     }
     written = artifact.save(
         Path(out), manifest, trained.model, reference, holdout,
-        {"reference": x[ref_rows], "holdout": x[trained.val_idx]}, clustered.table, history,
+        {"prototypes": prototypes, "prototype_cluster": prototype_cluster,
+         "holdout": x[trained.val_idx]}, clustered.table, history,
         force=force,
     )
     clock.lap("save")

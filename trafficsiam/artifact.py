@@ -7,9 +7,9 @@
     reference.parquet     embeddings of the clustered training sample with scenario,
                           HDBSCAN label, membership strength and outlier score
     holdout.parquet       embeddings and scenarios of the held-out validation records
-    inputs.safetensors    normalised inputs of the reference and held-out records
-                          (tensors `reference`, `holdout`): novelty at scoring compares
-                          a record's inputs with those of its embedding neighbours
+    inputs.safetensors    input-space novelty: k-means prototypes of each cluster's
+                          normalised inputs (`prototypes`, `prototype_cluster`) and the
+                          held-out records' normalised inputs (`holdout`, recalibration)
     clusters.csv          one row per cluster (and one for noise)
     history.csv           loss per epoch
 
@@ -145,8 +145,7 @@ def save(
         reference.to_parquet(folder / REFERENCE, index=False)
         holdout.to_parquet(folder / HOLDOUT, index=False)
         save_file(
-            {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))
-             for k, v in inputs.items()},
+            {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()},
             str(folder / INPUTS), metadata={"format": FORMAT},
         )
         clusters.to_csv(folder / CLUSTERS, index=False)
@@ -230,7 +229,8 @@ class Artifact:
             scorer = KnownScorer(
                 Assigner.from_clusterer(self.clusterer),
                 self.reference["cluster"].to_numpy(np.int64),
-                self.inputs["reference"],
+                self.inputs["prototypes"],
+                self.inputs["prototype_cluster"],
             )
             if (q, n) == (stored.quantile, stored.min_records):
                 scorer.thresholds = stored

@@ -12,10 +12,15 @@ For each record (its embedding e and normalised inputs x):
 
    - *embedding*: mutual-reachability distance to the nearest reference point (how far
      the record lies from the known dense regions of the embedding);
-   - *inputs*: Euclidean distance in the normalised input space to the nearest of those
-     same neighbours. The embedding is trained to separate the known scenarios, so a new
-     failure can land inside a known cluster; its raw features still differ from the
-     training records it landed among, and this distance sees that.
+   - *inputs*: Euclidean distance in the normalised input space to the nearest k-means
+     prototype of the home cluster (`build_prototypes`: up to 256 per cluster, fitted on
+     the cluster's reference records). The embedding is trained to separate the known
+     scenarios, so a new failure can land inside a known cluster; its raw features still
+     differ from the training records of that cluster, and this distance sees that.
+     Prototypes, not the records themselves: an exact kNN in 35+ dimensions runs at
+     ~55k records/s here, the prototypes at several times that, and on the sample data
+     they flag unseen failures as well (BENCHMARKS.md). With no home cluster, the
+     nearest prototype of any cluster.
 
    ``novelty = max(embedding / T_emb[home], inputs / T_in[home])``: 1.0 is the edge of
    what ``quantile`` of held-out training records of that cluster reach; the thresholds
@@ -33,12 +38,43 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.cluster import KMeans
 
 from trafficsiam.assign import NOISE, Assigner
 
 # A threshold of exactly 0 (a cluster of identical records) would make every other
 # distance infinitely novel: floor it.
 MIN_THRESHOLD = 1e-9
+
+
+def build_prototypes(
+    inputs: np.ndarray, clusters: np.ndarray, per_cluster: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(prototypes float32 [P, D], cluster of each prototype): k-means per cluster, with
+    k = min(per_cluster, records // 10) (at least 1)."""
+    protos, owner = [], []
+    for cluster in np.unique(clusters[clusters >= 0]):
+        points = np.asarray(inputs[clusters == cluster], dtype=np.float32)
+        k = max(1, min(per_cluster, len(points) // 10))
+        if k == 1:
+            centres = points.mean(axis=0, keepdims=True)
+        else:
+            centres = KMeans(k, n_init=1, random_state=seed).fit(points).cluster_centers_
+        protos.append(np.asarray(centres, dtype=np.float32))
+        owner.append(np.full(len(centres), int(cluster), dtype=np.int64))
+    if not protos:
+        return np.zeros((0, inputs.shape[1]), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(protos), np.concatenate(owner)
+
+
+def nearest_distance(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """Euclidean distance from each row of x to its nearest prototype (float64)."""
+    if len(prototypes) == 0:
+        return np.full(len(x), np.inf)
+    x = np.asarray(x, dtype=np.float32)
+    d2 = (np.einsum("md,md->m", x, x)[:, None] - 2.0 * (x @ prototypes.T)
+          + np.einsum("pd,pd->p", prototypes, prototypes)[None, :])
+    return np.sqrt(np.maximum(d2.min(axis=1), 0.0)).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -103,13 +139,25 @@ class KnownScorer:
         self,
         assigner: Assigner,
         reference_clusters: np.ndarray,
-        reference_inputs: np.ndarray,
+        prototypes: np.ndarray,
+        prototype_cluster: np.ndarray,
         thresholds: Thresholds | None = None,
     ) -> None:
         self.assigner = assigner
         self.reference_clusters = np.asarray(reference_clusters, dtype=np.int64)
-        self.reference_inputs = np.ascontiguousarray(reference_inputs, dtype=np.float32)
+        self.prototypes = np.ascontiguousarray(prototypes, dtype=np.float32)
+        self.prototype_cluster = np.asarray(prototype_cluster, dtype=np.int64)
         self.thresholds = thresholds
+
+    def input_distance(self, x: np.ndarray, home: np.ndarray) -> np.ndarray:
+        """Distance to the nearest prototype of each record's home cluster."""
+        out = np.empty(len(x), dtype=np.float64)
+        for cluster in np.unique(home):
+            at = np.flatnonzero(home == cluster)
+            protos = (self.prototypes if cluster < 0
+                      else self.prototypes[self.prototype_cluster == cluster])
+            out[at] = nearest_distance(x[at], protos if len(protos) else self.prototypes)
+        return out
 
     def distances(
         self, emb: np.ndarray, x: np.ndarray
@@ -133,8 +181,7 @@ class KnownScorer:
         )
         home = np.where(label >= 0, label, fallback)
 
-        diff = self.reference_inputs[idx] - np.asarray(x, dtype=np.float32)[:, None, :]
-        d_in = np.sqrt(np.einsum("mkd,mkd->mk", diff, diff).min(axis=1)).astype(np.float64)
+        d_in = self.input_distance(x, home)
         return label, strength, home, d_emb, d_in
 
     def assess(self, emb: np.ndarray, x: np.ndarray, batch_size: int = 16384) -> Assessment:

@@ -97,6 +97,9 @@ class ClusterConfig(_Section):
     cluster_selection_epsilon: float | None = Field(None, ge=0)
     # HDBSCAN runs on a stratified sample of at most this many training records.
     max_points: int = Field(20_000, ge=100)
+    # k-means prototypes per cluster (at most one per 10 records) of the normalised
+    # inputs, for the input-space novelty distance at scoring.
+    prototypes: int = Field(256, ge=1)
 
 
 class ScoreConfig(_Section):
