@@ -1,0 +1,154 @@
+"""Nightly scoring for schedulers (cron, systemd timers, Airflow): score what is new, say so
+in one paragraph, and tell the scheduler through the exit code.
+
+    python pipelines/score_nightly.py models/prod 'landing/*.parquet' --out scored/
+
+Exit codes: 0 scored (or nothing new), --alert-exit-code (3) when candidate new error types
+were found, 2 bad input, configuration or model, 75 another run holds the state, 1 any
+other failure, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM. See pipelines/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from trafficsiam.errors import TrafficSiamError
+
+if TYPE_CHECKING:
+    from trafficsiam.score import ScoreResult
+
+# Codes the script gives other meanings; an alert code among them would be ambiguous.
+RESERVED = {1, 2, 75, 130, 143}
+PENDING = "inputs whose results were not committed stay pending for the next run"
+
+
+class Terminated(BaseException):
+    """SIGTERM (systemctl stop, a timeout): unwinds like Ctrl-C, so the run is recorded as
+    failed and temporary files are removed instead of the process vanishing mid-write."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated("stopped by SIGTERM")
+
+
+def _alert_code(text: str) -> int:
+    code = int(text)
+    if code != 0 and not 3 <= code <= 125 or code in RESERVED:
+        raise argparse.ArgumentTypeError(
+            f"{code} is not usable: pick 0 (never alert) or 3..125 other than 75, as "
+            "1, 2, 75 and 126 and above already mean something else")
+    return code
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text}: expected seconds >= 0")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="score_nightly.py",
+        description="Score new or changed input files with a trafficsiam model; "
+                    "exit with --alert-exit-code when new error types are found.")
+    p.add_argument("model", type=Path,
+                   help="model folder, typically the models/prod symlink (resolved once at start)")
+    p.add_argument("inputs", nargs="+",
+                   help="parquet/CSV file, folder or quoted glob of the batches to score")
+    p.add_argument("--out", "-o", required=True, type=Path, help="folder for the outputs")
+    p.add_argument("--state", type=Path,
+                   help="state database (default: OUT/trafficsiam-state.db)")
+    p.add_argument("--engine", choices=("local", "dask"), default="local",
+                   help="where the records are scored (default: local)")
+    p.add_argument("--scheduler",
+                   help="Dask scheduler address for --engine dask (default: a local cluster)")
+    p.add_argument("--alert-exit-code", type=_alert_code, default=3, metavar="N",
+                   help="exit code when new error types are found; 0 never alerts (default: 3)")
+    p.add_argument("--wait", type=_seconds, default=600.0, metavar="SECONDS",
+                   help="queue this long behind a run holding the state before exiting 75 "
+                        "(default: 600)")
+    p.add_argument("--rescore", action="store_true",
+                   help="score every input again, even those already scored")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress or summary; errors only")
+    args = p.parse_args(argv)
+    if args.scheduler is not None and args.engine != "dask":
+        p.error("--scheduler needs --engine dask")
+    return args
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("trafficsiam")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def _candidate(t: dict[str, Any], features: int = 3) -> str:
+    near = "" if t["nearest_known"] == "none" else f", nearest {t['nearest_known']}"
+    top = ", ".join(str(t["top_features"]).split("; ")[:features])
+    return f"{t['new_type']} ({t['records']} records{near}: {top})"
+
+
+def summarise(result: ScoreResult, out: Path) -> str:
+    """One paragraph: records, verdicts, candidate new types with their top features."""
+    if result.run_id is None:
+        return (f"nothing new to score: {len(result.skipped)} input(s) already scored with "
+                f"the same content were skipped; outputs in {out} are unchanged.")
+    s: dict[str, Any] = result.summary
+    verdicts = ", ".join(f"{n} {v}" for v, n in s["verdicts"].items())
+    text = (f"run {s['run_id']}: scored {s['records']} records in {len(result.outputs)} "
+            f"input(s) with model {s['model']['id']} ({s['model']['path']}) in "
+            f"{s['seconds']:.1f} s: {verdicts}.")
+    if result.skipped:
+        text += f" {len(result.skipped)} input(s) already scored were skipped."
+    if result.found_new_types:
+        types = "; ".join(_candidate(t) for t in s["new_types"])
+        text += f" {len(s['new_types'])} candidate new error type(s): {types}."
+    else:
+        text += " No candidate new error types."
+    return text + f" Outputs in {out}."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    _setup_logging(args.quiet)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    # Resolve models/prod once: a retrain switching the link mid-run must not leave this
+    # run (or its Dask workers, which load the model by path) on two different models.
+    model = Path(os.path.realpath(args.model))
+    # Imported here, not at the top: torch takes seconds to import, --help and usage
+    # errors should not wait for it.
+    from trafficsiam import api
+
+    try:
+        result = api.score(model, args.inputs, args.out, state=args.state, engine=args.engine,
+                           scheduler=args.scheduler, rescore=args.rescore, wait=args.wait,
+                           quiet=args.quiet)
+    except TrafficSiamError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {PENDING}", file=sys.stderr)
+        return 130
+    except Terminated:
+        print(f"error: stopped by SIGTERM; {PENDING}", file=sys.stderr)
+        return 143
+    if not args.quiet:
+        print(summarise(result, args.out))
+    return args.alert_exit_code if result.found_new_types else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
