@@ -107,7 +107,8 @@ def test_chunks_have_exactly_batch_size_rows_whatever_the_row_groups(tmp_path):
 
 
 def _outputs(out: Path) -> dict[str, pd.DataFrame]:
-    return {p.relative_to(out).as_posix(): pd.read_parquet(p) for p in sorted(out.rglob("*.parquet"))}
+    return {p.relative_to(out).as_posix(): pd.read_parquet(p)
+            for p in sorted(out.rglob("*.parquet"))}
 
 
 def test_rerun_scores_only_new_or_changed_inputs(model, tmp_path):

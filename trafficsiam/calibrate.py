@@ -128,8 +128,10 @@ class Assessment:
 
     @property
     def cluster(self) -> np.ndarray:
-        """The assignment reported: the home cluster when explained, else HDBSCAN's label."""
-        return np.where(self.explained, self.home, self.label)
+        """The assignment reported: the home cluster, explained or not (the verdict says
+        whether it explains the record; an unexplained record's home is the nearest known
+        scenario, which reports and candidates use)."""
+        return self.home
 
 
 class KnownScorer:

@@ -111,7 +111,7 @@ class ScoreConfig(_Section):
     min_calibration_records: int = Field(30, ge=1)
     # New error types: HDBSCAN over the unexplained records of a run. A candidate needs at
     # least this many records among the clustered ones.
-    new_type_min_size: int = Field(25, ge=2)
+    new_type_min_size: int = Field(50, ge=2)
     # HDBSCAN min_samples for new types (how conservative the density estimate is).
     new_type_min_samples: int = Field(3, ge=1)
     # The unexplained records clustered: at most this many (a reproducible sample); the

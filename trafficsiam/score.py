@@ -418,6 +418,12 @@ def score(
     except OSError as err:
         raise OutputError(f"{out}: cannot create the output folder ({err.strerror})") from None
     state_path = Path(state) if state is not None else out / STATE_NAME
+    if engine == "dask":
+        from trafficsiam.dask_engine import preflight
+
+        preflight(paths)
+    elif engine != "local":
+        raise InputError(f"engine {engine!r}: unknown engine; use local or dask")
     clock = time.perf_counter()
 
     with StateStore(state_path) as store, store.lock(wait=wait):
@@ -442,12 +448,16 @@ def score(
                 from trafficsiam.dask_engine import run_dask
 
                 tally, new_types, examples, rows = run_dask(
-                    art.path, cfg, jobs, out, run_id, scheduler, quiet
+                    scoring, jobs, out, run_id, scheduler, quiet
                 )
-            elif engine == "local":
-                tally, new_types, examples, rows = _run_local(scoring, jobs, out, run_id, quiet)
             else:
-                raise InputError(f"--engine {engine!r}: unknown engine; use local or dask")
+                tally, new_types, examples, rows = _run_local(scoring, jobs, out, run_id, quiet)
+            for job in jobs:  # a file rewritten while we read it: refuse to record it
+                if describe(job.source.path).sha256 != job.source.sha256:
+                    raise OutputError(
+                        f"{job.source.path}: changed while it was being scored; rerun when "
+                        "the file is complete (its output may mix old and new records)"
+                    )
             summary, clusters, table = _reports(
                 scoring, jobs, rows, tally, new_types, examples, run_id, out, skipped,
                 time.perf_counter() - clock, engine,
