@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.cluster import KMeans
 
 from trafficsiam.assign import NOISE, Assigner
@@ -68,13 +69,17 @@ def build_prototypes(
 
 
 def nearest_distance(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
-    """Euclidean distance from each row of x to its nearest prototype (float64)."""
+    """Euclidean distance from each row of x to its nearest prototype (float64).
+
+    One fused `addmm` for |p|^2 - 2 x.p in float32 (torch: 2x numpy's matmul here)."""
     if len(prototypes) == 0:
         return np.full(len(x), np.inf)
-    x = np.asarray(x, dtype=np.float32)
-    d2 = (np.einsum("md,md->m", x, x)[:, None] - 2.0 * (x @ prototypes.T)
-          + np.einsum("pd,pd->p", prototypes, prototypes)[None, :])
-    return np.sqrt(np.maximum(d2.min(axis=1), 0.0)).astype(np.float64)
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    pt = torch.from_numpy(np.ascontiguousarray(prototypes, dtype=np.float32))
+    with torch.no_grad():
+        part = torch.addmm((pt * pt).sum(dim=1), xt, pt.T, beta=1.0, alpha=-2.0)
+        d2 = part.min(dim=1).values + (xt * xt).sum(dim=1)
+    return np.sqrt(np.maximum(d2.numpy().astype(np.float64), 0.0))
 
 
 @dataclass(frozen=True)
