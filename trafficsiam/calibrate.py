@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.cluster import KMeans
 
 from trafficsiam.assign import NOISE, Assigner
@@ -71,15 +70,19 @@ def build_prototypes(
 def nearest_distance(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
     """Euclidean distance from each row of x to its nearest prototype (float64).
 
-    One fused `addmm` for |p|^2 - 2 x.p in float32 (torch: 2x numpy's matmul here)."""
+    |p|^2 - 2 x.p is minimised over prototypes before |x|^2 is added, so the only large
+    temporary is one [rows, prototypes] float32 product (0.47 us/row for 256 prototypes
+    of 35 inputs). numpy's BLAS, not torch: torch's float32 product changed in the last
+    bit with the thread count, and Dask workers run one thread where the local engine
+    runs two (the engines must agree record for record)."""
     if len(prototypes) == 0:
         return np.full(len(x), np.inf)
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    pt = torch.from_numpy(np.ascontiguousarray(prototypes, dtype=np.float32))
-    with torch.no_grad():
-        part = torch.addmm((pt * pt).sum(dim=1), xt, pt.T, beta=1.0, alpha=-2.0)
-        d2 = part.min(dim=1).values + (xt * xt).sum(dim=1)
-    return np.sqrt(np.maximum(d2.numpy().astype(np.float64), 0.0))
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    protos = np.asarray(prototypes, dtype=np.float32)
+    part = x @ np.ascontiguousarray(-2.0 * protos.T)
+    part += np.einsum("pd,pd->p", protos, protos)[None, :]
+    d2 = part.min(axis=1) + np.einsum("md,md->m", x, x)
+    return np.sqrt(np.maximum(d2.astype(np.float64), 0.0))
 
 
 @dataclass(frozen=True)

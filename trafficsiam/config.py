@@ -110,8 +110,11 @@ class ScoreConfig(_Section):
     # A cluster with fewer held-out records than this uses the thresholds of all of them.
     min_calibration_records: int = Field(30, ge=1)
     # New error types: HDBSCAN over the unexplained records of a run. A candidate needs at
-    # least this many records among the clustered ones.
+    # least this many records among the clustered ones (and at least 0.5% of them).
     new_type_min_size: int = Field(50, ge=2)
+    # HDBSCAN cluster_selection_epsilon for new types: merge groups closer than this in the
+    # embedding (0.1: one unseen failure type is one candidate, not a dozen fragments).
+    new_type_epsilon: float = Field(0.1, ge=0)
     # HDBSCAN min_samples for new types (how conservative the density estimate is).
     new_type_min_samples: int = Field(3, ge=1)
     # The unexplained records clustered: at most this many (a reproducible sample); the
