@@ -18,6 +18,7 @@ and checked, so bad input leaves no output at all.
 
 from __future__ import annotations
 
+import ctypes
 import glob as globlib
 import json
 import logging
@@ -67,6 +68,7 @@ GOOD, KNOWN, NEW, OUTLIER = range(4)
 STATE_NAME = "trafficsiam-state.db"
 WORK_NAME = ".trafficsiam-work"
 SUMMARY, CLUSTERS_CSV, NEW_TYPES_CSV = "summary.json", "clusters.csv", "new_types.csv"
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
 # `_atomic_write`'s temporary names: .<name>.<run id>.tmp
 _TMP_NAME = re.compile(r"\..+\.\d{8}T\d{6}Z-[0-9a-f]{6}\.tmp")
 # Pass 1 -> pass 2, one record per input row.
@@ -77,10 +79,26 @@ SPOOL = np.dtype([("cluster", "<i8"), ("strength", "<f8"), ("novelty", "<f8"),
 # --- the model side: one per process (the Dask engine caches it per worker) -------------
 
 
+def fixed_mmap_threshold(nbytes: int = 4 << 20) -> bool:
+    """Make glibc serve every allocation of `nbytes` or more with its own mmap.
+
+    glibc raises its mmap threshold each time a large block is freed, after which the
+    per-batch temporaries (tens of MB: kNN results, prototype distances) come from the
+    heap arenas of the scoring threads and fragment them: RSS then grew with the number
+    of batches (708 -> 1,072 MiB over 5M rows); with the threshold fixed it stays flat
+    (619-675 MiB). Process-wide and idempotent; False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(nbytes)))
+    except (OSError, AttributeError):
+        return False
+
+
 class Scoring:
     """A loaded model with its score config: turns record batches into ts_* columns."""
 
     def __init__(self, art: Artifact, cfg: ScoreConfig) -> None:
+        fixed_mmap_threshold()
         self.art = art
         self.cfg = cfg
         self.scorer: KnownScorer = art.scorer(cfg.novelty_quantile, cfg.min_calibration_records)
