@@ -316,3 +316,12 @@ def test_killed_run_rerun_gives_exactly_the_uninterrupted_output(
     assert not list(out.glob(".*.tmp")) and not (out / ".trafficsiam-work").exists()
     runs = StateStore(out / "trafficsiam-state.db").runs()
     assert [r["status"] for r in runs] == ["ok", "interrupted"]
+
+
+def test_infinite_value_is_refused_with_file_row_and_column(model, tmp_path):
+    frame = synth.generate(rows=300, seed=9)
+    frame.loc[42, "latency_ms"] = np.inf
+    frame.to_parquet(tmp_path / "x.parquet", index=False)
+    with pytest.raises(InputError, match=r"x\.parquet row 42: column 'latency_ms' has value "
+                                         r"inf \(1 infinite values"):
+        score(model, tmp_path / "x.parquet", tmp_path / "out", config=CFG, quiet=True)

@@ -94,6 +94,16 @@ def fixed_mmap_threshold(nbytes: int = 4 << 20) -> bool:
         return False
 
 
+def _refuse(
+    path: Path, start: int, col: str, values: pd.Series, bad: np.ndarray, why: str
+) -> None:
+    """One line naming the first bad value of a batch (file, row, column, value, fix)."""
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{path} row {start + i}: column '{col}' has value "
+                         f"{show(values.iloc[i])} " + why.format(n=int(bad.sum())))
+
+
 class Scoring:
     """A loaded model with its score config: turns record batches into ts_* columns."""
 
@@ -147,22 +157,12 @@ class Scoring:
                 present = values.notna().to_numpy()
                 parsed = pd.to_numeric(values.where(present), errors="coerce")
                 arr = parsed.to_numpy(dtype="float64", na_value=np.nan)
-                bad = present & np.isnan(arr)
-                if bad.any():
-                    i = int(np.flatnonzero(bad)[0])
-                    raise InputError(
-                        f"{path} row {start + i}: column '{col}' has value "
-                        f"{show(values.iloc[i])} in a numeric feature ({int(bad.sum())} such "
-                        "values in this batch); fix or blank those values"
-                    )
-            inf = np.isinf(arr)
-            if inf.any():
-                i = int(np.flatnonzero(inf)[0])
-                raise InputError(
-                    f"{path} row {start + i}: column '{col}' has value {arr[i]} "
-                    f"({int(inf.sum())} infinite values in this batch); replace them with "
-                    "finite numbers or leave them empty (missing)"
-                )
+                _refuse(path, start, col, values, present & np.isnan(arr),
+                        "in a numeric feature ({n} such values in this batch); "
+                        "fix or blank those values")
+            _refuse(path, start, col, values, np.isinf(arr),
+                    "({n} infinite values in this batch); replace them with finite numbers "
+                    "or leave them empty (missing)")
             frame[col] = arr
         return frame
 
