@@ -548,6 +548,7 @@ def _run_local(
         bar = _progress(total, "scoring", quiet)
         for job in jobs:
             path = job.source.path
+            bar.set_description_str(f"scoring {job.index + 1}/{len(jobs)} {path.name}")
             with open(work / f"{job.index}.spool", "wb") as fh, \
                     open(work / f"{job.index}.emb", "wb") as fe:
 
@@ -574,6 +575,7 @@ def _run_local(
         bar = _progress(total, "writing", quiet)
         for job in jobs:
             path = job.source.path
+            bar.set_description_str(f"writing {job.index + 1}/{len(jobs)} {path.name}")
             target = out / job.output
             target.parent.mkdir(parents=True, exist_ok=True)
 
