@@ -21,7 +21,7 @@ def test_fit_on_sample_traffic_separates_every_scenario(tmp_path, seed):
     for row in table[table["cluster"] >= 0].itertuples():
         assert row.is_good == (row.scenario == "good")
     assert set(result.timings) == {"read", "validate", "normalise", "train", "embed", "cluster",
-                                   "save"}
+                                   "calibrate", "save"}
 
 
 def test_ignored_columns_never_reach_the_features(fitted):

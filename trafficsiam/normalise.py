@@ -185,8 +185,9 @@ class Normaliser:
 def _codes(values: pd.Series, known: list[str]) -> tuple[np.ndarray, int]:
     """(index into `known` per value, -1 when absent; number of missing values)."""
     if isinstance(values.dtype, pd.StringDtype):
-        # Hash lookup on the strings themselves: 5-10x faster than building tokens.
-        codes = pd.Categorical(values, categories=known).codes.astype(np.int64)
+        # Hash lookup on the strings themselves (missing values find no match): several
+        # times faster than building tokens first.
+        codes = pd.Index(known).get_indexer(values).astype(np.int64)
         missing = values.isna().to_numpy() | (values == MISSING_TOKEN).to_numpy(
             dtype=bool, na_value=False)
         if missing.any() and MISSING_TOKEN in known:
