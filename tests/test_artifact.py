@@ -21,7 +21,7 @@ def test_folder_holds_exactly_the_documented_files(fitted):
     result, _ = fitted
     assert sorted(p.name for p in result.path.iterdir()) == sorted([
         "manifest.json", "weights.safetensors", "reference.parquet", "holdout.parquet",
-        "inputs.safetensors", "clusters.csv", "history.csv",
+        "inputs.safetensors", "assign.safetensors", "clusters.csv", "history.csv",
     ])
 
 
@@ -45,7 +45,7 @@ def test_manifest_is_readable_and_complete(fitted):
     assert len(m["training"]["history"]) == m["training"]["epochs_run"] == 4
     assert len(m["data"]["fingerprint"]) == 64
     assert set(m["files"]) == {"weights.safetensors", "reference.parquet", "holdout.parquet",
-                               "inputs.safetensors",
+                               "inputs.safetensors", "assign.safetensors",
                                "clusters.csv", "history.csv"}
     assert m["model_id"] == m["files"]["weights.safetensors"][:12]
 
@@ -148,3 +148,18 @@ def test_interrupted_replace_keeps_the_old_model(tmp_path):
         artifact.write_atomic_dir(out, write, force=True)
     assert (out / "manifest.json").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_stored_assigner_equals_one_rebuilt_from_the_refitted_clusterer(fitted):
+    import numpy as np
+
+    from trafficsiam.assign import Assigner
+
+    model = artifact.load(fitted[0].path)
+    stored = model.scorer().assigner
+    rebuilt = Assigner.from_clusterer(model.clusterer)
+    rng = np.random.default_rng(0)
+    points = np.vstack([stored.raw_data, rng.uniform(0, 1, (2000, stored.n_features))])
+    for a, b in zip(stored.predict(points), rebuilt.predict(points), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(stored.core_distances, rebuilt.core_distances)

@@ -139,10 +139,8 @@ def fit(
     prototypes, prototype_cluster = build_prototypes(
         x[ref_rows], clustered.labels, cfg.cluster.prototypes, cfg.train.seed
     )
-    scorer = KnownScorer(
-        Assigner.from_clusterer(clustered.clusterer), clustered.labels, prototypes,
-        prototype_cluster,
-    )
+    assigner = Assigner.from_clusterer(clustered.clusterer)
+    scorer = KnownScorer(assigner, clustered.labels, prototypes, prototype_cluster)
     thresholds = scorer.calibrate(
         emb[trained.val_idx], x[trained.val_idx], cfg.score.novelty_quantile,
         cfg.score.min_calibration_records,
@@ -198,7 +196,7 @@ def fit(
     written = artifact.save(
         Path(out), manifest, trained.model, reference, holdout,
         {"prototypes": prototypes, "prototype_cluster": prototype_cluster,
-         "holdout": x[trained.val_idx]}, clustered.table, history,
+         "holdout": x[trained.val_idx]}, assigner, clustered.table, history,
         force=force,
     )
     clock.lap("save")

@@ -7,6 +7,9 @@
     reference.parquet     embeddings of the clustered training sample with scenario,
                           HDBSCAN label, membership strength and outlier score
     holdout.parquet       embeddings and scenarios of the held-out validation records
+    assign.safetensors    the arrays `approximate_predict` needs besides the reference
+                          embeddings (core distances, condensed-tree lookups), so that
+                          scoring never refits HDBSCAN (spec in manifest["assign"])
     inputs.safetensors    input-space novelty: k-means prototypes of each cluster's
                           normalised inputs (`prototypes`, `prototype_cluster`) and the
                           held-out records' normalised inputs (`holdout`, recalibration)
@@ -56,6 +59,7 @@ WEIGHTS = "weights.safetensors"
 REFERENCE = "reference.parquet"
 HOLDOUT = "holdout.parquet"
 INPUTS = "inputs.safetensors"
+ASSIGN = "assign.safetensors"
 CLUSTERS = "clusters.csv"
 HISTORY = "history.csv"
 PACKAGES = ("trafficsiam", "torch", "numpy", "pandas", "pyarrow", "scikit-learn", "hdbscan")
@@ -132,6 +136,7 @@ def save(
     reference: pd.DataFrame,
     holdout: pd.DataFrame,
     inputs: dict[str, np.ndarray],
+    assigner: Assigner,
     clusters: pd.DataFrame,
     history: pd.DataFrame,
     force: bool = False,
@@ -148,13 +153,17 @@ def save(
             {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()},
             str(folder / INPUTS), metadata={"format": FORMAT},
         )
+        arrays, spec = assigner.to_arrays()
+        save_file({k: torch.from_numpy(v) for k, v in arrays.items()}, str(folder / ASSIGN),
+                  metadata={"format": FORMAT})
         clusters.to_csv(folder / CLUSTERS, index=False)
         history.to_csv(folder / HISTORY, index=False)
         files = {
             name: sha256_file(folder / name)
-            for name in (WEIGHTS, REFERENCE, HOLDOUT, INPUTS, CLUSTERS, HISTORY)
+            for name in (WEIGHTS, REFERENCE, HOLDOUT, INPUTS, ASSIGN, CLUSTERS, HISTORY)
         }
-        full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": files}
+        full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
+                "assign": spec, "files": files}
         full["model_id"] = files[WEIGHTS][:12]
         (folder / MANIFEST).write_text(json.dumps(full, indent=2, default=json_default) + "\n")
         written.update(full)
@@ -187,6 +196,7 @@ class Artifact:
     reference: pd.DataFrame
     holdout: pd.DataFrame
     inputs: dict[str, np.ndarray]
+    assign_arrays: dict[str, np.ndarray]
     clusters: pd.DataFrame
     _clusterer: hdbscan.HDBSCAN | None = None
     _scorers: dict[tuple[float, int], KnownScorer] = field(default_factory=dict)
@@ -226,8 +236,9 @@ class Artifact:
         n = stored.min_records if min_records is None else int(min_records)
         key = (q, n)
         if key not in self._scorers:
+            points = self.reference[self.embedding_columns].to_numpy(np.float64)
             scorer = KnownScorer(
-                Assigner.from_clusterer(self.clusterer),
+                Assigner.from_arrays(points, self.assign_arrays, self.manifest["assign"]),
                 self.reference["cluster"].to_numpy(np.int64),
                 self.inputs["prototypes"],
                 self.inputs["prototype_cluster"],
@@ -300,7 +311,7 @@ def load(path: str | Path) -> Artifact:
             f"{folder / extra[0]}: not listed in the manifest; a model folder holds only its "
             "own files, so remove it (and check where it came from)"
         )
-    for required in (WEIGHTS, REFERENCE, HOLDOUT, INPUTS, CLUSTERS):
+    for required in (WEIGHTS, REFERENCE, HOLDOUT, INPUTS, ASSIGN, CLUSTERS):
         if required not in files:
             raise ArtifactError(f"{manifest_path}: does not list {required}; refit the model")
 
@@ -320,6 +331,7 @@ def load(path: str | Path) -> Artifact:
         ) from None
     model.eval()
     inputs = {k: v.numpy() for k, v in load_file(str(folder / INPUTS)).items()}
+    assign_arrays = {k: v.numpy() for k, v in load_file(str(folder / ASSIGN)).items()}
     return Artifact(
         path=folder,
         manifest=manifest,
@@ -330,5 +342,6 @@ def load(path: str | Path) -> Artifact:
         reference=pd.read_parquet(folder / REFERENCE),
         holdout=pd.read_parquet(folder / HOLDOUT),
         inputs=inputs,
+        assign_arrays=assign_arrays,
         clusters=pd.read_csv(folder / CLUSTERS, keep_default_na=False),
     )

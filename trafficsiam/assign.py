@@ -47,6 +47,9 @@ from pykdtree.kdtree import KDTree as FastKDTree
 from sklearn.neighbors import BallTree, KDTree
 
 NOISE = -1
+# What `to_arrays` saves: with the training points, all an Assigner needs (no refit).
+_ARRAYS = ("core_distances", "point_cluster", "point_lambda", "cluster_parent",
+           "cluster_birth", "cluster_label", "cluster_max_lambda")
 _TREES = {"KDTree": KDTree, "BallTree": BallTree}
 
 
@@ -98,6 +101,35 @@ class Assigner:
         col = min(self.min_samples, dist.shape[1] - 1)
         own_core = dist[:, col : col + 1]
         return np.maximum(np.maximum(self.core_distances[idx], own_core), dist)
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, JSON-ready spec): everything but the training points, for saving."""
+        arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
+        spec = {"min_samples": self.min_samples, "has_clusters": self.has_clusters,
+                "metric": self.metric, "tree_type": self.tree_type,
+                "metric_kwargs": dict(self.metric_kwargs)}
+        return arrays, spec
+
+    @classmethod
+    def from_arrays(
+        cls, raw_data: np.ndarray, arrays: dict[str, np.ndarray], spec: dict[str, Any]
+    ) -> Assigner:
+        """The inverse of `to_arrays`, given the same training points."""
+        return cls(
+            raw_data=np.ascontiguousarray(raw_data, dtype=np.float64),
+            core_distances=np.asarray(arrays["core_distances"], dtype=np.float64),
+            min_samples=int(spec["min_samples"]),
+            point_cluster=np.asarray(arrays["point_cluster"], dtype=np.int64),
+            point_lambda=np.asarray(arrays["point_lambda"], dtype=np.float64),
+            cluster_parent=np.asarray(arrays["cluster_parent"], dtype=np.int64),
+            cluster_birth=np.asarray(arrays["cluster_birth"], dtype=np.float64),
+            cluster_label=np.asarray(arrays["cluster_label"], dtype=np.int64),
+            cluster_max_lambda=np.asarray(arrays["cluster_max_lambda"], dtype=np.float64),
+            has_clusters=bool(spec["has_clusters"]),
+            metric=str(spec["metric"]),
+            tree_type=str(spec["tree_type"]),
+            metric_kwargs=dict(spec.get("metric_kwargs") or {}),
+        )
 
     @property
     def n_features(self) -> int:
