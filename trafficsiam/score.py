@@ -32,6 +32,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+import torch
+from threadpoolctl import ThreadpoolController, threadpool_limits
 from tqdm import tqdm
 
 from trafficsiam import artifact, read
@@ -608,13 +611,26 @@ def assess_file(
     chunk's spool records and unexplained embeddings to `spill` (where pass 2 will not
     recompute them). Returns the number of records."""
     path = job.source.path
-    n = 0
 
     def assess(chunk: tuple[int, pa.Table]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                       TransformCounts]:
         return scoring.assess(chunk[1], path, chunk[0])
 
-    for (start, _), (spool, emb, x, cleaned) in ahead(chunks, assess):
+    with one_thread_per_batch():
+        return _assess_chunks(ahead(chunks, assess, initializer=_single_threaded_openmp),
+                              job, tally, sample, spill, progress)
+
+
+def _assess_chunks(
+    assessed: Iterable[tuple[tuple[int, pa.Table],
+                             tuple[np.ndarray, np.ndarray, np.ndarray, TransformCounts]]],
+    job: Job, tally: Tally, sample: Sample,
+    spill: Callable[[np.ndarray, np.ndarray], None] | None,
+    progress: Callable[[int], object] | None,
+) -> int:
+    """The bookkeeping of `assess_file` for each assessed chunk, in order."""
+    n = 0
+    for (start, _), (spool, emb, x, cleaned) in assessed:
         tally.add_cleaning(cleaned)
         u = np.flatnonzero(~spool["explained"].astype(bool))
         if spill is not None:
@@ -670,12 +686,14 @@ def write_output(
         )
 
 
-def ahead(items: Iterable[T], fn: Callable[[T], R], depth: int = 1) -> Iterator[tuple[T, R]]:
+def ahead(
+    items: Iterable[T], fn: Callable[[T], R], depth: int = 1,
+    initializer: Callable[[], object] | None = None,
+) -> Iterator[tuple[T, R]]:
     """(item, fn(item)) in order, with up to `depth` later items computed meanwhile in
-    threads. Each batch is computed alone, so the results do not depend on it; it overlaps
-    the single-threaded parts (pandas, reading) of one batch with the multi-threaded ones
-    (kNN, matmuls) of the next, which release the GIL."""
-    with ThreadPoolExecutor(max_workers=depth + 1) as pool:
+    `depth + 1` threads (each started with `initializer`). Each batch is computed alone,
+    so the results do not depend on it; the kNN, BLAS and torch kernels release the GIL."""
+    with ThreadPoolExecutor(max_workers=depth + 1, initializer=initializer) as pool:
         pending: deque[tuple[T, Future[R]]] = deque()
         for item in items:
             pending.append((item, pool.submit(fn, item)))
@@ -685,6 +703,27 @@ def ahead(items: Iterable[T], fn: Callable[[T], R], depth: int = 1) -> Iterator[
         while pending:
             first, future = pending.popleft()
             yield first, future.result()
+
+
+def _single_threaded_openmp() -> None:
+    """OpenMP regions started by this thread (pykdtree's kNN) use one thread."""
+    ThreadpoolController().limit(limits=1, user_api="openmp")
+
+
+@contextmanager
+def one_thread_per_batch() -> Iterator[None]:
+    """Pass 1 runs two batches at once, each on one core, instead of one batch at a time
+    on both: kernels split over 2 cores idle between them (pandas, Python), and two
+    batches each on 2 threads oversubscribe the machine. Measured 1M/5M rows: 106-110k /
+    137k rows/s with 2-thread kernels, 158k / 187k with this (BENCHMARKS.md). torch and
+    BLAS thread counts are process-wide: restored on exit."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
