@@ -11,6 +11,7 @@ import torch
 from trafficsiam.errors import ConfigError
 from trafficsiam.losses import (
     LOSSES,
+    Loss,
     LosslessTripletLoss,
     TripletLoss,
     TripletMarginLoss,
@@ -19,6 +20,7 @@ from trafficsiam.losses import (
     pairwise_squared_distances,
     squared_distances,
 )
+from trafficsiam.model import HEADS
 
 
 def _sqdist(u: list[float], v: list[float]) -> float:
@@ -224,9 +226,11 @@ def test_empty_batch_is_zero_with_grad(loss: TripletLoss):
 
 
 def test_registry_and_make_loss():
-    assert set(LOSSES) == {"lossless-triplet", "triplet"}
+    assert list(LOSSES) == ["lossless-triplet", "triplet", "contrastive", "hinge", "kl",
+                            "angular-prototypical", "aam-softmax", "am-softmax"]
     for name, cls in LOSSES.items():
-        assert cls.name == name and issubclass(cls, TripletLoss)
+        assert cls.name == name and issubclass(cls, Loss)
+        assert cls.kind in ("triplet", "pair", "class") and cls.head in HEADS
     # The whole loss section can be passed: unused keys and None values are dropped.
     section = {"beta": None, "eps": 1e-6, "margin": 0.3}
     lossless = make_loss("lossless-triplet", 6, **section)
@@ -243,7 +247,8 @@ def test_make_loss_unknown_name():
     with pytest.raises(ConfigError) as err:
         make_loss("foo", 8)
     assert str(err.value) == (
-        "loss.name 'foo' is not a known loss; choose one of: lossless-triplet, triplet"
+        "loss.name 'foo' is not a known loss; choose one of: lossless-triplet, triplet, "
+        "contrastive, hinge, kl, angular-prototypical, aam-softmax, am-softmax"
     )
 
 

@@ -40,6 +40,9 @@ class FitResult:
     manifest: dict[str, Any]
     clusters: pd.DataFrame
     timings: dict[str, float]
+    # With fit(frames=n): the embedding of n training records before the first epoch and
+    # after each one ({"rows", "scenario", "embeddings" [epochs + 1, n, N]}); not saved.
+    frames: dict[str, np.ndarray] | None = None
 
     @property
     def weighted_purity(self) -> float:
@@ -72,8 +75,13 @@ def fit(
     *,
     force: bool = False,
     quiet: bool = False,
+    frames: int = 0,
 ) -> FitResult:
-    """Fit a model on labelled traffic records and save it to the folder `out`."""
+    """Fit a model on labelled traffic records and save it to the folder `out`.
+
+    `frames` > 0 records the embedding of that many records (a stratified sample) at
+    every epoch, returned in `FitResult.frames` (for animations; the model is the same).
+    """
     cfg = config or Config()
     data_cfg = cfg.data
     clock = _Stopwatch()
@@ -108,7 +116,12 @@ def fit(
         "training on %d records x %d inputs (%d scenarios, loss %s, %s triplets)",
         x.shape[0], x.shape[1], len(names_sorted), cfg.loss.name, cfg.triplets.strategy,
     )
-    trained = train(x, codes, cfg, quiet=quiet)
+    frame_rows = None
+    if frames > 0:
+        # Its own generator, so that recording frames leaves the fit's random draws alone.
+        frame_rows = cluster.stratified_sample(
+            scenarios.astype(str), frames, np.random.default_rng(cfg.train.seed + 1))
+    trained = train(x, codes, cfg, quiet=quiet, frame_rows=frame_rows)
     clock.lap("train")
 
     emb = embed(trained.model, x)
@@ -162,6 +175,7 @@ def fit(
             "hidden": list(cfg.model.hidden),
             "embedding_dim": cfg.model.embedding_dim,
             "dropout": cfg.model.dropout,
+            "head": trained.model.head,
         },
         "clusters": {
             "params": clustered.params,
@@ -200,8 +214,12 @@ def fit(
         force=force,
     )
     clock.lap("save")
+    recorded = None
+    if frame_rows is not None:
+        recorded = {"rows": frame_rows, "scenario": scenarios[frame_rows].astype(str),
+                    "embeddings": trained.extra["frames"]}
     return FitResult(path=Path(out), manifest=written, clusters=clustered.table,
-                     timings=clock.timings)
+                     timings=clock.timings, frames=recorded)
 
 
 def load(path: str | Path) -> artifact.Artifact:

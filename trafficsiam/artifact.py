@@ -46,7 +46,7 @@ from trafficsiam.calibrate import KnownScorer, Thresholds
 from trafficsiam.cluster import restore_clusterer
 from trafficsiam.config import Config, build_config
 from trafficsiam.errors import ArtifactError, OutputError
-from trafficsiam.model import SiameseMLP, embed
+from trafficsiam.model import HEADS, SiameseMLP, embed
 from trafficsiam.normalise import Normaliser
 from trafficsiam.validate import FeatureSchema
 
@@ -317,9 +317,16 @@ def load(path: str | Path) -> Artifact:
 
     config = build_config(manifest["config"], source=str(manifest_path))
     spec = manifest["model"]
+    if spec.get("head", "sigmoid") not in HEADS:
+        raise ArtifactError(
+            f"{manifest_path}: model head {spec.get('head')!r} is not one of "
+            f"{', '.join(HEADS)}; upgrade trafficsiam or refit the model"
+        )
     model = SiameseMLP(
         int(spec["in_features"]), tuple(spec["hidden"]), int(spec["embedding_dim"]),
         float(spec["dropout"]),
+        # Models written before the heads existed are sigmoid models.
+        head=str(spec.get("head", "sigmoid")),
     )
     state = load_file(str(folder / WEIGHTS))  # safetensors: tensors only, no code
     try:

@@ -53,13 +53,31 @@ class ModelConfig(_Section):
 
 
 class LossConfig(_Section):
+    # A name in trafficsiam.losses.LOSSES; the embedding head follows the loss.
     name: str = "lossless-triplet"
     # Lossless triplet loss scale; empty means N (the embedding dimension), the
     # smallest value for which the log argument stays positive.
     beta: float | None = Field(None, gt=0)
     eps: float = Field(1e-8, gt=0)
-    # Margin of the standard triplet loss (alpha).
-    margin: float = Field(1.0, gt=0)
+    # Margin of the margin losses; empty means the loss's own default (triplet 1.0 on
+    # squared distances, contrastive 1.0, hinge 0.5, kl 2.0, aam-softmax 0.2 rad,
+    # am-softmax 0.25), each sized for its distance's range in the [0,1]^N cube or on
+    # the sphere.
+    margin: float | None = Field(None, gt=0)
+    # Logit scale of aam-softmax / am-softmax (16) and the initial learnable scale of
+    # angular-prototypical (10); empty means those defaults.
+    scale: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _known_name(self) -> LossConfig:
+        from trafficsiam.losses import LOSSES
+
+        if self.name not in LOSSES:
+            raise ValueError(
+                f"loss.name {self.name!r} is not a known loss; choose one of: "
+                + ", ".join(LOSSES)
+            )
+        return self
 
 
 class TripletsConfig(_Section):

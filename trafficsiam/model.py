@@ -1,6 +1,13 @@
 """Model: the Siamese MLP. One network with shared weights embeds anchor, positive
-and negative alike; its sigmoid output puts every embedding in [0,1]^N, which is
-what the lossless triplet loss's bounds (0 <= d <= N) rely on."""
+and negative alike. Its output head follows the loss (`losses.Loss.head`):
+
+* "sigmoid" (default): every embedding in [0,1]^N, what the lossless triplet loss's
+  bounds (0 <= d <= N) rely on;
+* "l2": L2-normalised onto the unit sphere, for the angular (cosine) losses;
+* "gaussian": a sigmoid mean in [0,1]^N plus a bounded log-variance per dimension from a
+  second linear layer, for the KL loss. The mean is the embedding used for clustering
+  and scoring; the log-variance is seen only in training (`forward_train`).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,21 @@ import numpy as np
 import torch
 from torch import nn
 
+HEADS = ("sigmoid", "l2", "gaussian")
+# The gaussian head's log-variance is LOGVAR_BOUND * tanh(raw / LOGVAR_BOUND): variances
+# within [e^-6, e^6], so the KL divergence (which divides by them) stays finite.
+LOGVAR_BOUND = 6.0
+
+
+class L2Normalise(nn.Module):
+    """x / ||x|| per row (an all-zero row stays zero: the norm is floored at 1e-12)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(x, dim=-1)
+
 
 class SiameseMLP(nn.Module):
-    """MLP encoder: Linear -> ReLU (-> Dropout) per hidden layer, then Linear -> sigmoid."""
+    """MLP encoder: Linear -> ReLU (-> Dropout) per hidden layer, then Linear -> head."""
 
     def __init__(
         self,
@@ -20,8 +39,11 @@ class SiameseMLP(nn.Module):
         hidden: Sequence[int] = (128, 64),
         embedding_dim: int = 8,
         dropout: float = 0.0,
+        head: str = "sigmoid",
     ) -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"SiameseMLP: head {head!r} is not one of {', '.join(HEADS)}")
         layers: list[nn.Module] = []
         width = in_features
         for size in hidden:
@@ -29,13 +51,28 @@ class SiameseMLP(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = size
-        layers += [nn.Linear(width, embedding_dim), nn.Sigmoid()]
+        # The same layer list for every head, so a sigmoid model's weights keep their names.
+        layers += [nn.Linear(width, embedding_dim), L2Normalise() if head == "l2" else nn.Sigmoid()]
         self.net = nn.Sequential(*layers)
+        if head == "gaussian":
+            self.logvar = nn.Linear(width, embedding_dim)
         self.in_features = in_features
         self.embedding_dim = embedding_dim
+        self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The embedding [B, N] (for the gaussian head: its mean)."""
         return self.net(x)
+
+    def forward_train(self, x: torch.Tensor) -> torch.Tensor:
+        """What the loss sees: the embedding, or for the gaussian head [mean | log-variance]
+        ([B, 2N])."""
+        if self.head != "gaussian":
+            return self.net(x)
+        features = self.net[:-2](x)
+        mean = self.net[-1](self.net[-2](features))
+        logvar = LOGVAR_BOUND * torch.tanh(self.logvar(features) / LOGVAR_BOUND)
+        return torch.cat([mean, logvar], dim=-1)
 
     def forward_triplet(
         self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor

@@ -6,8 +6,15 @@ Two ways to form triplets (config `triplets.strategy`):
 - `semi-hard` / `batch-hard`: online mining inside class-balanced batches of
   P classes x K records, which spends the updates on the triplets still wrong.
 
+What the loss is fed follows its kind (`losses.base`): triplet losses take the
+triplets; pair losses take each triplet as two pairs (anchor-positive, same
+scenario; anchor-negative, different), so every mining strategy applies to them
+too; class losses (prototypes, class weights) take whole class-balanced batches,
+whatever the strategy. Learnable loss parameters train with the network.
+
 The validation loss is always measured on one fixed set of random triplets
-from held-out records, so epochs are comparable whatever the mining.
+from held-out records (their records, for class losses), so epochs are comparable
+whatever the mining.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trafficsiam.config import Config
-from trafficsiam.losses import TripletLoss, make_loss
+from trafficsiam.losses import Loss, TripletLoss, loss_class, make_loss
 from trafficsiam.losses.base import pairwise_squared_distances
 from trafficsiam.model import SiameseMLP
 from trafficsiam.triplets import BalancedBatches, Triplets, duplicate_groups, mine, random_triplets
@@ -83,36 +91,53 @@ def split_validation(
 
 
 def build_model(in_features: int, cfg: Config) -> SiameseMLP:
+    """The network for `cfg`, with the embedding head its loss needs."""
     return SiameseMLP(
         in_features,
         hidden=cfg.model.hidden,
         embedding_dim=cfg.model.embedding_dim,
         dropout=cfg.model.dropout,
+        head=loss_class(cfg.loss.name).head,
     )
 
 
-def build_loss(cfg: Config) -> TripletLoss:
+def build_loss(cfg: Config, n_classes: int | None = None) -> Loss:
+    """The loss of `cfg`; `n_classes` (training scenarios) for losses with class weights."""
     return make_loss(
         cfg.loss.name,
         cfg.model.embedding_dim,
+        n_classes=n_classes,
         beta=cfg.loss.beta,
         eps=cfg.loss.eps,
         margin=cfg.loss.margin,
+        scale=cfg.loss.scale,
     )
 
 
+def _pairs_loss(loss_fn: Loss, out: torch.Tensor, a: torch.Tensor, p: torch.Tensor,
+                n: torch.Tensor) -> torch.Tensor:
+    """A pair loss over the triplets' (a, p) pairs (same scenario) and (a, n) pairs."""
+    first = torch.cat([a, a])
+    second = torch.cat([p, n])
+    same = torch.cat([torch.ones_like(a), torch.zeros_like(n)]).to(out.dtype)
+    return loss_fn(out[first], out[second], same)
+
+
 def _triplet_loss(
-    model: SiameseMLP, loss_fn: TripletLoss, x: torch.Tensor, t: Triplets, device: torch.device
+    model: SiameseMLP, loss_fn: Loss, x: torch.Tensor, t: Triplets, device: torch.device
 ) -> torch.Tensor:
     idx = torch.from_numpy(np.concatenate([t.anchor, t.positive, t.negative])).to(device)
-    emb = model(x[idx])
     n = len(t)
+    if loss_fn.kind == "pair":
+        pos = torch.arange(n, device=device)
+        return _pairs_loss(loss_fn, model.forward_train(x[idx]), pos, pos + n, pos + 2 * n)
+    emb = model(x[idx])
     return loss_fn(emb[:n], emb[n : 2 * n], emb[2 * n :])
 
 
 def _mined_loss(
     model: SiameseMLP,
-    loss_fn: TripletLoss,
+    loss_fn: Loss,
     x: torch.Tensor,
     codes: torch.Tensor,
     groups: torch.Tensor,
@@ -122,11 +147,22 @@ def _mined_loss(
     device: torch.device,
 ) -> tuple[torch.Tensor, int]:
     idx = torch.from_numpy(batch).to(device)
+    if loss_fn.kind == "class":
+        return loss_fn(model.forward_train(x[idx]), codes[idx]), len(batch)
+    if loss_fn.kind == "pair":
+        out = model.forward_train(x[idx])
+        emb = out[:, : model.embedding_dim]
+        a, p, n = mine(pairwise_squared_distances(emb.detach()), codes[idx], strategy,
+                       groups=groups[idx], margin=margin)
+        if len(a) == 0:
+            return out.sum() * 0.0, 0
+        return _pairs_loss(loss_fn, out, a, p, n), 2 * len(a)
     emb = model(x[idx])
     dist = pairwise_squared_distances(emb)
     a, p, n = mine(dist.detach(), codes[idx], strategy, groups=groups[idx], margin=margin)
     if len(a) == 0:
         return dist.sum() * 0.0, 0
+    assert isinstance(loss_fn, TripletLoss)  # the kinds are pair, class and triplet
     return loss_fn.from_distances(dist[a, p], dist[a, n]), len(a)
 
 
@@ -135,17 +171,24 @@ def train(
     codes: np.ndarray,
     cfg: Config,
     quiet: bool = False,
+    frame_rows: Sequence[int] | np.ndarray | None = None,
 ) -> TrainResult:
-    """Train on the normalised matrix `x` with integer scenario `codes` (one per row)."""
+    """Train on the normalised matrix `x` with integer scenario `codes` (one per row).
+
+    With `frame_rows`, the embeddings of those rows are recorded before the first epoch
+    and after each one (`extra["frames"]`, float32 [epochs + 1, rows, N]) for animations
+    of the training; recording changes nothing in the training itself.
+    """
     deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        return _train(x, codes, cfg, quiet)
+        return _train(x, codes, cfg, quiet, frame_rows)
     finally:
         # seed_everything switches deterministic mode on; leave the caller's setting as it was.
         torch.use_deterministic_algorithms(deterministic)
 
 
-def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool) -> TrainResult:
+def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
+           frame_rows: Sequence[int] | np.ndarray | None) -> TrainResult:
     start = time.perf_counter()
     tc, trip = cfg.train, cfg.triplets
     seed_everything(tc.seed)
@@ -159,11 +202,14 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool) -> TrainR
     groups_t = torch.from_numpy(groups_np).to(device)
 
     model = build_model(x.shape[1], cfg).to(device)
-    loss_fn = build_loss(cfg).to(device)
+    loss_fn = build_loss(cfg, int(codes.max()) + 1 if codes.size else 0).to(device)
+    # The loss's own parameters (scale, class weights) train with the network; the
+    # triplet and pair losses have none, so their updates are the network's alone.
+    params = [*model.parameters(), *loss_fn.parameters()]
     # fused: one kernel for the whole update instead of ~10 small ops per tensor
     # (0.28 -> 0.06 ms per step on this CPU, BENCHMARKS.md).
     optimiser = torch.optim.Adam(
-        model.parameters(), lr=tc.learning_rate, weight_decay=tc.weight_decay, fused=True
+        params, lr=tc.learning_rate, weight_decay=tc.weight_decay, fused=True
     )
 
     # Fixed validation triplets among held-out records (falls back to training
@@ -172,7 +218,9 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool) -> TrainR
     vt = random_triplets(codes[val_pool], VALIDATION_TRIPLETS, rng, groups_np[val_pool])
     val_triplets = Triplets(val_pool[vt.anchor], val_pool[vt.positive], val_pool[vt.negative])
 
-    if trip.strategy == "random":
+    # Class losses need whole class-balanced batches, whatever the strategy.
+    batched = trip.strategy != "random" or loss_fn.kind == "class"
+    if not batched:
         batch_records = trip.batch_size
     else:
         # Keep P x K records per batch when there are fewer than P scenarios: with 3
@@ -186,7 +234,12 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool) -> TrainR
         sampler = BalancedBatches(codes[train_idx], trip.classes_per_batch, per_class, rng)
         batch_records = sampler.batch_size
     steps = tc.steps_per_epoch or max(1, math.ceil(len(train_idx) / batch_records))
-    margin = cfg.loss.margin if cfg.loss.name == "triplet" else None
+    # Semi-hard mining's margin window: the triplet loss's own margin (as resolved).
+    margin = getattr(loss_fn, "margin", None) if cfg.loss.name == "triplet" else None
+    frames_idx = None if frame_rows is None else np.asarray(frame_rows, dtype=np.int64)
+    frames: list[np.ndarray] = []
+    if frames_idx is not None:
+        frames.append(_frame(model, xt, frames_idx, device))
 
     history: list[dict[str, float]] = []
     best_state = copy.deepcopy(model.state_dict())
@@ -202,14 +255,14 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool) -> TrainR
         epoch_start = time.perf_counter()
         model.train()
         total, count = torch.zeros((), device=device), 0
-        if trip.strategy == "random":
+        if not batched:
             t = random_triplets(codes[train_idx], steps * batch_records, rng, groups_np[train_idx])
             order = Triplets(train_idx[t.anchor], train_idx[t.positive], train_idx[t.negative])
             for s in range(steps):
                 sl = slice(s * batch_records, (s + 1) * batch_records)
                 part = Triplets(order.anchor[sl], order.positive[sl], order.negative[sl])
                 loss = _triplet_loss(model, loss_fn, xt, part, device)
-                _step(optimiser, model, loss)
+                _step(optimiser, params, loss)
                 total += loss.detach() * len(part)
                 count += len(part)
         else:
@@ -219,12 +272,14 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool) -> TrainR
                     trip.strategy, margin, device,
                 )
                 if n_trip:
-                    _step(optimiser, model, loss)
+                    _step(optimiser, params, loss)
                 total += loss.detach() * n_trip
                 count += n_trip
         triplets_seen += count
         train_loss = float(total) / max(count, 1)
-        val_loss, val_acc = _validate(model, loss_fn, xt, val_triplets, device)
+        val_loss, val_acc = _validate(model, loss_fn, xt, codes_t, val_triplets, device)
+        if frames_idx is not None:
+            frames.append(_frame(model, xt, frames_idx, device))
         history.append({
             "epoch": epoch,
             "train_loss": train_loss,
@@ -250,6 +305,10 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool) -> TrainR
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
+    extra: dict[str, Any] = {}
+    if frames_idx is not None:
+        extra["frames"] = np.stack(frames)
+        extra["frame_rows"] = frames_idx
     return TrainResult(
         model=model.cpu(),
         history=history,
@@ -260,6 +319,7 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool) -> TrainR
         seconds=time.perf_counter() - start,
         triplets_seen=triplets_seen,
         device=str(device),
+        extra=extra,
     )
 
 
@@ -268,24 +328,46 @@ def _can_form_triplets(codes: np.ndarray) -> bool:
     return len(values) >= 2 and bool((counts >= 2).any())
 
 
-def _step(optimiser: torch.optim.Optimizer, model: SiameseMLP, loss: torch.Tensor) -> None:
+def _step(optimiser: torch.optim.Optimizer, params: Sequence[torch.Tensor],
+          loss: torch.Tensor) -> None:
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+    torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
     optimiser.step()
 
 
 @torch.no_grad()
+def _frame(model: SiameseMLP, x: torch.Tensor, rows: np.ndarray,
+           device: torch.device) -> np.ndarray:
+    """Embeddings of `rows` now (evaluation mode; the caller's mode is restored)."""
+    was_training = model.training
+    model.eval()
+    out = model(x[torch.from_numpy(rows).to(device)]).cpu().numpy().astype(np.float32)
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
 def _validate(
-    model: SiameseMLP, loss_fn: TripletLoss, x: torch.Tensor, t: Triplets, device: torch.device
+    model: SiameseMLP, loss_fn: Loss, x: torch.Tensor, codes: torch.Tensor, t: Triplets,
+    device: torch.device,
 ) -> tuple[float, float]:
+    """(validation loss, triplet accuracy d_ap < d_an on the embedding)."""
     model.eval()
     idx = torch.from_numpy(np.concatenate([t.anchor, t.positive, t.negative])).to(device)
-    emb = model(x[idx])
     n = len(t)
+    out = model.forward_train(x[idx])
+    emb = out[:, : model.embedding_dim] if model.head == "gaussian" else out
     a, p, ng = emb[:n], emb[n : 2 * n], emb[2 * n :]
     d_ap = ((a - p) ** 2).sum(1)
     d_an = ((a - ng) ** 2).sum(1)
-    loss = float(loss_fn.from_distances(d_ap, d_an))
     accuracy = float((d_ap < d_an).float().mean())
+    if isinstance(loss_fn, TripletLoss):
+        loss = float(loss_fn.from_distances(d_ap, d_an))
+    elif loss_fn.kind == "pair":
+        pos = torch.arange(n, device=device)
+        loss = float(_pairs_loss(loss_fn, out, pos, pos + n, pos + 2 * n))
+    else:
+        records = torch.unique(idx)
+        loss = float(loss_fn(model.forward_train(x[records]), codes[records]))
     return loss, accuracy

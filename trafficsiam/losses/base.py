@@ -1,20 +1,45 @@
-"""Base class of the triplet losses and the distance helpers they share.
+"""Base classes of the losses and the distance helpers they share.
 
-A loss file (one per loss, pytorch-metric-learning style) holds only its formula in
-`per_triplet(d_ap, d_an)`; `TripletLoss` does the plumbing: distances from
-embeddings, the mean over triplets and the empty-batch case.
+A loss file (one per loss, pytorch-metric-learning style) holds only its formula; the
+base class of its kind does the plumbing (distances, the mean, the empty batch):
+
+* `TripletLoss` (kind "triplet"): `per_triplet(d_ap, d_an)` on squared distances of
+  (anchor, positive, negative) triplets; combines with every mining strategy.
+* `PairLoss` (kind "pair"): `per_pair(x1, x2, same)` on pairs of embeddings with a
+  same-scenario flag; pairs come from the same triplets (anchor-positive and
+  anchor-negative), so the mining strategies apply to them too.
+* `ClassLoss` (kind "class"): `batch_loss(emb, labels)` over a class-balanced batch
+  (prototypes, class weights); mining does not apply.
+
+Each loss also names the embedding `head` it needs (`model.HEADS`): "sigmoid" (in
+[0,1]^N, the lossless loss's bounds), "l2" (unit sphere, the angular losses) or
+"gaussian" (sigmoid mean plus a log-variance, the KL loss).
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from trafficsiam.errors import ConfigError
 
 # Above this many elements in the [B, B, D] difference tensor, pairwise distances
 # use the (clamped) |x|^2 + |y|^2 - 2 x.y expansion instead of the exact differences.
 _DIRECT_PAIRWISE_MAX_ELEMENTS = 1 << 24
+
+
+def check_positive(key: str, value: float, example: str) -> float:
+    """`value` as a float, or a ConfigError naming `key` unless it is finite and > 0."""
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(
+            f"{key} must be greater than 0, got {value:g}; "
+            f"set {key} to a positive value such as {example}"
+        )
+    return value
 
 
 def squared_distances(a: Tensor, b: Tensor) -> Tensor:
@@ -51,7 +76,24 @@ def pairwise_squared_distances(x: Tensor) -> Tensor:
     return dist.masked_fill(eye, 0.0)
 
 
-class TripletLoss(torch.nn.Module):
+class Loss(torch.nn.Module):
+    """What every loss declares: its registry `name`, its `kind` ("triplet", "pair" or
+    "class", which tells the trainer what to feed it) and the embedding `head` it needs."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    head: ClassVar[str] = "sigmoid"
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"
+
+
+def _empty(*tensors: Tensor) -> Tensor:
+    """0.0 still attached to the graph of `tensors` (a batch without terms)."""
+    return sum((t.sum() for t in tensors), torch.zeros((), device=tensors[0].device)) * 0.0
+
+
+class TripletLoss(Loss):
     """Loss over (anchor, positive, negative) triplets, defined on squared Euclidean distances.
 
     Subclasses set `name` (the registry key, `loss.name` in the config) and implement
@@ -60,7 +102,7 @@ class TripletLoss(torch.nn.Module):
     the mean over triplets, and 0.0 (still attached to the graph) for no triplets.
     """
 
-    name: ClassVar[str]
+    kind: ClassVar[str] = "triplet"
 
     def per_triplet(self, d_ap: Tensor, d_an: Tensor) -> Tensor:
         """Loss of each triplet from its anchor-positive and anchor-negative squared
@@ -91,5 +133,98 @@ class TripletLoss(torch.nn.Module):
             return (d_ap.sum() + d_an.sum()) * 0.0
         return self.per_triplet(d_ap, d_an).mean()
 
+
+class PairLoss(Loss):
+    """Loss over pairs of embeddings: `same` is 1 for a pair of one scenario, 0 otherwise.
+
+    Subclasses implement `per_pair`, the formula alone; `forward` checks shapes and
+    returns the mean over pairs (0.0, attached to the graph, for no pairs).
+    """
+
+    kind: ClassVar[str] = "pair"
+
+    def per_pair(self, x1: Tensor, x2: Tensor, same: Tensor) -> Tensor:
+        """Loss of each pair from the two [P, D] embeddings and the [P] 0/1 flag -> [P]."""
+        raise NotImplementedError(f"{type(self).__name__} must implement per_pair")
+
+    def forward(self, x1: Tensor, x2: Tensor, same: Tensor) -> Tensor:
+        if x1.shape != x2.shape or same.shape != x1.shape[:1]:
+            raise ValueError(
+                f"{type(self).__name__}: pair shapes differ: {tuple(x1.shape)}, "
+                f"{tuple(x2.shape)}, same {tuple(same.shape)}"
+            )
+        if x1.shape[0] == 0:
+            return _empty(x1, x2)
+        return self.per_pair(x1, x2, same.to(x1.dtype)).mean()
+
+
+class ClassLoss(Loss):
+    """Loss over a batch of embeddings and their integer scenario codes (0..C-1).
+
+    Subclasses implement `batch_loss`; `forward` checks shapes and handles the empty
+    batch. Learnable parameters (scale, bias, class weights) live on the loss and are
+    trained with the network; they are training-only (scoring uses the embedding alone).
+    """
+
+    kind: ClassVar[str] = "class"
+
+    def batch_loss(self, emb: Tensor, labels: Tensor) -> Tensor:
+        """Mean loss of the [B, D] embeddings with [B] int64 codes -> scalar."""
+        raise NotImplementedError(f"{type(self).__name__} must implement batch_loss")
+
+    def forward(self, emb: Tensor, labels: Tensor) -> Tensor:
+        if emb.dim() != 2 or labels.shape != emb.shape[:1]:
+            raise ValueError(
+                f"{type(self).__name__}: expected [B, D] embeddings and [B] labels, got "
+                f"{tuple(emb.shape)} and {tuple(labels.shape)}"
+            )
+        if emb.shape[0] == 0:
+            return _empty(emb)
+        return self.batch_loss(emb, labels.to(torch.int64))
+
+
+class MarginSoftmaxLoss(ClassLoss):
+    """Softmax over learnable scenario weights with a margin on the record's own
+    scenario (aam-softmax, am-softmax): logits s cos(theta_j), where theta_j is the angle
+    between the L2-normalised embedding and the normalised weight row j, and the
+    target's cosine goes through `target_logit` (the margin) first.
+
+    The weights ([C, N], one row per training scenario) are a classifier over the
+    training scenarios: training-only, since scoring clusters the embedding and never
+    uses them. `scale` s sharpens the softmax; 16 instead of the papers' 30-64 because
+    with N = 8 and a handful of scenarios the larger values saturate it from the start.
+    """
+
+    head: ClassVar[str] = "l2"
+
+    def __init__(self, n_classes: int, embedding_dim: int, scale: float, margin: float) -> None:
+        super().__init__()
+        if int(n_classes) < 2:
+            raise ConfigError(
+                f"loss.name {self.name!r} needs records of at least 2 scenarios, "
+                f"got {n_classes}; add another scenario or use another loss"
+            )
+        self.scale = check_positive("loss.scale", scale, "16")
+        self.margin = check_positive("loss.margin", margin, "0.2")
+        self.weight = nn.Parameter(torch.empty(int(n_classes), int(embedding_dim)))
+        nn.init.xavier_uniform_(self.weight)
+
+    def target_logit(self, cos: Tensor) -> Tensor:
+        """The margin applied to the cosine of each record with its own scenario."""
+        raise NotImplementedError(f"{type(self).__name__} must implement target_logit")
+
+    def batch_loss(self, emb: Tensor, labels: Tensor) -> Tensor:
+        if int(labels.max()) >= self.weight.shape[0] or int(labels.min()) < 0:
+            raise ValueError(
+                f"{self.name}: scenario codes must lie in [0, {self.weight.shape[0]}), "
+                f"got {int(labels.min())}..{int(labels.max())}"
+            )
+        cos = nn.functional.normalize(emb, dim=-1) @ nn.functional.normalize(self.weight, dim=-1).T
+        cos = cos.clamp(-1.0, 1.0)
+        target = cos.gather(1, labels.unsqueeze(1))
+        logits = cos.scatter(1, labels.unsqueeze(1), self.target_logit(target))
+        return nn.functional.cross_entropy(self.scale * logits, labels)
+
     def extra_repr(self) -> str:
-        return f"name={self.name!r}"
+        return (f"name={self.name!r}, classes={self.weight.shape[0]}, scale={self.scale:g}, "
+                f"margin={self.margin:g}")
