@@ -144,9 +144,23 @@ def fit(
 ) -> None:
     """Fit a model on labelled records in INPUTS (parquet file, folder, glob or CSV)."""
     from trafficsiam import api
-    from trafficsiam.config import load_config, parse_override
 
     _setup_logging(quiet)
+    cfg = _fit_config(config_path, label_column, good_label, ignore, loss, epochs,
+                      embedding_dim, seed, overrides)
+    result = api.fit(list(inputs), out, cfg, force=force, quiet=quiet)
+    if not quiet:
+        click.echo(_fit_summary(result))
+
+
+def _fit_config(
+    config_path: Path | None, label_column: str | None, good_label: str | None,
+    ignore: tuple[str, ...], loss: str | None, epochs: int | None,
+    embedding_dim: int | None, seed: int | None, overrides: tuple[str, ...],
+) -> Any:
+    """The `Config` of fit-style options: the file, then each option, then --set."""
+    from trafficsiam.config import load_config, parse_override
+
     over: list[dict[str, Any]] = []
     base = load_config(config_path) if config_path else None
     if label_column is not None:
@@ -165,11 +179,7 @@ def fit(
     if seed is not None:
         over.append({"train": {"seed": seed}})
     over += [parse_override(text) for text in overrides]
-    cfg = load_config(config_path, over)
-
-    result = api.fit(list(inputs), out, cfg, force=force, quiet=quiet)
-    if not quiet:
-        click.echo(_fit_summary(result))
+    return load_config(config_path, over)
 
 
 def _fit_summary(result: Any) -> str:
@@ -299,6 +309,108 @@ def _score_summary(result: Any) -> str:
         lines.append("no new error types")
     lines.append(f"outputs in {result.out}: {len(result.outputs)} scored file(s), "
                  "summary.json, clusters.csv, new_types.csv")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("test", nargs=-1, required=True)
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for metrics.json, metrics.csv, scenarios.csv, records.parquet "
+                   "and evaluate.html (created if missing).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
+@_handle_errors
+def evaluate(model: Path, test: tuple[str, ...], out: Path, quiet: bool) -> None:
+    """Measure MODEL on labelled records in TEST, some of scenarios it never saw.
+
+    TEST needs the model's feature columns and its label column. Scenarios absent from
+    the model's training labels are novel; the metrics say how many of them are
+    flagged, how many are reported as good, and how well known scenarios are kept.
+    """
+    from trafficsiam.evaluate import evaluate as run_evaluate
+
+    _setup_logging(quiet)
+    result = run_evaluate(model, list(test), out, quiet=quiet)
+    if not quiet:
+        click.echo(_evaluate_summary(result))
+
+
+def _evaluate_summary(result: Any) -> str:
+    info = result.info
+    lines = [f"evaluated model {info['model_id']} on {info['records']} records "
+             f"({info['novel_records']} of {len(info['novel_scenarios'])} novel scenarios)"]
+    for name, value in result.metrics.items():
+        lines.append(f"  {name:<26} {value:.4f}" if value == value else f"  {name:<26} n/a")
+    lines.append(f"outputs in {result.out}: metrics.json, metrics.csv, scenarios.csv, "
+                 "records.parquet, evaluate.html")
+    return "\n".join(lines)
+
+
+def _names(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "none"]
+
+
+@main.command()
+@click.argument("train")
+@click.option("--test", "tests", multiple=True, required=True,
+              help="Labelled test records (file, folder or glob; repeatable).")
+@click.option("--losses", default="lossless-triplet,triplet", show_default=True,
+              help="Comma-separated loss names.")
+@click.option("--seeds", type=int, default=3, show_default=True,
+              help="Seeds per loss: train.seed, train.seed + 1, ...")
+@click.option("--baselines", "baseline_names", default="hdbscan-features,isolation-forest,knn",
+              show_default=True,
+              help="Comma-separated baselines (hdbscan-features, isolation-forest, knn, "
+                   "random-forest), or none.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for models/, runs/, runs.csv, comparison.csv, comparison.html.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="YAML config file shared by every run.")
+@click.option("--label-column", help="Column naming each record's scenario [scenario].")
+@click.option("--good-label", help="Scenario name of good traffic [good].")
+@click.option("--ignore", multiple=True, metavar="COL",
+              help="Column to keep out of the features (repeatable).")
+@click.option("--epochs", type=int, help="Maximum training epochs.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override any config key for every run.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
+@_handle_errors
+def compare(
+    train: str, tests: tuple[str, ...], losses: str, seeds: int, baseline_names: str,
+    out: Path, config_path: Path | None, label_column: str | None, good_label: str | None,
+    ignore: tuple[str, ...], epochs: int | None, overrides: tuple[str, ...], quiet: bool,
+) -> None:
+    """Train one model per loss and seed on TRAIN, evaluate each on --test, beside baselines.
+
+    Everything but the loss and the seed is equal between runs. Writes comparison.csv
+    (mean and standard deviation over seeds per metric, and fit time), runs.csv and
+    comparison.html (the table, each loss's embedding map, and the embedding over the
+    training epochs).
+    """
+    from trafficsiam.compare import compare as run_compare
+
+    _setup_logging(quiet)
+    cfg = _fit_config(config_path, label_column, good_label, ignore, None, epochs, None, None,
+                      overrides)
+    result = run_compare(train, list(tests), out, cfg, losses=_names(losses), seeds=seeds,
+                         baseline_names=_names(baseline_names), quiet=quiet)
+    if not quiet:
+        click.echo(_compare_summary(result))
+
+
+def _compare_summary(result: Any) -> str:
+    t = result.table
+    cols = ["novel_auroc", "novel_recall_at_5pct_fpr", "novel_called_good", "known_accuracy",
+            "good_false_alarm", "fit_seconds"]
+    width = max(len(str(m)) for m in t["method"])
+    lines = [f"  {'method':<{width}}  " + "  ".join(f"{c[:24]:>24}" for c in cols)]
+    for row in t.to_dict(orient="records"):
+        cells = []
+        for c in cols:
+            mean, std = row[f"{c}_mean"], row[f"{c}_std"]
+            cells.append(f"{'n/a':>24}" if mean != mean else f"{mean:>15.3f} +- {std:<5.3f}")
+        lines.append(f"  {row['method']:<{width}}  " + "  ".join(cells))
+    lines.append(f"outputs in {result.out}: comparison.csv, runs.csv, comparison.html")
     return "\n".join(lines)
 
 

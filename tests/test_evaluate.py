@@ -1,0 +1,160 @@
+"""evaluate: every metric on a tiny hand-made case with a known answer, then the whole
+protocol on sample data (fit without the novel types, evaluate with them)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trafficsiam import synth
+from trafficsiam.evaluate import (
+    METRICS,
+    Predictions,
+    ari_nmi,
+    evaluate,
+    known_scores,
+    map_at_r,
+    metrics,
+    novel_auroc,
+    novel_grouping_ari,
+    recall_at_fpr,
+    share,
+)
+
+
+def test_ari_nmi_perfect_and_crossed():
+    assert ari_nmi(np.array(["a", "a", "b", "b"]), np.array([1, 1, 2, 2])) == (1.0, 1.0)
+    ari, nmi = ari_nmi(np.array(["a", "a", "b", "b"]), np.array([1, 2, 1, 2]))
+    assert ari == pytest.approx(-0.5) and nmi == pytest.approx(0.0, abs=1e-12)
+    assert all(math.isnan(v) for v in ari_nmi(np.array(["a"]), None))
+
+
+def test_known_scores_flagged_records_are_never_right():
+    labels = np.array(["good", "good", "e1", "e1", "new"])
+    scenario = np.array(["good", None, "e1", "good", "good"], dtype=object)
+    accuracy, f1 = known_scores(labels, scenario, {"good", "e1"})
+    # right: records 0 and 2 of the 4 known ones; the novel record is not counted
+    assert accuracy == 0.5
+    # good: P = 1/2, R = 1/2 -> 1/2; e1: P = 1, R = 1/2 -> 2/3
+    assert f1 == pytest.approx((0.5 + 2 / 3) / 2)
+    assert all(math.isnan(v) for v in known_scores(labels, None, {"good"}))
+
+
+def test_novel_auroc_counts_ordered_pairs():
+    novelty = np.array([0.1, 0.2, 0.3, 0.4, 0.35, 0.5])
+    good = np.array([True] * 4 + [False] * 2)
+    # 0.35 beats 3 of 4 good records, 0.5 all 4: 7 / 8
+    assert novel_auroc(novelty, ~good, good) == pytest.approx(0.875)
+    assert math.isnan(novel_auroc(novelty, np.zeros(6, bool), good))
+
+
+def test_recall_at_fpr_threshold_from_good_records():
+    good_scores = np.arange(100) / 100  # 0.00 .. 0.99
+    novel_scores = np.array([0.5, 0.955, 0.97, 1.2])
+    novelty = np.concatenate([good_scores, novel_scores])
+    good = np.arange(104) < 100
+    # 5%: threshold 0.95 (4 good records above it); novel above: 0.955, 0.97, 1.2
+    assert recall_at_fpr(novelty, ~good, good, 0.05) == 0.75
+    # 1%: threshold 0.99 (no good record above); novel above: 1.2
+    assert recall_at_fpr(novelty, ~good, good, 0.01) == 0.25
+
+
+def test_share_of_verdicts():
+    verdict = np.array(["good", "outlier", "good", "known_error"])
+    assert share(verdict != "good", np.array([True, True, False, False])) == 0.5
+    assert math.isnan(share(verdict == "good", np.zeros(4, bool)))
+
+
+def test_novel_grouping_ari():
+    labels = np.array(["x", "x", "y", "y", "good"])
+    novel = np.array([True, True, True, True, False])
+    perfect = np.array(["n1", "n1", "n2", "n2", None], dtype=object)
+    assert novel_grouping_ari(labels, perfect, novel) == 1.0
+    nothing = np.array([None] * 5, dtype=object)
+    assert novel_grouping_ari(labels, nothing, novel) == 0.0
+    # a good record inside a candidate makes the match worse
+    mixed = np.array(["n1", "n1", "n2", "n2", "n2"], dtype=object)
+    assert novel_grouping_ari(labels, mixed, novel) < 1.0
+    assert math.isnan(novel_grouping_ari(labels, None, novel))
+
+
+def test_map_at_r_hand_computed():
+    emb = np.array([[0.0], [0.1], [1.0], [1.1], [5.0]])
+    labels = np.array(["a", "a", "b", "b", "b"])
+    # a-records: R = 1, nearest is the other a: 1 each. b at 1.0 and 1.1: R = 2, their
+    # two nearest are (b, a): precision@1 = 1 at a hit, rank 2 a miss -> 1/2 each. b at
+    # 5.0: both nearest are b: (1 + 1) / 2 = 1.
+    assert map_at_r(emb, labels) == pytest.approx((1 + 1 + 0.5 + 0.5 + 1) / 5)
+    # a perfect embedding
+    assert map_at_r(np.array([[0.0], [0.1], [9.0], [9.1]]), np.array(["a", "a", "b", "b"])) == 1
+    assert math.isnan(map_at_r(None, labels))
+
+
+def test_metrics_on_a_hand_made_case():
+    labels = np.array(["good"] * 4 + ["e1"] * 2 + ["new"] * 2)
+    pred = Predictions(
+        verdict=np.array(["good", "good", "good", "outlier", "known_error", "good",
+                          "new_error", "good"]),
+        novelty=np.array([0.1, 0.2, 0.3, 2.0, 0.5, 0.4, 3.0, 0.25]),
+        scenario=np.array(["good", "good", "good", None, "e1", "good", None, "good"],
+                          dtype=object),
+        group=np.array(["c0", "c0", "c0", "outlier", "c1", "c0", "new-1", "c0"]),
+        new_type=np.array([None] * 6 + ["new-1", None], dtype=object),
+    )
+    m = metrics(labels, pred, known={"good", "e1"}, good_label="good")
+    assert list(m) == list(METRICS)
+    assert m["good_false_alarm"] == 0.25  # one of four good records flagged
+    assert m["known_called_good"] == 0.5  # one of the two e1 records called good
+    assert m["novel_called_good"] == 0.5
+    assert m["known_accuracy"] == 4 / 6  # three good and one e1 explained by their own
+    # novel 3.0 beats every good record, 0.25 beats 0.1 and 0.2: (4 + 2) / 8
+    assert m["novel_auroc"] == pytest.approx(0.75)
+    assert math.isnan(m["map_at_r"])  # no embedding given
+
+
+@pytest.fixture(scope="module")
+def novel_batch(tmp_path_factory):
+    path = tmp_path_factory.mktemp("novel") / "test.parquet"
+    synth.write(path, rows=2000, seed=11, novel=True)
+    return path
+
+
+def test_evaluate_on_sample_data(fitted, novel_batch, tmp_path):
+    result, _ = fitted
+    out = tmp_path / "eval"
+    ev = evaluate(result.path, novel_batch, out, quiet=True)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "evaluate.html", "metrics.csv", "metrics.json", "records.parquet", "scenarios.csv"]
+    assert set(ev.info["novel_scenarios"]) == set(synth.NOVEL_SCENARIOS)
+    for name in METRICS:
+        assert 0.0 <= ev.metrics[name] <= 1.0 or name in ("ari", "novel_grouping_ari"), name
+    # the sample data's novel types are far from good traffic
+    assert ev.metrics["novel_auroc"] > 0.8
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["metrics"] == pytest.approx(ev.metrics)
+    assert saved["model_id"] == result.manifest["model_id"]
+    table = pd.read_csv(out / "metrics.csv")
+    assert list(table["metric"]) == list(METRICS)
+    records = pd.read_parquet(out / "records.parquet")
+    assert len(records) == 2000 and {"scenario", "known", "ts_verdict", "e0"} <= set(records)
+    html = (out / "evaluate.html").read_text()
+    assert "Plotly.newPlot" in html and "<script src" not in html  # works offline
+    assert "error_type_3" in html  # the per-scenario table names the novel types
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # scoring work removed
+
+
+def test_evaluate_refuses_test_data_without_the_label_column(fitted, tmp_path):
+    from trafficsiam.errors import InputError
+
+    result, _ = fitted
+    frame = synth.generate(rows=200, seed=3).drop(columns=["scenario"])
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    with pytest.raises(InputError, match="label column 'scenario' not found") as err:
+        evaluate(result.path, path, tmp_path / "out", quiet=True)
+    assert err.value.exit_code == 2
+    assert not (tmp_path / "out").exists()

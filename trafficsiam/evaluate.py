@@ -1,0 +1,449 @@
+"""Evaluate: the open-set protocol. A fitted model scores labelled test records, some of
+scenarios it never saw, and the verdicts are checked against the labels.
+
+    read labels -> score (api.score) -> embed -> metrics -> metrics.json / .csv, report
+
+A *known* scenario is one in the model's training labels (`manifest["scenarios"]`); every
+other label in the test data is *novel*. The good label is the model's
+(`manifest["good_label"]`). The metric functions take plain arrays (`Predictions`), so a
+baseline detector (`trafficsiam.baselines`) is measured by exactly the same code.
+
+* `ari`, `nmi`: the cluster assignment (known cluster; candidate new type; one group
+  for outliers) against the labels, over all records;
+* `known_accuracy`: records of known scenarios explained (good / known_error) by a
+  cluster of their own scenario;
+* `known_macro_f1`: macro F1 over the known scenarios on their records, a flagged
+  record counting as no scenario;
+* `known_called_good`: records of known non-good scenarios whose verdict is `good`;
+* `good_false_alarm`: good records whose verdict is not `good`;
+* `novel_auroc`: AUROC of the novelty score, novel records against good records;
+* `novel_recall_at_1pct_fpr`, `novel_recall_at_5pct_fpr`: novel records above the
+  novelty that only 1% / 5% of good records exceed;
+* `novel_called_good`: novel records whose verdict is `good` (a new failure reported
+  as healthy);
+* `novel_grouping_ari`: candidate new types against the novel labels, over the novel
+  records and the records in a candidate;
+* `map_at_r`: MAP@R of the embedding (Musgrave et al. 2020) on a stratified sample.
+
+A metric that does not apply (no novel records, a detector that assigns no scenario)
+is NaN in the JSON as null.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    adjusted_rand_score,
+    f1_score,
+    normalized_mutual_info_score,
+    roc_auc_score,
+)
+
+from trafficsiam import artifact, read
+from trafficsiam.artifact import Artifact
+from trafficsiam.errors import InputError, OutputError
+
+log = logging.getLogger("trafficsiam")
+
+METRICS: tuple[str, ...] = (
+    "ari", "nmi", "known_accuracy", "known_macro_f1", "known_called_good", "good_false_alarm",
+    "novel_auroc", "novel_recall_at_1pct_fpr", "novel_recall_at_5pct_fpr", "novel_called_good",
+    "novel_grouping_ari", "map_at_r",
+)
+"""The metrics `evaluate` reports, in the order of metrics.csv."""
+
+# MAP@R compares every sampled record with every other one: a stratified sample of at
+# most this many test records keeps it to a [n, n] distance matrix (~1 s at 4,000).
+MAP_AT_R_RECORDS = 4000
+# Records per scenario in the report's embedding map.
+MAP_POINTS = 3000
+EXPLAINED = ("good", "known_error")
+FLAGGED = "(flagged)"
+
+
+@dataclass
+class Predictions:
+    """What one detector says about each test record (arrays of one length).
+
+    verdict: good / known_error / new_error / outlier. scenario: the known scenario a
+    record is explained by (None where flagged, or for a detector that names none: set
+    `assigns` False). group: the cluster assignment for ari/nmi (None: not applicable).
+    novelty: higher is more novel. new_type: candidate new type or None (None array: no
+    grouping). embedding: what map_at_r measures (None: not applicable).
+    """
+
+    verdict: np.ndarray
+    novelty: np.ndarray
+    scenario: np.ndarray | None = None
+    group: np.ndarray | None = None
+    new_type: np.ndarray | None = None
+    embedding: np.ndarray | None = None
+
+    @property
+    def assigns(self) -> bool:
+        return self.scenario is not None
+
+
+# --- the metrics, each on plain arrays ---------------------------------------------------
+
+
+def masked(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """An object array: `values` where `keep`, None elsewhere."""
+    out = np.full(len(values), None, dtype=object)
+    out[keep] = np.asarray(values, dtype=object)[keep]
+    return out
+
+
+def _nan() -> float:
+    return float("nan")
+
+
+def ari_nmi(labels: np.ndarray, group: np.ndarray | None) -> tuple[float, float]:
+    """Adjusted Rand index and normalised mutual information of `group` against `labels`."""
+    if group is None or len(labels) == 0:
+        return _nan(), _nan()
+    y, g = np.asarray(labels).astype(str), np.asarray(group).astype(str)
+    return float(adjusted_rand_score(y, g)), float(normalized_mutual_info_score(y, g))
+
+
+def known_scores(labels: np.ndarray, scenario: np.ndarray | None,
+                 known: Iterable[str]) -> tuple[float, float]:
+    """(accuracy, macro F1) on the records of known scenarios: a record is right when it
+    is explained by its own scenario; flagged records (scenario None) count as
+    `(flagged)`, a class of their own that is never right. F1 is averaged over the known
+    scenarios present in `labels`."""
+    if scenario is None:
+        return _nan(), _nan()
+    y = np.asarray(labels).astype(str)
+    mask = np.isin(y, list(known))
+    if not mask.any():
+        return _nan(), _nan()
+    truth = y[mask]
+    pred = np.array([FLAGGED if s is None or s != s else str(s) for s in scenario[mask]])
+    present = sorted(set(truth))
+    accuracy = float((pred == truth).mean())
+    f1 = float(f1_score(truth, pred, labels=present, average="macro", zero_division=0))
+    return accuracy, f1
+
+
+def share(mask: np.ndarray, among: np.ndarray) -> float:
+    """Share of the records in `among` for which `mask` holds (NaN when `among` is empty)."""
+    among = np.asarray(among, dtype=bool)
+    if not among.any():
+        return _nan()
+    return float(np.asarray(mask, dtype=bool)[among].mean())
+
+
+def novel_auroc(novelty: np.ndarray, novel: np.ndarray, good: np.ndarray) -> float:
+    """AUROC of `novelty` for novel records (positives) against good records."""
+    if not novel.any() or not good.any():
+        return _nan()
+    scores = np.concatenate([novelty[novel], novelty[good]])
+    truth = np.concatenate([np.ones(int(novel.sum())), np.zeros(int(good.sum()))])
+    return float(roc_auc_score(truth, scores))
+
+
+def recall_at_fpr(novelty: np.ndarray, novel: np.ndarray, good: np.ndarray,
+                  fpr: float) -> float:
+    """Share of novel records above the threshold that at most `fpr` of good records
+    exceed (the threshold is a good record's score: ties stay below it)."""
+    if not novel.any() or not good.any():
+        return _nan()
+    threshold = float(np.quantile(novelty[good], 1.0 - fpr, method="higher"))
+    return float((novelty[novel] > threshold).mean())
+
+
+def novel_grouping_ari(labels: np.ndarray, new_type: np.ndarray | None,
+                       novel: np.ndarray) -> float:
+    """ARI of the candidate new types against the labels, over the records that are novel
+    or in a candidate: known records in a candidate count as one label `(known)`, novel
+    records in no candidate as one group `(none)`."""
+    if new_type is None or not novel.any():
+        return _nan()
+    in_candidate = np.array([t is not None and t == t for t in new_type], dtype=bool)
+    rows = novel | in_candidate
+    truth = np.where(novel[rows], np.asarray(labels)[rows].astype(str), "(known)")
+    group = np.where(in_candidate[rows], np.asarray(new_type, dtype=object)[rows], "(none)")
+    return float(adjusted_rand_score(truth, group.astype(str)))
+
+
+def map_at_r(embedding: np.ndarray | None, labels: np.ndarray,
+             max_records: int = MAP_AT_R_RECORDS, seed: int = 0) -> float:
+    """MAP@R (Musgrave, Belongie, Lim 2020): for each record, R = the number of other
+    records of its label; the mean over its R nearest neighbours i = 1..R of
+    precision@i where neighbour i shares the label, divided by R. Averaged over records
+    (records alone in their label are not queries). Euclidean distance; on a stratified
+    sample of at most `max_records` records when there are more."""
+    if embedding is None or len(labels) < 2:
+        return _nan()
+    from trafficsiam.cluster import stratified_sample
+
+    y = np.asarray(labels).astype(str)
+    rows = stratified_sample(y, max_records, np.random.default_rng(seed))
+    e = np.asarray(embedding, dtype=np.float64)[rows]
+    y = y[rows]
+    _, codes = np.unique(y, return_inverse=True)
+    counts = np.bincount(codes)
+    r = counts[codes] - 1
+    queries = np.flatnonzero(r > 0)
+    if queries.size == 0:
+        return _nan()
+    sq = (e * e).sum(axis=1)
+    total = 0.0
+    for start in range(0, queries.size, 512):
+        q = queries[start : start + 512]
+        d = sq[q, None] + sq[None, :] - 2.0 * (e[q] @ e.T)
+        d[np.arange(q.size), q] = np.inf  # never its own neighbour
+        k = int(r[q].max())  # <= n - 1, so the partition index is valid
+        near = np.argpartition(d, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(d, near, axis=1).argsort(axis=1, kind="stable")
+        near = np.take_along_axis(near, order, axis=1)
+        hit = codes[near] == codes[q, None]
+        ranks = np.arange(1, k + 1)
+        within = ranks[None, :] <= r[q, None]
+        hit &= within
+        precision = np.cumsum(hit, axis=1) / ranks[None, :]
+        total += float(((precision * hit).sum(axis=1) / r[q]).sum())
+    return total / queries.size
+
+
+def metrics(labels: Sequence[str] | np.ndarray, pred: Predictions, known: Iterable[str],
+            good_label: str, seed: int = 0) -> dict[str, float]:
+    """Every metric in `METRICS` for one detector's predictions on labelled records."""
+    y = np.asarray(labels).astype(str)
+    known = {str(k) for k in known}
+    verdict = np.asarray(pred.verdict).astype(str)
+    novelty = np.asarray(pred.novelty, dtype=np.float64)
+    good = y == good_label
+    novel = ~np.isin(y, list(known))
+    known_bad = ~novel & ~good
+    called_good = verdict == "good"
+    ari, nmi = ari_nmi(y, pred.group)
+    accuracy, f1 = known_scores(y, pred.scenario, known)
+    return {
+        "ari": ari,
+        "nmi": nmi,
+        "known_accuracy": accuracy,
+        "known_macro_f1": f1,
+        "known_called_good": share(called_good, known_bad),
+        "good_false_alarm": share(~called_good, good),
+        "novel_auroc": novel_auroc(novelty, novel, good),
+        "novel_recall_at_1pct_fpr": recall_at_fpr(novelty, novel, good, 0.01),
+        "novel_recall_at_5pct_fpr": recall_at_fpr(novelty, novel, good, 0.05),
+        "novel_called_good": share(called_good, novel),
+        "novel_grouping_ari": novel_grouping_ari(y, pred.new_type, novel),
+        "map_at_r": map_at_r(pred.embedding, y, seed=seed),
+    }
+
+
+def per_scenario(labels: np.ndarray, pred: Predictions, known: Iterable[str]) -> pd.DataFrame:
+    """One row per test label: records, known or novel, share of each verdict, and the
+    share explained by its own scenario (known scenarios)."""
+    known = {str(k) for k in known}
+    y = np.asarray(labels).astype(str)
+    verdict = np.asarray(pred.verdict).astype(str)
+    rows = []
+    for label in sorted(set(y), key=lambda s: (-int((y == s).sum()), s)):
+        at = y == label
+        row: dict[str, Any] = {"scenario": label, "known": label in known,
+                               "records": int(at.sum())}
+        for v in ("good", "known_error", "new_error", "outlier"):
+            row[v] = float((verdict[at] == v).mean())
+        if pred.scenario is not None and label in known:
+            row["own_scenario"] = float(np.mean([s == label for s in pred.scenario[at]]))
+        else:
+            row["own_scenario"] = float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --- evaluating a fitted model -------------------------------------------------------------
+
+
+@dataclass
+class EvaluateResult:
+    out: Path
+    metrics: dict[str, float]
+    scenarios: pd.DataFrame  # per_scenario()
+    info: dict[str, Any]  # model id, test inputs, counts, known / novel scenarios
+
+
+def predictions_from_scored(scored: pd.DataFrame, embedding: np.ndarray | None) -> Predictions:
+    """`Predictions` from records scored by `api.score` (the ts_* columns)."""
+    verdict = scored["ts_verdict"].astype(str).to_numpy()
+    explained = np.isin(verdict, EXPLAINED)
+    scenario = masked(scored["ts_scenario"].to_numpy(dtype=object), explained)
+    new_type = scored["ts_new_type"].to_numpy(dtype=object)
+    new_type = np.array([None if t is None or t != t else str(t) for t in new_type],
+                        dtype=object)
+    cluster = scored["ts_cluster"].to_numpy()
+    group = np.where(verdict == "new_error", new_type.astype(str),
+                     np.where(verdict == "outlier", "outlier",
+                              np.char.add("c", cluster.astype(str))))
+    return Predictions(verdict=verdict, novelty=scored["ts_novelty"].to_numpy(np.float64),
+                       scenario=scenario, group=group, new_type=new_type, embedding=embedding)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: Any) -> None:
+    """JSON with NaN as null (strict JSON), numpy values as Python ones."""
+    text = json.dumps(_jsonable(data), indent=2, default=artifact.json_default)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+def evaluate(
+    model: str | Path | Artifact,
+    test: str | Path | Sequence[str | Path],
+    out: str | Path,
+    *,
+    quiet: bool = False,
+    report: bool = True,
+    seed: int = 0,
+) -> EvaluateResult:
+    """Score the labelled records in `test` with `model` and measure the verdicts.
+
+    Writes to `out`: metrics.json (metrics, model, test inputs, counts, known and novel
+    scenarios), metrics.csv (metric, value), scenarios.csv (per test label),
+    records.parquet (per test record: label, known, ts_verdict, ts_scenario, ts_novelty,
+    ts_new_type and the embedding e0..e{N-1}) and, with `report`, evaluate.html.
+    """
+    art = model if isinstance(model, Artifact) else artifact.load(model)
+    label_col = str(art.manifest["label_column"])
+    good_label = str(art.manifest["good_label"])
+    known = [str(s) for s in art.manifest["scenarios"]]
+    paths = read.resolve_inputs(test if not isinstance(test, str | Path) else [test])
+    columns = read.common_columns(paths)
+    if label_col not in columns:
+        shown = ", ".join(columns[:12]) + (", ..." if len(columns) > 12 else "")
+        raise InputError(
+            f"{paths[0]}: label column '{label_col}' not found (columns: {shown}); the test "
+            f"records need the model's label column to be evaluated"
+        )
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{out}: cannot create the output folder ({err.strerror})") from None
+
+    from trafficsiam.score import score
+
+    work = Path(tempfile.mkdtemp(prefix=".evaluate-", dir=out))
+    try:
+        log.info("scoring %d test file(s) with model %s", len(paths), art.model_id)
+        run = score(art, [str(p) for p in paths], work / "scored", quiet=quiet)
+        frames = [pd.read_parquet(o) for _, o, _ in run.outputs]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    scored = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    labels = scored[label_col]
+    if labels.isna().any():
+        row = int(np.flatnonzero(labels.isna().to_numpy())[0])
+        raise InputError(
+            f"{paths[0]}: label column '{label_col}' is empty at record {row}; every test "
+            "record needs a label to be evaluated"
+        )
+    y = labels.astype(str).to_numpy()
+    embedding = art.embed(scored[list(art.schema.columns)])
+    pred = predictions_from_scored(scored, embedding)
+    values = metrics(y, pred, known, good_label, seed=seed)
+    table = per_scenario(y, pred, known)
+    novel = sorted(set(y) - set(known))
+    info = {
+        "model": str(art.path), "model_id": art.model_id,
+        "loss": art.config.loss.name, "test": [str(p) for p in paths],
+        "label_column": label_col, "good_label": good_label,
+        "records": int(len(y)), "good_records": int((y == good_label).sum()),
+        "novel_records": int(np.isin(y, novel).sum()),
+        "known_scenarios": sorted(set(y) & set(known)), "novel_scenarios": novel,
+        "verdicts": {v: int((pred.verdict == v).sum())
+                     for v in ("good", "known_error", "new_error", "outlier")},
+        "new_types": int(len(run.new_types)),
+    }
+    write_json(out / "metrics.json", {"metrics": values, **info})
+    pd.DataFrame({"metric": list(values), "value": list(values.values())}).to_csv(
+        out / "metrics.csv", index=False)
+    table.to_csv(out / "scenarios.csv", index=False)
+    records = pd.DataFrame({
+        label_col: y, "known": np.isin(y, known), "ts_verdict": pred.verdict,
+        "ts_scenario": scored["ts_scenario"], "ts_novelty": pred.novelty,
+        "ts_new_type": scored["ts_new_type"],
+    })
+    for i in range(embedding.shape[1]):
+        records[f"e{i}"] = embedding[:, i]
+    records.to_parquet(out / "records.parquet", index=False)
+    if report:
+        (out / "evaluate.html").write_text(
+            report_page(values, info, table, embedding, y, pred.verdict, seed),
+            encoding="utf-8")
+    if not quiet:
+        log.info("evaluated %d records (%d of novel scenarios): %s", len(y),
+                 info["novel_records"], out)
+    return EvaluateResult(out=out, metrics=values, scenarios=table, info=info)
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+class Projection:
+    """A 2-D view of embeddings: PCA fitted once (on the final embedding), applied to any
+    embedding of the same model (e.g. training frames), so that axes stay fixed."""
+
+    def __init__(self, emb: np.ndarray) -> None:
+        e = np.asarray(emb, dtype=np.float64)
+        self.mean = e.mean(axis=0)
+        _, _, vt = np.linalg.svd(e - self.mean, full_matrices=False)
+        basis = vt[:2].T
+        if basis.shape[1] < 2:  # N = 1: a second axis of zeros
+            basis = np.pad(basis, ((0, 0), (0, 2 - basis.shape[1])))
+        self.basis = basis
+
+    def __call__(self, emb: np.ndarray) -> np.ndarray:
+        return (np.asarray(emb, dtype=np.float64) - self.mean) @ self.basis
+
+
+def map_points(emb: np.ndarray, labels: np.ndarray, verdict: np.ndarray | None,
+               seed: int = 0, limit: int = MAP_POINTS) -> dict[str, Any]:
+    """A stratified sample of records for a scatter map: x, y (PCA), label, verdict."""
+    from trafficsiam.cluster import stratified_sample
+
+    rows = stratified_sample(np.asarray(labels).astype(str), limit, np.random.default_rng(seed))
+    xy = Projection(emb[rows])(emb[rows])
+    return {
+        "x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
+        "label": np.asarray(labels).astype(str)[rows].tolist(),
+        "verdict": [] if verdict is None else np.asarray(verdict).astype(str)[rows].tolist(),
+    }
+
+
+def report_page(values: dict[str, float], info: dict[str, Any], table: pd.DataFrame,
+                embedding: np.ndarray, labels: np.ndarray, verdict: np.ndarray,
+                seed: int = 0) -> str:
+    """evaluate.html: the metrics, the verdicts per scenario and the embedding map."""
+    from trafficsiam.report.render import plotly_js, render
+
+    rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in r.items()} for r in table.to_dict(orient="records")]
+    return render(
+        "evaluate.html.j2", metrics=_jsonable(values), info=info, scenarios=rows,
+        points=map_points(embedding, labels, verdict, seed), plotly=plotly_js(),
+    )
