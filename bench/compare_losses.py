@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, datasets_dir  # noqa: E402
 
 from trafficsiam import synth  # noqa: E402
-from trafficsiam.compare import compare  # noqa: E402
+from trafficsiam.compare import compare, summarise  # noqa: E402
 from trafficsiam.config import build_config  # noqa: E402
 from trafficsiam.evaluate import METRICS  # noqa: E402
 from trafficsiam.losses import LOSSES  # noqa: E402
@@ -40,23 +40,36 @@ SHORT = {
 }
 
 
+# Two tables per data set (one would be 15 columns wide): the novel scenarios, then the
+# known ones and the embedding.
+GROUPS = (
+    ("novel_auroc", "novel_recall_at_1pct_fpr", "novel_recall_at_5pct_fpr", "novel_called_good",
+     "good_false_alarm", "novel_grouping_ari", "fit_seconds"),
+    ("known_accuracy", "known_macro_f1", "known_called_good", "ari", "nmi", "map_at_r"),
+)
+
+
 def table(folder: Path) -> str:
-    t = pd.read_csv(folder / "comparison.csv")
-    cols = [*METRICS, "fit_seconds"]
-    head = "| method | seeds | " + " | ".join(SHORT.get(c, c) for c in cols) + " |"
-    lines = [head, "| " + " | ".join(["---"] * (len(cols) + 2)) + " |"]
-    for row in t.to_dict(orient="records"):
-        cells = []
-        for c in cols:
-            mean, std = row[f"{c}_mean"], row[f"{c}_std"]
-            digits = 0 if c == "fit_seconds" else 3
-            cells.append("–" if mean != mean else f"{mean:.{digits}f} ± {std:.{digits}f}")
-        name = row["method"] + (" *(baseline)*" if row["kind"] == "baseline" else "")
-        lines.append(f"| {name} | {row['seeds']} | " + " | ".join(cells) + " |")
+    """Markdown of the mean ± std per method, from runs.csv (complete after each run, so
+    this also reads a comparison stopped half-way)."""
     runs = pd.read_csv(folder / "runs.csv")
+    t = summarise(runs)
+    assert set(METRICS) <= {c for g in GROUPS for c in g}
+    lines: list[str] = []
+    for cols in GROUPS:
+        lines.append("| method | seeds | " + " | ".join(SHORT.get(c, c) for c in cols) + " |")
+        lines.append("| " + " | ".join(["---"] * (len(cols) + 2)) + " |")
+        for row in t.to_dict(orient="records"):
+            cells = []
+            for c in cols:
+                mean, std = row[f"{c}_mean"], row[f"{c}_std"]
+                digits = 0 if c == "fit_seconds" else 3
+                cells.append("–" if mean != mean else f"{mean:.{digits}f} ± {std:.{digits}f}")
+            name = row["method"] + (" *(baseline)*" if row["kind"] == "baseline" else "")
+            lines.append(f"| {name} | {row['seeds']} | " + " | ".join(cells) + " |")
+        lines.append("")
     loss_runs = runs[runs["kind"] == "loss"]
     if len(loss_runs):
-        lines.append("")
         lines.append("Epochs run (best) per seed: " + "; ".join(
             f"{m} " + ", ".join(f"{int(e)} ({int(b)})" for e, b in zip(
                 part["epochs"], part["best_epoch"], strict=True))

@@ -130,6 +130,7 @@ def compare(
                          "fit_seconds": fit_seconds, "epochs": training["epochs_run"],
                          "best_epoch": training["best_epoch"],
                          "model_id": fitted.manifest["model_id"]})
+            _save_runs(out, rows)
             if not quiet:
                 log.info("  %s: novel_auroc %.3f, known_accuracy %.3f, fit %.0f s", loss,
                          result.metrics["novel_auroc"], result.metrics["known_accuracy"],
@@ -154,9 +155,9 @@ def compare(
             rows.append({"method": name, "kind": "baseline", "seed": seed, **values,
                          "fit_seconds": seconds, "epochs": np.nan, "best_epoch": np.nan,
                          "model_id": ""})
+            _save_runs(out, rows)
     runs = pd.DataFrame(rows)
     table = summarise(runs)
-    runs.to_csv(out / "runs.csv", index=False)
     table.to_csv(out / "comparison.csv", index=False)
     write_json(out / "comparison.json", {
         "train": train_specs, "test": test_specs, "losses": list(losses),
@@ -170,6 +171,14 @@ def compare(
         log.info("compared %d losses and %d baselines over %d seed(s): %s",
                  len(losses), len(baseline_names), seeds, out / "comparison.csv")
     return CompareResult(out=out, runs=runs, table=table)
+
+
+def _save_runs(out: Path, rows: list[dict[str, Any]]) -> None:
+    """runs.csv after every run: a long comparison stopped half-way keeps what it measured
+    (written beside and renamed, so the file is always complete)."""
+    tmp = out / ".runs.csv.tmp"
+    pd.DataFrame(rows).to_csv(tmp, index=False)
+    tmp.replace(out / "runs.csv")
 
 
 def _view(fitted: api.FitResult, evaluated: Path) -> dict[str, Any]:
