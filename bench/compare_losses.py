@@ -32,6 +32,7 @@ from trafficsiam.losses import LOSSES  # noqa: E402
 
 SHORT = {
     "known_accuracy": "known acc", "known_macro_f1": "known F1",
+    "known_error_accuracy": "known-error acc",
     "known_called_good": "known→good", "good_false_alarm": "good false alarm",
     "novel_auroc": "novel AUROC", "novel_recall_at_1pct_fpr": "novel recall @1%",
     "novel_recall_at_5pct_fpr": "novel recall @5%", "novel_called_good": "novel→good",
@@ -45,7 +46,8 @@ SHORT = {
 GROUPS = (
     ("novel_auroc", "novel_recall_at_1pct_fpr", "novel_recall_at_5pct_fpr", "novel_called_good",
      "good_false_alarm", "novel_grouping_ari", "fit_seconds"),
-    ("known_accuracy", "known_macro_f1", "known_called_good", "ari", "nmi", "map_at_r"),
+    ("known_accuracy", "known_macro_f1", "known_error_accuracy", "known_called_good", "ari",
+     "nmi", "map_at_r"),
 )
 
 

@@ -111,6 +111,7 @@ def test_metrics_on_a_hand_made_case():
     assert m["known_called_good"] == 0.5  # one of the two e1 records called good
     assert m["novel_called_good"] == 0.5
     assert m["known_accuracy"] == 4 / 6  # three good and one e1 explained by their own
+    assert m["known_error_accuracy"] == 0.5  # of the two e1 records, one explained as e1
     # novel 3.0 beats every good record, 0.25 beats 0.1 and 0.2: (4 + 2) / 8
     assert m["novel_auroc"] == pytest.approx(0.75)
     assert math.isnan(m["map_at_r"])  # no embedding given
