@@ -5,9 +5,10 @@ then the markdown tables of BENCHMARKS.md section 4 from the comparison.csv file
     .venv/bin/python bench/compare_losses.py nsl-kdd    # KDDTrain+ -> KDDTest+ (see --losses)
     .venv/bin/python bench/compare_losses.py table bench/results/compare-synth
 
-Each run is the CLI itself (`trafficsiam.compare.compare` with the options the command
-shows), writing to bench/results/compare-<data>/ (git-ignored); the table mode prints
-the metrics as mean ± std over the seeds.
+Each run is `trafficsiam.compare.compare`, as `trafficsiam compare` runs it, writing to
+bench/results/compare-<data>/ (or the folder given; git-ignored) with bench.json (time,
+machine, code digest); the table mode prints the metrics as mean ± std over the seeds.
+Run it with OMP_NUM_THREADS=1 on a shared machine (BENCHMARKS.md section 4).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, datasets_dir  # noqa: E402
+from _common import RESULTS, datasets_dir, machine_info  # noqa: E402
 
 from trafficsiam import synth  # noqa: E402
 from trafficsiam.compare import compare, summarise  # noqa: E402
@@ -115,12 +117,14 @@ def main() -> int:
                                      "ignore": ["category", "difficulty", "is_attack"]}},
                            overrides)
         losses = args.losses or "lossless-triplet,triplet,contrastive"
+    machine = machine_info()
     start = time.perf_counter()
     result = compare(train, test, out, cfg, losses=losses.split(","), seeds=args.seeds,
                      baseline_names=[b for b in args.baselines.split(",") if b])
     (out / "bench.json").write_text(json.dumps({
         "seconds": time.perf_counter() - start, "losses": losses, "seeds": args.seeds,
-        "overrides": args.overrides}, indent=2))
+        "baselines": args.baselines, "overrides": args.overrides, "machine": machine,
+        "load_average_at_end": list(os.getloadavg())}, indent=2))
     print(table(result.out))
     return 0
 
