@@ -80,3 +80,13 @@ def test_compare_refuses_bad_arguments_before_training(files, tmp_path, kwargs, 
         compare(files / "train.parquet", files / "test.parquet", tmp_path / "out",
                 **{"losses": ["lossless-triplet"], **kwargs})
     assert not (tmp_path / "out").exists()
+
+
+def test_compare_refuses_test_records_without_labels(files, tmp_path):
+    from trafficsiam.errors import InputError
+
+    unlabelled = tmp_path / "t.parquet"
+    pd.read_parquet(files / "test.parquet").drop(columns=["scenario"]).to_parquet(unlabelled)
+    with pytest.raises(InputError, match="label column 'scenario' not found"):
+        compare(files / "train.parquet", unlabelled, tmp_path / "out", losses=["triplet"])
+    assert not (tmp_path / "out").exists()

@@ -24,7 +24,7 @@ import pandas as pd
 
 from trafficsiam import api, baselines, read
 from trafficsiam.config import Config, build_config, config_to_dict
-from trafficsiam.errors import ConfigError, OutputError
+from trafficsiam.errors import ConfigError, InputError, OutputError
 from trafficsiam.evaluate import METRICS, Projection, evaluate, metrics, write_json
 from trafficsiam.losses import loss_class
 
@@ -96,7 +96,13 @@ def compare(
     train_specs = [str(s) for s in ([train] if isinstance(train, str | Path) else train)]
     test_specs = [str(s) for s in ([test] if isinstance(test, str | Path) else test)]
     read.resolve_inputs(train_specs)  # bad paths fail before any training
-    read.resolve_inputs(test_specs)
+    test_paths = read.resolve_inputs(test_specs)
+    label = cfg.data.label_column
+    if label not in read.common_columns(test_paths):
+        raise InputError(
+            f"{test_paths[0]}: label column '{label}' not found; the test records need the "
+            "training label column (--label-column) to be evaluated"
+        )
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
