@@ -129,8 +129,9 @@ def compare(
             fitted = api.fit(train_specs, out / "models" / name, run_cfg, force=True,
                              quiet=True, frames=FRAME_RECORDS if seed == seed_values[0] else 0)
             fit_seconds = time.perf_counter() - start
+            # One MAP@R sample (seed 0) for every run: differences are the embedding's.
             result = evaluate(fitted.path, test_specs, out / "runs" / name, quiet=True,
-                              report=False, seed=seed)
+                              report=False)
             training = fitted.manifest["training"]
             rows.append({"method": loss, "kind": "loss", "seed": seed, **result.metrics,
                          "fit_seconds": fit_seconds, "epochs": training["epochs_run"],
@@ -157,7 +158,7 @@ def compare(
                 log.info("[%d/%d] baseline %s, seed %d", done, total, name, seed)
             assert data is not None and test_labels is not None
             pred, seconds = baselines.run(name, data, cfg, seed)
-            values = metrics(test_labels, pred, known, good, seed=seed)
+            values = metrics(test_labels, pred, known, good)
             rows.append({"method": name, "kind": "baseline", "seed": seed, **values,
                          "fit_seconds": seconds, "epochs": np.nan, "best_epoch": np.nan,
                          "model_id": ""})
