@@ -657,10 +657,18 @@ def write_output(
     wanted = [ex for exs in new_types.examples.values() for ex in exs if ex[0] == job.index]
     writer: pq.ParquetWriter | None = None
     written = 0
-    for start, table, spool, emb_u in chunks:
-        result, verdict, new_type = _finish(scoring, spool, emb_u, new_types)
-        for name, arr in result.items():
-            table = table.append_column(name, arr)
+
+    def finished() -> Iterator[tuple[int, pa.Table, np.ndarray, np.ndarray, np.ndarray]]:
+        for start, table, spool, emb_u in chunks:
+            result, verdict, new_type = _finish(scoring, spool, emb_u, new_types)
+            for name, arr in result.items():
+                table = table.append_column(name, arr)
+            yield start, table, spool, verdict, new_type
+
+    # The ts_* columns of the next chunk are built in a thread while this one is encoded
+    # and written (parquet encoding releases the GIL): pass 2 takes about as long as the
+    # write alone instead of the sum (BENCHMARKS.md).
+    for start, table, spool, verdict, new_type in prefetch(finished(), depth=1):
         if writer is None:
             writer = pq.ParquetWriter(tmp, table.schema)
         writer.write_table(table)
