@@ -71,6 +71,9 @@ GOOD, KNOWN, NEW, OUTLIER = range(4)
 STATE_NAME = "trafficsiam-state.db"
 WORK_NAME = ".trafficsiam-work"
 SUMMARY, CLUSTERS_CSV, NEW_TYPES_CSV = "summary.json", "clusters.csv", "new_types.csv"
+# Rows per forward pass while scoring: the hidden activations stay in cache (0.27 against
+# 0.52 us/row for whole 65,536-row chunks, one thread).
+SCORE_EMBED_BATCH = 8192
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
 # `_atomic_write`'s temporary names: .<name>.<run id>.tmp
 _TMP_NAME = re.compile(r"\..+\.\d{8}T\d{6}Z-[0-9a-f]{6}\.tmp")
@@ -175,7 +178,7 @@ class Scoring:
         """(spool records, embeddings float32, normalised inputs float32, cleaning counts)."""
         frame = self.feature_frame(table, path, start)
         x, cleaned = self.art.normaliser.transform(frame)
-        emb = embed(self.art.model, x)
+        emb = embed(self.art.model, x, SCORE_EMBED_BATCH)
         a = self.scorer.assess(emb.astype(np.float64), x)
         spool = np.zeros(len(frame), dtype=SPOOL)
         spool["cluster"] = a.cluster
