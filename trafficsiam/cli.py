@@ -41,6 +41,11 @@ def _setup_logging(quiet: bool) -> None:
     logger.propagate = False
 
 
+def _one_line(text: str) -> str:
+    """Line breaks from data (a column named 'a\nb') escaped: an error is always one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _handle_errors(func: F) -> F:
     """Turn domain errors into one line and an exit code; no traceback unless --debug."""
 
@@ -55,7 +60,7 @@ def _handle_errors(func: F) -> F:
         except TrafficSiamError as err:
             if debug:
                 raise
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {_one_line(str(err))}", err=True)
             ctx.exit(err.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted; nothing was written", err=True)
