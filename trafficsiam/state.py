@@ -165,7 +165,7 @@ class StateStore:
         """A write that SQLite cannot make (a full disk, a read-only file): one line."""
         try:
             yield
-        except sqlite3.Error as e:
+        except sqlite3.OperationalError as e:  # not IntegrityError: that is our bug
             raise OutputError(f"{self.path}: cannot write the state database ({e}); free "
                               "space on that disk, or pass another --state") from None
 
