@@ -46,7 +46,7 @@ from trafficsiam.assign import Assigner
 from trafficsiam.calibrate import KnownScorer, Thresholds
 from trafficsiam.cluster import restore_clusterer
 from trafficsiam.config import Config, build_config
-from trafficsiam.errors import ArtifactError, OutputError
+from trafficsiam.errors import ArtifactError, OutputError, os_reason
 from trafficsiam.model import SiameseMLP, embed
 from trafficsiam.normalise import Normaliser
 from trafficsiam.validate import FeatureSchema
@@ -116,13 +116,12 @@ def write_atomic_dir(
         if out.exists():
             out.rename(old)
         tmp.rename(out)
-    except OSError as err:
+    except (OSError, SafetensorError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not out.exists():
             old.rename(out)
         raise OutputError(
-            f"{out}: could not write the model ({err.strerror or err}"
-            f"{': ' + str(err.filename) if err.filename else ''}); free space on that disk "
+            f"{out}: could not write the model ({os_reason(err)}); free space on that disk "
             "(or raise its quota or file size limit), or choose another --out"
         ) from None
     except BaseException:

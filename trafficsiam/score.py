@@ -53,7 +53,7 @@ from trafficsiam import artifact, read
 from trafficsiam.artifact import Artifact
 from trafficsiam.calibrate import KnownScorer
 from trafficsiam.config import ScoreConfig
-from trafficsiam.errors import InputError, OutputError
+from trafficsiam.errors import InputError, OutputError, os_reason
 from trafficsiam.model import embed
 from trafficsiam.newtypes import NewTypes, Sample, discover, row_keys
 from trafficsiam.normalise import MISSING_TOKEN, TransformCounts
@@ -458,9 +458,8 @@ def _progress(total: int | None, desc: str, quiet: bool) -> tqdm:
 
 def _write_failed(path: Path, err: OSError) -> OutputError:
     """A full disk, a quota or a file size limit: one line naming the file and the fix."""
-    reason = err.strerror or (str(err).strip().splitlines() or [type(err).__name__])[0]
     return OutputError(
-        f"{path}: could not write ({reason}); free space on that disk (or raise its quota or "
+        f"{path}: could not write ({os_reason(err)}); free space on that disk (or raise its quota or "
         "file size limit), or choose another --out; nothing was recorded as scored"
     )
 
