@@ -40,11 +40,11 @@ class OutputError(TrafficSiamError):
 def os_reason(err: BaseException) -> str:
     """The operating system's words for a failed write ('File too large', 'No space left
     on device'), also from pyarrow's and safetensors' wrappings of the errno."""
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
     text = str(err)
     found = re.search(r"\[errno (\d+)\]|\(os error (\d+)\)|code: (\d+)", text)
     if found:
         return os.strerror(int(next(g for g in found.groups() if g)))
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
     lines = text.strip().splitlines()
     return lines[0] if lines else type(err).__name__
