@@ -33,7 +33,8 @@ import numpy as np
 from trafficsiam import api
 from trafficsiam.config import ScoreConfig
 
-model_path, src, root, trials, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+model_path, src, root = sys.argv[1:4]
+trials, seed = int(sys.argv[4]), int(sys.argv[5])
 art = api.load(model_path)
 cfg = ScoreConfig(batch_size=300, new_type_min_size=10)
 
@@ -72,7 +73,8 @@ print(json.dumps(report))
 
 
 def _outputs(out: Path) -> dict[str, pd.DataFrame]:
-    return {p.relative_to(out).as_posix(): pd.read_parquet(p) for p in sorted(out.rglob("*.parquet"))}
+    return {p.relative_to(out).as_posix(): pd.read_parquet(p)
+            for p in sorted(out.rglob("*.parquet"))}
 
 
 def _comparable(out: Path) -> tuple[dict[str, pd.DataFrame], dict, str, str]:

@@ -121,8 +121,8 @@ def _is_nested(kind: pa.DataType) -> bool:
 
 def _all_numeric(values: Sequence[str]) -> bool:
     """Known categories that a number column could still match ('80', 'True', ...)."""
-    parsed = pd.to_numeric(pd.Series([v for v in values if v not in ("True", "False", MISSING_TOKEN)],
-                                     dtype=object), errors="coerce")
+    kept = [v for v in values if v not in ("True", "False", MISSING_TOKEN)]
+    parsed = pd.to_numeric(pd.Series(kept, dtype=object), errors="coerce")
     return bool(parsed.notna().all())
 
 
@@ -459,8 +459,8 @@ def _progress(total: int | None, desc: str, quiet: bool) -> tqdm:
 def _write_failed(path: Path, err: OSError) -> OutputError:
     """A full disk, a quota or a file size limit: one line naming the file and the fix."""
     return OutputError(
-        f"{path}: could not write ({os_reason(err)}); free space on that disk (or raise its quota or "
-        "file size limit), or choose another --out; nothing was recorded as scored"
+        f"{path}: could not write ({os_reason(err)}); free space on that disk (or raise its "
+        "quota or file size limit), or choose another --out; nothing was recorded as scored"
     )
 
 
