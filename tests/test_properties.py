@@ -4,14 +4,16 @@ with a one-line message; a result is always finite."""
 
 from __future__ import annotations
 
+import functools
 import io
 import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,14 +33,16 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <
                                            HealthCheck.too_slow])
 
 
-@pytest.fixture(scope="module")
-def seed_files(tmp_path_factory) -> dict[str, bytes]:
+@functools.cache
+def _seed_files() -> dict[str, bytes]:
+    """A small parquet file (3 row groups) and CSV file to corrupt (not a fixture, so that
+    Hypothesis does not print 70 kB of bytes with every falsifying example)."""
     frame = synth.generate(rows=120, seed=5)
-    folder = tmp_path_factory.mktemp("seed")
-    parquet, csv = folder / "a.parquet", folder / "a.csv"
-    frame.to_parquet(parquet, index=False, row_group_size=40)
-    frame.to_csv(csv, index=False)
-    return {".parquet": parquet.read_bytes(), ".csv": csv.read_bytes()}
+    with tempfile.TemporaryDirectory() as folder:
+        parquet, csv = Path(folder) / "a.parquet", Path(folder) / "a.csv"
+        frame.to_parquet(parquet, index=False, row_group_size=40)
+        frame.to_csv(csv, index=False)
+        return {".parquet": parquet.read_bytes(), ".csv": csv.read_bytes()}
 
 
 def _clean(err: TrafficSiamError) -> None:
@@ -74,9 +78,9 @@ def _corrupt(data: bytes, how: tuple) -> bytes:
 
 @SETTINGS
 @given(suffix=st.sampled_from([".parquet", ".csv"]), how=corruption)
-def test_a_corrupted_file_is_read_or_refused_cleanly(seed_files, tmp_path, suffix, how):
+def test_a_corrupted_file_is_read_or_refused_cleanly(tmp_path, suffix, how):
     path = tmp_path / f"x{suffix}"
-    path.write_bytes(_corrupt(seed_files[suffix], how))
+    path.write_bytes(_corrupt(_seed_files()[suffix], how))
     try:
         names = common_columns([path])
         records = read_records([path], names)

@@ -27,7 +27,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
+        msg = _one_line(record.getMessage())
         return f"warning: {msg}" if record.levelno >= logging.WARNING else msg
 
 
