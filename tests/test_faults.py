@@ -310,3 +310,29 @@ def test_same_data_config_and_seed_give_the_same_model_and_scores_bit_for_bit(tm
     pd.testing.assert_frame_equal(sa, sb, check_exact=True)
     assert (sa["ts_novelty"].to_numpy().view(np.int64)
             == sb["ts_novelty"].to_numpy().view(np.int64)).all()
+
+
+def test_a_state_that_cannot_be_written_is_one_line(tmp_path):
+    from trafficsiam.errors import OutputError
+
+    class FullDisk:
+        """The connection of a state on a full disk: every transaction fails to start."""
+
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def execute(self, sql: str, *args):
+            if sql.startswith("BEGIN"):
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.db.execute(sql, *args)
+
+        def __getattr__(self, name: str):
+            return getattr(self.db, name)
+
+    with StateStore(tmp_path / "runs.db") as store:
+        store._db = FullDisk(store._db)  # type: ignore[assignment]
+        with pytest.raises(OutputError) as err:
+            store.begin_run("r1", "m1", [], tmp_path)
+        store._db = store._db.db
+    assert str(err.value) == (f"{store.path}: cannot write the state database (database or "
+                              "disk is full); free space on that disk, or pass another --state")
