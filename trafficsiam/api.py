@@ -103,6 +103,7 @@ def fit(
         records = records.subset(keep)
         labels = labels[keep].reset_index(drop=True)
     schema = validate.infer_schema(records, data_cfg)
+    cluster.check_min_cluster_size(cfg.cluster, len(records.frame))
     features = records.frame[list(schema.columns)]
     clock.lap("validate")
 

@@ -39,13 +39,14 @@ import hdbscan
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from trafficsiam.assign import Assigner
 from trafficsiam.calibrate import KnownScorer, Thresholds
 from trafficsiam.cluster import restore_clusterer
 from trafficsiam.config import Config, build_config
-from trafficsiam.errors import ArtifactError, OutputError
+from trafficsiam.errors import ArtifactError, OutputError, os_reason
 from trafficsiam.model import HEADS, SiameseMLP, embed
 from trafficsiam.normalise import Normaliser
 from trafficsiam.validate import FeatureSchema
@@ -115,11 +116,14 @@ def write_atomic_dir(
         if out.exists():
             out.rename(old)
         tmp.rename(out)
-    except OSError as err:
+    except (OSError, SafetensorError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not out.exists():
             old.rename(out)
-        raise OutputError(f"{out}: could not write the model ({err.strerror or err})") from None
+        raise OutputError(
+            f"{out}: could not write the model ({os_reason(err)}); free space on that disk "
+            "(or raise its quota or file size limit), or choose another --out"
+        ) from None
     except BaseException:
         # Ctrl-C included: no half-written model folder stays behind.
         shutil.rmtree(tmp, ignore_errors=True)
@@ -264,7 +268,14 @@ def _safe_member(folder: Path, name: str) -> Path:
             f"{folder / MANIFEST}: lists file {name!r} outside the model folder; "
             "the model folder is damaged or tampered with, refit or restore it"
         )
-    return folder / name
+    member = folder / name
+    if member.is_symlink():
+        # A link could point anywhere, and its target can change after the hash is checked.
+        raise ArtifactError(
+            f"{member}: is a symbolic link; a model folder holds its own files, not links, "
+            "so copy the real file in its place or refit the model"
+        )
+    return member
 
 
 def load(path: str | Path) -> Artifact:
@@ -272,7 +283,7 @@ def load(path: str | Path) -> Artifact:
     folder = Path(path)
     if not folder.is_dir():
         raise ArtifactError(f"{folder}: no such model folder; pass the --out folder of a fit")
-    manifest_path = folder / MANIFEST
+    manifest_path = _safe_member(folder, MANIFEST)
     if not manifest_path.is_file():
         raise ArtifactError(
             f"{manifest_path}: missing, so {folder} is not a trafficsiam model; "
@@ -296,6 +307,9 @@ def load(path: str | Path) -> Artifact:
         raise ArtifactError(f"{manifest_path}: has no file list; refit the model")
     listed = {MANIFEST}
     for name, digest in files.items():
+        if not isinstance(digest, str):
+            raise ArtifactError(f"{manifest_path}: the SHA-256 of {name!r} is not text; the "
+                                "manifest is damaged or tampered with, refit the model")
         member = _safe_member(folder, name)
         listed.add(name)
         if not member.is_file():
@@ -315,6 +329,25 @@ def load(path: str | Path) -> Artifact:
         if required not in files:
             raise ArtifactError(f"{manifest_path}: does not list {required}; refit the model")
 
+    try:
+        return _build(folder, manifest, manifest_path)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, SafetensorError) as err:
+        # The manifest is not covered by its own hashes: a hand-edited one may lack keys or
+        # hold values of the wrong type. One line, never a traceback.
+        what = f"missing key {err}" if isinstance(err, KeyError) else _first_line(err)
+        raise ArtifactError(
+            f"{manifest_path}: damaged or edited by hand ({type(err).__name__}: {what}); "
+            "restore the model folder or refit the model"
+        ) from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _build(folder: Path, manifest: dict[str, Any], manifest_path: Path) -> Artifact:
+    """The verified folder's contents as an `Artifact`."""
     config = build_config(manifest["config"], source=str(manifest_path))
     spec = manifest["model"]
     if spec.get("head", "sigmoid") not in HEADS:

@@ -27,7 +27,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
+        msg = _one_line(record.getMessage())
         return f"warning: {msg}" if record.levelno >= logging.WARNING else msg
 
 
@@ -39,6 +39,11 @@ def _setup_logging(quiet: bool) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
+
+
+def _one_line(text: str) -> str:
+    """Line breaks from data (a column named 'a\nb') escaped: an error is always one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _handle_errors(func: F) -> F:
@@ -55,7 +60,7 @@ def _handle_errors(func: F) -> F:
         except TrafficSiamError as err:
             if debug:
                 raise
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {_one_line(str(err))}", err=True)
             ctx.exit(err.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted; nothing was written", err=True)

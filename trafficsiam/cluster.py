@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from trafficsiam.config import ClusterConfig
-from trafficsiam.errors import ArtifactError
+from trafficsiam.errors import ArtifactError, ConfigError
 
 log = logging.getLogger("trafficsiam")
 
@@ -115,6 +115,17 @@ def resolve_params(cfg: ClusterConfig, n_points: int) -> dict[str, Any]:
     }
 
 
+def check_min_cluster_size(cfg: ClusterConfig, n_points: int) -> None:
+    """Refuse a configured min_cluster_size that no cluster of `n_points` could reach
+    (checked before training on the record count, and again on the clustered sample)."""
+    if cfg.min_cluster_size is not None and cfg.min_cluster_size > n_points:
+        raise ConfigError(
+            f"cluster.min_cluster_size {cfg.min_cluster_size} is larger than the "
+            f"{n_points} training records to cluster, so no cluster could form; set it "
+            "below that (a few percent of the records) or leave it empty for automatic"
+        )
+
+
 def make_clusterer(params: dict[str, Any]) -> hdbscan.HDBSCAN:
     # core_dist_n_jobs=1: hdbscan's default starts a 4-process joblib pool above
     # 16,384 points, 3-4 s per process on a 2-core machine for work that takes less.
@@ -164,6 +175,7 @@ def fit_clusters(
 ) -> ClusterResult:
     """Cluster a stratified sample of `embeddings` and name clusters after `scenarios`."""
     sample = stratified_sample(scenarios, cfg.max_points, rng)
+    check_min_cluster_size(cfg, len(sample))
     points = np.ascontiguousarray(embeddings[sample], dtype=np.float64)
     clusterer, params, trials = _fit_best(
         points, scenarios[sample], resolve_params(cfg, len(sample))

@@ -244,7 +244,7 @@ def run_dask(
     for job in jobs:  # every input checked before any work, as the local engine does
         path = job.source.path
         schema = input_schema(path, scoring.features, scoring.numeric)
-        scoring.check_columns(path, schema.names)
+        scoring.check_schema(path, schema)
         files.append(_read(dd, path, schema))
     common = (str(Path(model_path).resolve()), scoring.model_id, cfg.model_dump())
     out = out.resolve()

@@ -3,6 +3,9 @@ parameter, the value received, and the fix, on one line."""
 
 from __future__ import annotations
 
+import os
+import re
+
 
 class TrafficSiamError(Exception):
     """Base class: a problem the user can act on. The CLI prints it on one line."""
@@ -32,3 +35,16 @@ class OutputError(TrafficSiamError):
     """An output location cannot be written as asked (exit code 2)."""
 
     exit_code = 2
+
+
+def os_reason(err: BaseException) -> str:
+    """The operating system's words for a failed write ('File too large', 'No space left
+    on device'), also from pyarrow's and safetensors' wrappings of the errno."""
+    text = str(err)
+    found = re.search(r"\[errno (\d+)\]|\(os error (\d+)\)|code: (\d+)", text)
+    if found:
+        return os.strerror(int(next(g for g in found.groups() if g)))
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(err).__name__

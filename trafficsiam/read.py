@@ -115,11 +115,17 @@ def _reading(path: Path) -> Iterator[None]:
         yield
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: the file is empty; re-export it or remove it") from None
-    except (pa.ArrowInvalid, OSError, pd.errors.ParserError, UnicodeDecodeError,
+    except (pa.ArrowException, OSError, pd.errors.ParserError, UnicodeDecodeError,
             ValueError, csv.Error) as err:
         raise InputError(
             f"{path}: not a readable {kind} file ({_first_line(err)}); "
             "re-export it or remove it from the input"
+        ) from None
+    except (KeyError, TypeError, IndexError) as err:
+        # A damaged footer whose pandas metadata (JSON) still parses but lacks keys.
+        raise InputError(
+            f"{path}: not a readable {kind} file (damaged metadata: {type(err).__name__} "
+            f"{_first_line(err)}); re-export it or remove it from the input"
         ) from None
 
 

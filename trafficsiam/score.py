@@ -53,10 +53,10 @@ from trafficsiam import artifact, read
 from trafficsiam.artifact import Artifact
 from trafficsiam.calibrate import KnownScorer
 from trafficsiam.config import ScoreConfig
-from trafficsiam.errors import InputError, OutputError
+from trafficsiam.errors import InputError, OutputError, os_reason
 from trafficsiam.model import embed
 from trafficsiam.newtypes import NewTypes, Sample, discover, row_keys
-from trafficsiam.normalise import TransformCounts
+from trafficsiam.normalise import MISSING_TOKEN, TransformCounts
 from trafficsiam.state import InputFile, StateStore, describe
 from trafficsiam.validate import show
 
@@ -110,6 +110,22 @@ def _refuse(
                          f"{show(values.iloc[i])} " + why.format(n=int(bad.sum())))
 
 
+def _is_number(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                or pa.types.is_boolean(kind) or pa.types.is_decimal(kind))
+
+
+def _is_nested(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_nested(kind))
+
+
+def _all_numeric(values: Sequence[str]) -> bool:
+    """Known categories that a number column could still match ('80', 'True', ...)."""
+    kept = [v for v in values if v not in ("True", "False", MISSING_TOKEN)]
+    parsed = pd.to_numeric(pd.Series(kept, dtype=object), errors="coerce")
+    return bool(parsed.notna().all())
+
+
 class Scoring:
     """A loaded model with its score config: turns record batches into ts_* columns."""
 
@@ -151,6 +167,33 @@ class Scoring:
                 f"{path}: feature column '{missing[0]}' of model {self.model_id} is missing; "
                 "export it again with that column, or score with a model fitted without it"
             )
+
+    def check_schema(self, path: Path, schema: pa.Schema) -> None:
+        """`check_columns`, then each feature's type against what the model was fitted on:
+        once per input, so that a column exported differently fails with one line instead
+        of being scored as all '(other)' or as nanoseconds."""
+        self.check_columns(path, schema.names)
+        for col in self.features:
+            kind = schema.field(col).type
+            value_type = kind.value_type if pa.types.is_dictionary(kind) else kind
+            if col in self.numeric:
+                if not (_is_number(value_type) or pa.types.is_string(value_type)
+                        or pa.types.is_large_string(value_type)
+                        or pa.types.is_null(value_type)):
+                    raise InputError(
+                        f"{path}: feature column '{col}' of model {self.model_id} is numeric "
+                        f"but has type {kind} here; export it as numbers again, or refit the "
+                        "model on data of this type"
+                    )
+            elif _is_nested(value_type) or (
+                _is_number(value_type) and not _all_numeric(self.art.normaliser.categories[col])
+            ):
+                known = ", ".join(repr(v) for v in self.art.normaliser.categories[col][:3])
+                raise InputError(
+                    f"{path}: feature column '{col}' of model {self.model_id} held text at fit "
+                    f"(values such as {known}) but has type {kind} here, so no value could "
+                    "match; export it as text again, or refit the model on data of this type"
+                )
 
     def feature_frame(self, table: pa.Table, path: Path, start: int) -> pd.DataFrame:
         """The feature columns as pandas, numeric ones checked and converted to float."""
@@ -413,6 +456,14 @@ def _progress(total: int | None, desc: str, quiet: bool) -> tqdm:
                 disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
 
 
+def _write_failed(path: Path, err: OSError) -> OutputError:
+    """A full disk, a quota or a file size limit: one line naming the file and the fix."""
+    return OutputError(
+        f"{path}: could not write ({os_reason(err)}); free space on that disk (or raise its "
+        "quota or file size limit), or choose another --out; nothing was recorded as scored"
+    )
+
+
 def _atomic_write(path: Path, write: Any, run_id: str) -> None:
     tmp = path.with_name(f".{path.name}.{run_id}.tmp")
     try:
@@ -420,6 +471,9 @@ def _atomic_write(path: Path, write: Any, run_id: str) -> None:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise _write_failed(path, err) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -500,6 +554,7 @@ def score(
                 )
             else:
                 tally, new_types, examples, rows = _run_local(scoring, jobs, out, run_id, quiet)
+            _warn_unknown_categories(scoring, tally, specs)
             for job in jobs:  # a file rewritten while we read it: refuse to record it
                 if describe(job.source.path).sha256 != job.source.sha256:
                     raise OutputError(
@@ -517,13 +572,30 @@ def score(
                 run_id, {j.source: (out / j.output, rows[j.index]) for j in jobs}, summary
             )
         except BaseException as err:
-            store.fail_run(run_id, f"{type(err).__name__}: {err}".splitlines()[0])
+            try:
+                store.fail_run(run_id, f"{type(err).__name__}: {err}".splitlines()[0])
+            except OutputError:
+                pass  # the state cannot be written either (a full disk): `err` says why
             raise
     return ScoreResult(
         run_id, out, summary,
         [(by_path[j.source.path], out / j.output, rows[j.index]) for j in jobs],
         [f.path for f in skipped], table,
     )
+
+
+def _warn_unknown_categories(scoring: Scoring, tally: Tally, specs: Sequence[str]) -> None:
+    """A categorical feature none of whose values the model knows is usually exported
+    differently than at fit (case, codes instead of names): said once per run."""
+    for col in scoring.art.schema.categorical:
+        if tally.rows and tally.other.get(col, 0) >= tally.rows:
+            known = ", ".join(repr(v) for v in scoring.art.normaliser.categories[col][:5])
+            log.warning(
+                "%s: column '%s' has no value the model knows in any of the %d records "
+                "(known: %s); all are scored as '(other)', so check that the column is "
+                "exported as at fit (spelling, case, codes)",
+                ", ".join(specs), col, tally.rows, known,
+            )
 
 
 def _remove_leftovers(out: Path) -> None:
@@ -549,24 +621,26 @@ def _run_local(
         # Pass 1: check every input and assess every record before writing any output.
         for job in jobs:
             path = job.source.path
-            scoring.check_columns(path, input_schema(path, scoring.features,
-                                                     scoring.numeric).names)
+            scoring.check_schema(path, input_schema(path, scoring.features, scoring.numeric))
         bar = _progress(total, "scoring", quiet)
         for job in jobs:
             path = job.source.path
             bar.set_description_str(f"scoring {job.index + 1}/{len(jobs)} {path.name}")
-            with open(work / f"{job.index}.spool", "wb") as fh, \
-                    open(work / f"{job.index}.emb", "wb") as fe:
+            try:
+                with open(work / f"{job.index}.spool", "wb") as fh, \
+                        open(work / f"{job.index}.emb", "wb") as fe:
 
-                def spill(spool: np.ndarray, emb_u: np.ndarray,
-                          fh: BinaryIO = fh, fe: BinaryIO = fe) -> None:
-                    spool.tofile(fh)
-                    emb_u.tofile(fe)
+                    def spill(spool: np.ndarray, emb_u: np.ndarray,
+                              fh: BinaryIO = fh, fe: BinaryIO = fe) -> None:
+                        spool.tofile(fh)
+                        emb_u.tofile(fe)
 
-                chunks = iter_chunks(path, scoring.features, cfg.batch_size,
-                                     scoring.features, scoring.numeric)
-                rows[job.index] = assess_file(scoring, job, chunks, tally, sample, spill,
-                                              bar.update)
+                    chunks = iter_chunks(path, scoring.features, cfg.batch_size,
+                                         scoring.features, scoring.numeric)
+                    rows[job.index] = assess_file(scoring, job, chunks, tally, sample, spill,
+                                                  bar.update)
+            except OSError as err:  # reading errors are InputErrors already: this is the spool
+                raise _write_failed(work / f"{job.index}.spool", err) from None
             if not quiet and bar.disable:
                 log.info("assessed %s (%d records)", path, rows[job.index])
         bar.close()

@@ -39,7 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from trafficsiam.errors import InputError, TrafficSiamError
+from trafficsiam.errors import InputError, OutputError, TrafficSiamError
 
 SCHEMA_VERSION = 1
 SCHEMA = ("""
@@ -161,6 +161,15 @@ class StateStore:
         self._db.execute("COMMIT")
 
     @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write that SQLite cannot make (a full disk, a read-only file): one line."""
+        try:
+            yield
+        except sqlite3.OperationalError as e:  # not IntegrityError: that is our bug
+            raise OutputError(f"{self.path}: cannot write the state database ({e}); free "
+                              "space on that disk, or pass another --state") from None
+
+    @contextmanager
     def lock(self, wait: float = 0.0, poll: float = 0.2) -> Iterator[None]:
         """Hold the exclusive run lock for the block, waiting up to `wait` seconds for it."""
         lock_path = f"{self.path}.lock"
@@ -208,7 +217,7 @@ class StateStore:
         """Record a run as 'running'. Any other 'running' run died (the caller holds the
         lock), so it is marked 'interrupted' first."""
         now = _now()
-        with self._transaction():
+        with self._writing(), self._transaction():
             self._db.execute(
                 "UPDATE runs SET status = 'interrupted', finished = ?, "
                 "error = 'the process ended before the run finished' WHERE status = 'running'",
@@ -224,7 +233,7 @@ class StateStore:
         mark the run 'ok': after a crash either all of it is there or none."""
         summary_json = json.dumps(summary, sort_keys=True, default=str)
         now = _now()
-        with self._transaction():
+        with self._writing(), self._transaction():
             run = self._db.execute("SELECT model_id, status FROM runs WHERE run_id = ?",
                                    (run_id,)).fetchone()
             if run is None or run["status"] != "running":
@@ -245,7 +254,7 @@ class StateStore:
 
     def fail_run(self, run_id: str, error: str) -> None:
         """Mark the run 'failed' with the error text; the inputs it touched stay pending."""
-        with self._transaction():
+        with self._writing(), self._transaction():
             self._db.execute("UPDATE runs SET status = 'failed', finished = ?, error = ? "
                              "WHERE run_id = ?", (_now(), error, run_id))
 

@@ -231,6 +231,7 @@ def _column_kind(records: Records, col: str, data: DataConfig) -> str:
     forced = col in data.numeric
     if pd.api.types.is_datetime64_any_dtype(values) and not forced:
         return "datetime"
+    _check_scalar(records, col, values)
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
         _check_finite(records, col, values)
         return "numeric"
@@ -243,6 +244,20 @@ def _column_kind(records: Records, col: str, data: DataConfig) -> str:
     if n >= IDENTIFIER_MIN_ROWS and values.nunique(dropna=True) == n:
         return "identifier"
     return "categorical"
+
+
+def _check_scalar(records: Records, col: str, values: pd.Series) -> None:
+    """Lists, maps and structs (nested parquet types) cannot be one feature value."""
+    if values.dtype != object:
+        return
+    nested = values.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).to_numpy()
+    if nested.any():
+        kind = type(values.iloc[int(np.flatnonzero(nested)[0])]).__name__
+        raise InputError(
+            f"{_first_bad(records, col, nested, values.astype(str))} of type {kind} (a nested "
+            f"value, {int(nested.sum())} such rows); a feature holds one number or one text per "
+            f"record, so flatten it into columns or leave it out with --ignore {col}"
+        )
 
 
 def _check_finite(records: Records, col: str, values: pd.Series) -> None:

@@ -1,0 +1,217 @@
+"""A model folder is a file anyone could hand over: loading it never runs code from it,
+every file is hashed and verified, and no path leaves the folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trafficsiam import artifact
+from trafficsiam.errors import ArtifactError
+
+PACKAGE = Path(artifact.__file__).resolve().parent
+
+
+@pytest.fixture
+def model_copy(fitted, tmp_path) -> Path:
+    dest = tmp_path / "model"
+    shutil.copytree(fitted[0].path, dest)
+    return dest
+
+
+def _manifest(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def _write_manifest(folder: Path, m: dict) -> None:
+    (folder / "manifest.json").write_text(json.dumps(m))
+
+
+class _Payload:
+    """Unpickling this creates the file `marker`: proof that code from the folder ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_package_never_uses_pickle_based_loaders():
+    pattern = re.compile(r"\b(torch\.load|pickle\.loads?|joblib\.load|np\.load|numpy\.load|"
+                         r"read_pickle|allow_pickle|cloudpickle|dill)\b")
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
+        for path in PACKAGE.rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line) and not line.lstrip().startswith("#")
+    ]
+    assert offenders == []
+
+
+def test_loading_and_embedding_call_no_unpickler(fitted, monkeypatch):
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pickle loader was called while loading a model")
+
+    for owner, name in [(pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"),
+                        (torch, "load"), (np, "load"), (pd, "read_pickle")]:
+        monkeypatch.setattr(owner, name, refuse)
+    model = artifact.load(fitted[0].path)
+    frame = pd.read_parquet(fitted[1]).head(50)
+    assert np.isfinite(model.embed(frame)).all()
+    assert model.scorer() is not None
+
+
+def test_a_pickle_dropped_in_the_folder_is_refused_and_never_run(model_copy, tmp_path):
+    marker = tmp_path / "code-ran"
+    (model_copy / "model.pkl").write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(ArtifactError) as err:
+        artifact.load(model_copy)
+    assert str(err.value) == (
+        f"{model_copy / 'model.pkl'}: not listed in the manifest; a model folder holds only "
+        "its own files, so remove it (and check where it came from)"
+    )
+    assert not marker.exists()
+
+
+def test_weights_replaced_by_a_pickle_are_refused_by_their_hash(model_copy, tmp_path):
+    marker = tmp_path / "code-ran"
+    (model_copy / "weights.safetensors").write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(ArtifactError, match=r"weights\.safetensors: SHA-256 does not match"):
+        artifact.load(model_copy)
+    assert not marker.exists()
+
+
+def test_a_pickle_with_a_matching_hash_still_cannot_run(model_copy, tmp_path):
+    """Even with the manifest rewritten to match, safetensors reads tensors, never code."""
+    marker = tmp_path / "code-ran"
+    weights = model_copy / "weights.safetensors"
+    weights.write_bytes(pickle.dumps(_Payload(marker)))
+    m = _manifest(model_copy)
+    m["files"]["weights.safetensors"] = artifact.sha256_file(weights)
+    _write_manifest(model_copy, m)
+    with pytest.raises(ArtifactError, match=r"manifest\.json: damaged or edited by hand "
+                                            r"\(SafetensorError: "):
+        artifact.load(model_copy)
+    assert not marker.exists()
+
+
+def test_every_file_is_hashed_in_the_manifest(fitted):
+    folder = fitted[0].path
+    m = _manifest(folder)
+    on_disk = {p.name for p in folder.iterdir()} - {"manifest.json"}
+    assert set(m["files"]) == on_disk
+    for name, digest in m["files"].items():
+        assert artifact.sha256_file(folder / name) == digest
+
+
+@pytest.mark.parametrize("name", ["weights.safetensors", "reference.parquet", "holdout.parquet",
+                                  "inputs.safetensors", "assign.safetensors", "clusters.csv",
+                                  "history.csv"])
+def test_one_flipped_byte_in_any_file_is_refused(model_copy, name):
+    path = model_copy / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError) as err:
+        artifact.load(model_copy)
+    assert str(err.value) == (f"{path}: SHA-256 does not match the manifest (changed after "
+                              "fit); restore the original file or refit the model")
+
+
+def test_a_listed_file_that_is_missing_is_refused(model_copy):
+    (model_copy / "history.csv").unlink()
+    with pytest.raises(ArtifactError) as err:
+        artifact.load(model_copy)
+    assert str(err.value) == (f"{model_copy / 'history.csv'}: listed in the manifest but "
+                              "missing; restore or refit")
+
+
+@pytest.mark.parametrize("name", ["../secret", "/etc/passwd", "sub/weights.safetensors",
+                                  "..", "a\\..\\b"])
+def test_manifest_paths_never_leave_the_folder(model_copy, name):
+    m = _manifest(model_copy)
+    m["files"][name] = "0" * 64
+    _write_manifest(model_copy, m)
+    with pytest.raises(ArtifactError) as err:
+        artifact.load(model_copy)
+    assert str(err.value) == (
+        f"{model_copy / 'manifest.json'}: lists file {name!r} outside the model folder; the "
+        "model folder is damaged or tampered with, refit or restore it"
+    )
+
+
+def test_a_listed_file_that_is_a_symlink_outside_is_refused(model_copy, tmp_path):
+    """Same content, so the hash matches: the link itself is refused."""
+    outside = tmp_path / "elsewhere.csv"
+    shutil.copy(model_copy / "clusters.csv", outside)
+    (model_copy / "clusters.csv").unlink()
+    os.symlink(outside, model_copy / "clusters.csv")
+    with pytest.raises(ArtifactError) as err:
+        artifact.load(model_copy)
+    assert str(err.value) == (
+        f"{model_copy / 'clusters.csv'}: is a symbolic link; a model folder holds its own "
+        "files, not links, so copy the real file in its place or refit the model"
+    )
+
+
+def test_a_manifest_that_is_a_symlink_is_refused(model_copy, tmp_path):
+    outside = tmp_path / "manifest-elsewhere.json"
+    shutil.move(model_copy / "manifest.json", outside)
+    os.symlink(outside, model_copy / "manifest.json")
+    with pytest.raises(ArtifactError, match=r"manifest\.json: is a symbolic link"):
+        artifact.load(model_copy)
+
+
+def test_an_unlisted_symlink_or_folder_is_refused(model_copy, tmp_path):
+    os.symlink(tmp_path, model_copy / "link")
+    with pytest.raises(ArtifactError, match=r"link: not listed in the manifest"):
+        artifact.load(model_copy)
+    (model_copy / "link").unlink()
+    (model_copy / "extra").mkdir()
+    with pytest.raises(ArtifactError, match=r"extra: not listed in the manifest"):
+        artifact.load(model_copy)
+
+
+@pytest.mark.parametrize("edit", ["drop schema", "drop model", "normaliser is a list",
+                                  "hidden is text", "digest is a number"])
+def test_a_hand_edited_manifest_is_one_clear_error(model_copy, edit):
+    m = _manifest(model_copy)
+    if edit == "drop schema":
+        del m["schema"]
+    elif edit == "drop model":
+        del m["model"]
+    elif edit == "normaliser is a list":
+        m["normaliser"] = [1, 2]
+    elif edit == "hidden is text":
+        m["model"]["hidden"] = "wide"
+    else:
+        m["files"]["history.csv"] = 12
+    _write_manifest(model_copy, m)
+    with pytest.raises(ArtifactError) as err:
+        artifact.load(model_copy)
+    text = str(err.value)
+    assert text.startswith(f"{model_copy / 'manifest.json'}: ") and "\n" not in text
+    assert text.endswith("refit the model")
+
+
+def test_manifest_that_is_not_json(model_copy):
+    (model_copy / "manifest.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match=r"manifest\.json: not valid JSON .*refit the model"):
+        artifact.load(model_copy)
+
+
+def test_manifest_of_another_format(model_copy):
+    _write_manifest(model_copy, {"format": "something-else"})
+    with pytest.raises(ArtifactError, match=r"not a trafficsiam model manifest; refit the model"):
+        artifact.load(model_copy)
