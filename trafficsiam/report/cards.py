@@ -18,7 +18,7 @@ from trafficsiam.errors import OutputError
 from trafficsiam.report import figures
 from trafficsiam.report.render import plotly_js, render
 
-SITE_CSS_COLUMNS = 12  # example tables show at most this many columns, the rest in a note
+EXAMPLE_COLUMNS = 20  # example tables show at most this many columns, the rest in a note
 
 
 def colors(clusters: pd.DataFrame) -> dict[int, str]:
@@ -110,13 +110,13 @@ def parse_mix(value: Any) -> dict[str, int]:
 
 def example_table(records: list[Mapping[str, Any]], columns: list[str]) -> dict[str, Any]:
     """Example records as a table: `columns` first (those the records have)."""
-    present = [c for c in columns if any(c in r for r in records)]
-    shown = present[:SITE_CSS_COLUMNS]
+    present = [c for c in dict.fromkeys(columns) if any(c in r for r in records)]
+    shown = present[:EXAMPLE_COLUMNS]
     return {
         "columns": shown,
         "rows": [[number(r.get(c)) if not isinstance(r.get(c), str) else r.get(c)
                   for c in shown] for r in records],
-        "hidden": present[SITE_CSS_COLUMNS:],
+        "hidden": present[EXAMPLE_COLUMNS:],
     }
 
 

@@ -171,7 +171,8 @@ def _card(run: RunTables, art: Artifact, sample: RecordSample, key: tuple[str, s
     total = max(int(run.summary["records"]), 1)
     group = sample.groups[key]
     stats: list[tuple[str, str]] = []
-    example_cols = [*_hover_fields(sample, [m.raw])[:-2], *sample.features, "ts_novelty"]
+    context = [c for c in _hover_fields(sample, [m.raw]) if c not in sample.features][:-2]
+    example_cols = [*context, "ts_novelty", *sample.features]
     mix = cards.mix_rows(group.labels) if group.labels else []
     if kind == NEW_TYPE:
         row = run.new_types.set_index("new_type").loc[name]
