@@ -222,6 +222,9 @@ def _as_text(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         return values
     try:
+        if pa.types.is_timestamp(values.type):  # to the second: what a reader compares
+            seconds = pc.cast(values, pa.timestamp("s", values.type.tz), safe=False)
+            return pc.strftime(seconds, format="%Y-%m-%d %H:%M:%S")
         return pc.cast(values, pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return pa.array([None if v is None else str(v) for v in values.to_pylist()],

@@ -116,22 +116,27 @@ def allocate(available: dict[str, int], budget: int = MAX_POINTS,
 def map_trace(name: str, color: str, verdict: str, coords: np.ndarray,
               fields: list[str], values: pd.DataFrame, symbol: str = "circle",
               size: int = 5, highlight: bool = False) -> dict[str, Any]:
-    """One group's points, compact: coordinates rounded, hover values dictionary-encoded
-    per field (the page expands them into Plotly's customdata)."""
-    cols, dicts = [], []
+    """One group's points, compact: coordinates rounded, hover values per field either
+    plain (`cols` None) or dictionary-encoded (the page expands them into customdata)."""
+    cols: list[list[int] | None] = []
+    dicts: list[list[str]] = []
     for f in fields:
         shown = [text(v) for v in values[f].tolist()] if f in values else [""] * len(values)
         uniq, codes = np.unique(np.asarray(shown, dtype=object).astype(str),
                                 return_inverse=True)
-        dicts.append([str(u) for u in uniq])
-        cols.append(codes.astype(int).tolist())
+        if 2 * len(uniq) > len(shown):  # mostly distinct (ids, measurements): plain values
+            dicts.append(shown)
+            cols.append(None)
+        else:
+            dicts.append([str(u) for u in uniq])
+            cols.append(codes.astype(int).tolist())
     trace: dict[str, Any] = {
         "name": text(name), "color": color, "verdict_color": VERDICT_COLORS.get(verdict, color),
         "symbol": symbol, "size": size, "highlight": highlight, "n": int(len(coords)),
         "cols": cols, "dicts": dicts,
     }
     for axis, j in zip("xyz", range(coords.shape[1] if len(coords) else 0), strict=False):
-        trace[axis] = np.round(coords[:, j], 4).tolist()
+        trace[axis] = np.round(coords[:, j], 3).tolist()  # 1/1000 of the unit: < 1 pixel
     if len(coords) == 0:
         trace["x"], trace["y"] = [], []
     return trace

@@ -13,7 +13,9 @@
       var n = t.n, custom = new Array(n);
       for (var i = 0; i < n; i++) {
         var row = new Array(fields.length);
-        for (var k = 0; k < fields.length; k++) { row[k] = t.dicts[k][t.cols[k][i]]; }
+        for (var k = 0; k < fields.length; k++) {
+          row[k] = t.cols[k] === null ? t.dicts[k][i] : t.dicts[k][t.cols[k][i]];
+        }
         custom[i] = row;
       }
       var hover = "<b>" + t.name.replace(/%/g, "&#37;") + "</b><br>" + fields.map(function (f, k) {
