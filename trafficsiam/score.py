@@ -56,8 +56,8 @@ from trafficsiam.config import ScoreConfig
 from trafficsiam.errors import InputError, OutputError
 from trafficsiam.model import embed
 from trafficsiam.newtypes import NewTypes, Sample, discover, row_keys
-from trafficsiam.report import run_report
 from trafficsiam.normalise import TransformCounts
+from trafficsiam.report import run_report
 from trafficsiam.report.collect import RecordSample
 from trafficsiam.state import InputFile, StateStore, describe
 from trafficsiam.validate import show

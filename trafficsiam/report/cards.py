@@ -7,7 +7,7 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ def effect(value: float | None) -> str:
     return "" if value is None or math.isnan(float(value)) else f"{float(value):+.2f}"
 
 
-def feature_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+def feature_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """A card's distinguishing features: name, effect size, typical value here and in good."""
     out = []
     for r in rows:
@@ -108,7 +108,7 @@ def parse_mix(value: Any) -> dict[str, int]:
     return {}
 
 
-def example_table(records: list[Mapping[str, Any]], columns: list[str]) -> dict[str, Any]:
+def example_table(records: Sequence[Mapping[str, Any]], columns: list[str]) -> dict[str, Any]:
     """Example records as a table: `columns` first (those the records have)."""
     present = [c for c in dict.fromkeys(columns) if any(c in r for r in records)]
     shown = present[:EXAMPLE_COLUMNS]

@@ -177,7 +177,8 @@ def _card(run: RunTables, art: Artifact, sample: RecordSample, key: tuple[str, s
     if kind == NEW_TYPE:
         row = run.new_types.set_index("new_type").loc[name]
         records = int(row["records"])
-        s = next((t for t in run.summary.get("new_types", []) if t["new_type"] == name), {})
+        s: dict[str, Any] = next(
+            (t for t in run.summary.get("new_types", []) if t["new_type"] == name), {})
         stats += [("records", cards.number(records)), ("share", cards.percent(records / total)),
                   ("nearest known cluster", str(row["nearest_known"])),
                   ("median novelty", cards.number(float(row["median_novelty"]))),
