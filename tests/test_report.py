@@ -334,3 +334,41 @@ def test_report_model_folder_writes_beside_it_and_leaves_it_loadable(fitted, tmp
 def test_unknown_folder_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="neither a model folder"):
         report(tmp_path)
+
+
+def test_numbers_read_as_a_person_writes_them():
+    from trafficsiam.report.cards import number, percent
+
+    assert [number(13810.4), number(0.001234567), number(3.0), number(12)] == [
+        "13,810", "0.001235", "3", "12"]
+    assert percent(0.1234) == "12.3%" and number(float("nan")) == ""
+
+
+def test_a_three_dimensional_embedding_is_mapped_as_itself():
+    rng = np.random.default_rng(1)
+    ref = rng.random((50, 3))
+    p = figures.Projection.fit(ref)
+    trace = figures.map_trace("c", "#000", "good", p(ref), ["f"], pd.DataFrame({"f": [1] * 50}))
+    figure = figures.map_figure([trace], p, ["f"])
+    assert figure["dims"] == 3 and figure["axes"] == ["e0", "e1", "e2"]
+    assert len(trace["z"]) == 50 and figure["points"] == 50
+
+
+@pytest.mark.parametrize("command", ["fit", "score"])
+def test_no_report_flag_reaches_the_library(command, monkeypatch, tmp_path):
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        raise InputError("stop here")
+
+    monkeypatch.setattr(api, command, fake)
+    if command == "score":
+        monkeypatch.setattr(api, "load", lambda path: type("A", (), {
+            "config": type("C", (), {"score": ScoreConfig()})()})())
+        args = ["score", str(tmp_path), "x.parquet", "--out", str(tmp_path / "o")]
+    else:
+        args = ["fit", "x.parquet", "--out", str(tmp_path / "m")]
+    for flag, want in (([], True), (["--no-report"], False)):
+        res = CliRunner().invoke(main, [*args, *flag])
+        assert res.exit_code == 2 and seen["report"] is want, res.output

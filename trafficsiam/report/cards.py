@@ -51,8 +51,8 @@ def number(value: Any) -> str:
         v = float(value)
         if math.isnan(v):
             return ""
-        if v.is_integer() and abs(v) < 1e15:
-            return f"{int(v):,}"
+        if (v.is_integer() or abs(v) >= 1000) and abs(v) < 1e15:
+            return f"{v:,.0f}"
         return f"{v:.4g}"
     return str(value)
 
