@@ -134,7 +134,7 @@ def test_sample_memory_is_bounded_and_counts_are_exact():
     assert sample.groups[(collect.NEW_TYPE, "new-2")].records == int((new_type == "new-2").sum())
     frame = sample.frame(collect.CLUSTER, "2")
     assert len(frame) == 25 and set(frame["ts_verdict"]) <= {"good", "known_error"}
-    assert (frame["_file"] == 3).all() and frame["_row"].is_unique
+    assert (frame[collect.FILE] == 3).all() and frame[collect.ROW].is_unique
     labels = sample.groups[(collect.OUTLIER, collect.OUTLIER)].labels
     assert sum(labels.values()) == int((verdict == 3).sum()) and collect.MISSING_LABEL in labels
 

@@ -39,6 +39,8 @@ MAX_CONTEXT = 4
 # The verdict codes of `trafficsiam.score.VERDICTS` (checked by a test).
 V_GOOD, V_KNOWN, V_NEW, V_OUTLIER = range(4)
 TS_KEPT = ("ts_cluster", "ts_strength", "ts_novelty", "ts_verdict", "ts_new_type")
+# Where a kept row came from (input index, row number), beside the kept columns.
+FILE, ROW = "ts_sample_file", "ts_sample_row"
 MISSING_LABEL = "(missing)"
 
 
@@ -163,15 +165,15 @@ class RecordSample:
     # --- reading -----------------------------------------------------------------------
 
     def frame(self, kind: str, name: str) -> pd.DataFrame:
-        """The kept rows of a group in key order, with `_file` and `_row` (input index and
+        """The kept rows of a group in key order, with `FILE` and `ROW` (input index and
         row number); empty when the group has none."""
         group = self.groups.get((kind, name))
         if group is None or not group.tables:
-            return pd.DataFrame(columns=[*self.features, *TS_KEPT, "_file", "_row"])
+            return pd.DataFrame(columns=[*self.features, *TS_KEPT, FILE, ROW])
         self._compact(group)
         frame = group.tables[0].to_pandas()
-        frame["_file"] = group.file
-        frame["_row"] = group.row
+        frame[FILE] = group.file
+        frame[ROW] = group.row
         return frame
 
     # --- internals ---------------------------------------------------------------------
@@ -183,7 +185,7 @@ class RecordSample:
 
     def _columns(self, table: pa.Table) -> list[str]:
         names = table.column_names
-        taken = set(self.features) | set(TS_KEPT) | {"ts_scenario"}
+        taken = set(self.features) | set(TS_KEPT) | {"ts_scenario", FILE, ROW}
         context = [c for c in self.preferred_context if c in names]
         context += [c for c in names if c not in taken and c not in context]
         return [*context[:MAX_CONTEXT], *[c for c in self.features if c in names],

@@ -101,6 +101,9 @@ def model_page(manifest: dict[str, Any], clusters: pd.DataFrame, history: pd.Dat
                  if features is not None else [])
         ex = examples[examples["cluster"] == c] if examples is not None and len(examples) \
             else pd.DataFrame()
+        for col in manifest["schema"]["numeric"]:  # read back as text: shown as numbers
+            if col in ex:
+                ex = ex.assign(**{col: pd.to_numeric(ex[col], errors="coerce")})
         records = [{k: v for k, v in r.items() if k not in ("cluster", "name")}
                    for r in ex.to_dict(orient="records")]
         ex_cols = [label_column, "row", *[k for k in (records[0] if records else {})

@@ -59,8 +59,7 @@ def _members(art: Artifact, sample: RecordSample, kind: str, name: str, display:
         x, _ = art.normaliser.transform(feats)
     else:
         x = np.zeros((0, art.normaliser.n_features), np.float32)
-    member = Members(kind, display, cluster, frame, x)
-    return member
+    return Members(kind, display, cluster, frame, x)
 
 
 def run_tables(art: Artifact, sample: RecordSample, summary: dict[str, Any],
@@ -120,7 +119,8 @@ def _group_order(key: tuple[str, str]) -> tuple[int, Any]:
 
 def _hover_fields(sample: RecordSample, frames: list[pd.DataFrame]) -> list[str]:
     context = [c for c in (frames[0].columns if frames else [])
-               if c not in sample.features and c not in collect.TS_KEPT and not c.startswith("_")]
+               if c not in sample.features and c not in collect.TS_KEPT
+               and c not in (collect.FILE, collect.ROW)]
     numeric = [c for c in sample.features if c in sample.numeric][:HOVER_FEATURES]
     categorical = [c for c in sample.features if c not in sample.numeric][:HOVER_FEATURES]
     return [*context, *categorical, *numeric, "ts_novelty", "ts_strength"]
@@ -160,7 +160,7 @@ def _map(art: Artifact, run: RunTables, sample: RecordSample, color_of: dict[int
 
 
 def _record_dicts(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if not str(k).startswith("_")}
+    return [{k: v for k, v in r.items() if k not in (collect.FILE, collect.ROW)}
             for r in frame.to_dict(orient="records")]
 
 
