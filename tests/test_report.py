@@ -298,9 +298,13 @@ def test_second_run_shows_what_changed_and_the_trend(model, run, tmp_path):
 
 def test_no_report_skips_the_page_only(model, tmp_path):
     synth.generate(rows=400, seed=2).to_parquet(tmp_path / "a.parquet", index=False)
-    score(model, tmp_path / "a.parquet", tmp_path / "out", config=CFG, quiet=True,
+    synth.generate(rows=400, seed=3).to_parquet(tmp_path / "b.parquet", index=False)
+    score(model, tmp_path / "a.parquet", tmp_path / "out", config=CFG, quiet=True)
+    assert (tmp_path / "out" / "report.html").is_file()
+    score(model, tmp_path / "b.parquet", tmp_path / "out", config=CFG, quiet=True,
           report=False)
     names = {p.name for p in (tmp_path / "out").iterdir()}
+    # No page of the earlier run left beside this run's tables.
     assert "report.html" not in names and "features_by_cluster.csv" in names
 
 
@@ -329,6 +333,21 @@ def test_report_model_folder_writes_beside_it_and_leaves_it_loadable(fitted, tmp
     api.load(folder)
     text = path.read_text()
     assert 'id="curves"' in text and "validation loss" in text
+
+
+def test_a_model_fitted_before_reports_still_gets_a_page(fitted, tmp_path):
+    import shutil
+
+    folder = tmp_path / "old"
+    shutil.copytree(fitted[0].path, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name in ("report.html", "features_by_cluster.csv", "examples.csv"):
+        (folder / name).unlink()
+        del manifest["files"][name]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    page = Page(report(folder, tmp_path / "old.html").read_text())
+    assert len(page.cards) == len(fitted[0].clusters) and page.features == []
+    assert "fitted before feature profiles were stored" in (tmp_path / "old.html").read_text()
 
 
 def test_unknown_folder_is_a_clear_error(tmp_path):

@@ -284,12 +284,12 @@ def score(
                        scheduler=scheduler, rescore=rescore, wait=wait, quiet=quiet,
                        report=not no_report)
     if not quiet:
-        click.echo(_score_summary(result))
+        click.echo(_score_summary(result, report=not no_report))
     if result.found_new_types and alert_exit_code is not None:
         click.get_current_context().exit(alert_exit_code)
 
 
-def _score_summary(result: Any) -> str:
+def _score_summary(result: Any, report: bool = True) -> str:
     if result.run_id is None:
         return f"nothing new to score: {len(result.skipped)} input(s) already scored unchanged"
     s = result.summary
@@ -310,7 +310,7 @@ def _score_summary(result: Any) -> str:
         lines.append("no new error types")
     lines.append(f"outputs in {result.out}: {len(result.outputs)} scored file(s), "
                  "summary.json, clusters.csv, new_types.csv, features_by_cluster.csv")
-    if (result.out / "report.html").is_file():
+    if report and result.run_id is not None:
         lines.append(f"report: {result.out / 'report.html'}")
     return "\n".join(lines)
 

@@ -533,6 +533,8 @@ def score(
                                            store.summaries())
                 _atomic_write(out / run_report.REPORT_HTML,
                               lambda p: Path(p).write_text(page, encoding="utf-8"), run_id)
+            else:  # an earlier run's page would sit beside this run's tables
+                (out / run_report.REPORT_HTML).unlink(missing_ok=True)
             store.finish_run(
                 run_id, {j.source: (out / j.output, rows[j.index]) for j in jobs}, summary
             )
