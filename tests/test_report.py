@@ -361,6 +361,10 @@ def test_numbers_read_as_a_person_writes_them():
     assert [number(13810.4), number(0.001234567), number(3.0), number(12)] == [
         "13,810", "0.001235", "3", "12"]
     assert percent(0.1234) == "12.3%" and number(float("nan")) == ""
+    from trafficsiam.report.cards import cell
+
+    assert cell("2026-11-01 06:11:01.781863111+00:00") == "2026-11-01 06:11:01+00:00"
+    assert cell(None) == "" and cell("f0001") == "f0001"
 
 
 def test_a_three_dimensional_embedding_is_mapped_as_itself():

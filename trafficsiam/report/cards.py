@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,14 +110,25 @@ def parse_mix(value: Any) -> dict[str, int]:
     return {}
 
 
+_SUBSECOND = re.compile(r"^(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)\.\d+")
+
+
+def cell(value: Any) -> str:
+    """A value of an example record as text: numbers formatted, timestamps to the second."""
+    if isinstance(value, datetime):  # as summary.json writes it, so both pages agree
+        value = str(value)
+    if isinstance(value, str):
+        return _SUBSECOND.sub(r"\1", value)
+    return number(value)
+
+
 def example_table(records: Sequence[Mapping[str, Any]], columns: list[str]) -> dict[str, Any]:
-    """Example records as a table: `columns` first (those the records have)."""
+    """Example records as a table: `columns` in order (those the records have)."""
     present = [c for c in dict.fromkeys(columns) if any(c in r for r in records)]
     shown = present[:EXAMPLE_COLUMNS]
     return {
         "columns": shown,
-        "rows": [[number(r.get(c)) if not isinstance(r.get(c), str) else r.get(c)
-                  for c in shown] for r in records],
+        "rows": [[cell(r.get(c)) for c in shown] for r in records],
         "hidden": present[EXAMPLE_COLUMNS:],
     }
 
