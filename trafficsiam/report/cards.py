@@ -1,5 +1,5 @@
-"""What the model and the scoring pages share: cluster colours, the map's groups, cards,
-example tables and number formats."""
+"""What the model and the scoring pages share: cluster colours, card parts, number and
+value formats, and writing a whole page."""
 
 from __future__ import annotations
 
