@@ -171,3 +171,43 @@ def test_allow_single_cluster(seed: int) -> None:
     clusterer = _fit(x, min_cluster_size=50, min_samples=5, allow_single_cluster=True)
     assert clusterer.labels_.max() == 0
     _compare(clusterer, np.vstack([x, _queries(x, seed)]))
+
+
+def _distances_full_k(scorer, emb, x):  # type: ignore[no-untyped-def]
+    """KnownScorer.distances as one query of all k neighbours (the definition)."""
+    from trafficsiam.assign import NOISE
+
+    a = scorer.assigner
+    dist, idx = a.neighbours(emb)
+    label, strength = a.predict_from_neighbours(dist, idx)
+    mr = a.mutual_reachability(dist, idx)
+    ref = scorer.reference_clusters[idx]
+    mr_c = np.where(ref >= 0, mr, np.inf)
+    near = mr_c.argmin(axis=1)
+    rows = np.arange(len(emb))
+    fallback = np.where(np.isfinite(mr_c[rows, near]), ref[rows, near], NOISE)
+    home = np.where(label >= 0, label, fallback)
+    return label, strength, home, mr.min(axis=1), scorer.input_distance(x, home)
+
+
+@pytest.mark.parametrize("seed,min_samples", [(0, 5), (1, 3), (2, 1), (3, 12)])
+def test_short_query_gives_the_full_query_result(seed: int, min_samples: int) -> None:
+    """Scoring asks for k_short neighbours and re-queries only the undecided rows and the
+    noise rows: every output must equal one query of all k (duplicates and far points
+    included)."""
+    from trafficsiam.calibrate import KnownScorer, build_prototypes
+
+    x = _blobs(4, 3000, seed, 200)
+    x = np.vstack([x, x[:100]])  # exact duplicates in the reference
+    clusterer = _fit(x, min_cluster_size=40, min_samples=min_samples)
+    assigner = Assigner.from_clusterer(clusterer)
+    protos, owner = build_prototypes(x.astype(np.float32), clusterer.labels_, 16)
+    scorer = KnownScorer(assigner, clusterer.labels_, protos, owner)
+    q = _queries(x, seed)
+    got = scorer.distances(q, q.astype(np.float32))
+    want = _distances_full_k(scorer, q, q.astype(np.float32))
+    decided = assigner.decided(*assigner.neighbours(q, assigner.k_short))
+    assert 0.5 < decided.mean() < 1.0 or min_samples == 1  # both branches exercised
+    for name, g, w in zip(["label", "strength", "home", "d_emb", "d_in"], got, want,
+                          strict=True):
+        np.testing.assert_array_equal(g, w, err_msg=name)

@@ -177,22 +177,32 @@ class KnownScorer:
         if m == 0:
             empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
             return empty_i, empty_f, empty_i, empty_f, empty_f
-        dist, idx = self.assigner.neighbours(emb)
-        label, strength = self.assigner.predict_from_neighbours(dist, idx)
-        mr = self.assigner.mutual_reachability(dist, idx)
-        d_emb = mr.min(axis=1)
-
-        ref_cluster = self.reference_clusters[idx]
-        mr_clustered = np.where(ref_cluster >= 0, mr, np.inf)
-        nearest = mr_clustered.argmin(axis=1)
-        rows = np.arange(m)
-        fallback = np.where(
-            np.isfinite(mr_clustered[rows, nearest]), ref_cluster[rows, nearest], NOISE
-        )
-        home = np.where(label >= 0, label, fallback)
-
-        d_in = self.input_distance(x, home)
-        return label, strength, home, d_emb, d_in
+        # Most records are decided by their nearest `k_short` neighbours (Assigner.decided);
+        # the others, and those HDBSCAN calls noise (their home looks at all k neighbours),
+        # are queried again with k. The results are those of one query with k.
+        assigner = self.assigner
+        dist, idx = assigner.neighbours(emb, assigner.k_short)
+        label, strength = assigner.predict_from_neighbours(dist, idx)
+        d_emb = assigner.mutual_reachability(dist, idx).min(axis=1)
+        home = label.copy()
+        again = np.flatnonzero(~assigner.decided(dist, idx) | (label < 0))
+        if len(again):
+            if dist.shape[1] < assigner.k:
+                dist, idx = assigner.neighbours(emb[again])
+            else:
+                dist, idx = dist[again], idx[again]
+            label[again], strength[again] = assigner.predict_from_neighbours(dist, idx)
+            mr = assigner.mutual_reachability(dist, idx)
+            d_emb[again] = mr.min(axis=1)
+            ref_cluster = self.reference_clusters[idx]
+            mr_clustered = np.where(ref_cluster >= 0, mr, np.inf)
+            nearest = mr_clustered.argmin(axis=1)
+            rows = np.arange(len(again))
+            fallback = np.where(
+                np.isfinite(mr_clustered[rows, nearest]), ref_cluster[rows, nearest], NOISE
+            )
+            home[again] = np.where(label[again] >= 0, label[again], fallback)
+        return label, strength, home, d_emb, self.input_distance(x, home)
 
     def assess(self, emb: np.ndarray, x: np.ndarray, batch_size: int = 16384) -> Assessment:
         if self.thresholds is None:

@@ -48,7 +48,8 @@ class SiameseMLP(nn.Module):
 
 @torch.no_grad()
 def embed(model: SiameseMLP, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
-    """Embeddings of the rows of `x` (float32 [rows, N]) in evaluation mode."""
+    """Embeddings of the rows of `x` (float32 [rows, N]) in evaluation mode. The float32
+    result can change in the last bit with `batch_size`; fix it for reproducible runs."""
     model.eval()
     device = next(model.parameters()).device
     out = np.empty((x.shape[0], model.embedding_dim), dtype=np.float32)
