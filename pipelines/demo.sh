@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo pipeline: sample data -> fit -> score a new batch. Run through `make demo`
+# The demo pipeline: sample data -> fit -> score a new batch -> reports. Run through `make demo`
 # (which installs first). DEMO_DIR (default: demo/) holds everything it writes.
 set -euo pipefail
 OUT="${DEMO_DIR:-demo}"
@@ -27,5 +27,9 @@ echo "outputs:"
 echo "  training data   $OUT/train.parquet"
 echo "  new batch       $OUT/landing/batch-2026-11-02.parquet (with new error types)"
 echo "  model           $OUT/model/ (manifest.json, weights.safetensors, clusters.csv)"
+echo "  model report    $OUT/model/report.html"
 echo "  scored records  $OUT/scored/batch-2026-11-02.parquet (input columns + ts_*)"
-echo "  run reports     $OUT/scored/summary.json, clusters.csv, new_types.csv"
+echo "  run tables      $OUT/scored/summary.json, clusters.csv, new_types.csv, features_by_cluster.csv"
+echo
+echo "Open the scoring report (good traffic, both known error types, the new error type candidates):"
+echo "$(cd "$OUT/scored" && pwd)/report.html"

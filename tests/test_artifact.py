@@ -22,6 +22,7 @@ def test_folder_holds_exactly_the_documented_files(fitted):
     assert sorted(p.name for p in result.path.iterdir()) == sorted([
         "manifest.json", "weights.safetensors", "reference.parquet", "holdout.parquet",
         "inputs.safetensors", "assign.safetensors", "clusters.csv", "history.csv",
+        "features_by_cluster.csv", "examples.csv", "report.html",
     ])
 
 
@@ -46,7 +47,8 @@ def test_manifest_is_readable_and_complete(fitted):
     assert len(m["data"]["fingerprint"]) == 64
     assert set(m["files"]) == {"weights.safetensors", "reference.parquet", "holdout.parquet",
                                "inputs.safetensors", "assign.safetensors",
-                               "clusters.csv", "history.csv"}
+                               "clusters.csv", "history.csv", "features_by_cluster.csv",
+                               "examples.csv", "report.html"}
     assert m["model_id"] == m["files"]["weights.safetensors"][:12]
 
 

@@ -92,6 +92,14 @@ def test_dask_output_equals_local_record_for_record(runs):
     assert dask.summary["engine"] == "dask"
 
 
+def test_dask_report_tables_equal_local(runs):
+    """The report's samples are the same rows whatever the engine, so its tables agree."""
+    local, dask = runs
+    for name in ("clusters.csv", "new_types.csv", "features_by_cluster.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(dask.out / name),
+                                      pd.read_csv(local.out / name), check_exact=True)
+
+
 def test_model_is_loaded_once_per_worker(runs, cluster):
     with distributed.Client(cluster) as client:
         loads = client.run(dask_engine.loads)

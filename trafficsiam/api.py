@@ -26,6 +26,7 @@ from trafficsiam.calibrate import KnownScorer, build_prototypes
 from trafficsiam.config import Config, config_to_dict
 from trafficsiam.model import embed
 from trafficsiam.normalise import Normaliser
+from trafficsiam.report import model_report
 from trafficsiam.score import ScoreResult, score
 
 __all__ = ["FitResult", "ScoreResult", "fingerprint", "fit", "load", "score"]
@@ -76,8 +77,10 @@ def fit(
     force: bool = False,
     quiet: bool = False,
     frames: int = 0,
+    report: bool = True,
 ) -> FitResult:
-    """Fit a model on labelled traffic records and save it to the folder `out`.
+    """Fit a model on labelled traffic records and save it to the folder `out`, with its
+    report (report.html; `report=False` leaves it out, the report's tables stay).
 
     `frames` > 0 records the embedding of that many records (a stratified sample) at
     every epoch, returned in `FitResult.frames` (for animations; the model is the same).
@@ -208,11 +211,20 @@ def fit(
         },
         "timings": clock.timings,
     }
+    profile, examples = model_report.fit_tables(
+        normaliser, features.iloc[ref_rows], x[ref_rows], reference, clustered.table,
+        data_cfg.good_label, data_cfg.label_column,
+    )
+
+    def write_report(folder: Path, full: dict[str, Any]) -> list[str]:
+        return model_report.write_fit_files(folder, full, clustered.table, history,
+                                            reference, profile, examples, html=report)
+
     written = artifact.save(
         Path(out), manifest, trained.model, reference, holdout,
         {"prototypes": prototypes, "prototype_cluster": prototype_cluster,
          "holdout": x[trained.val_idx]}, assigner, clustered.table, history,
-        force=force,
+        force=force, extras=write_report,
     )
     clock.lap("save")
     recorded = None

@@ -15,6 +15,9 @@
                           held-out records' normalised inputs (`holdout`, recalibration)
     clusters.csv          one row per cluster (and one for noise)
     history.csv           loss per epoch
+    features_by_cluster.csv, examples.csv, report.html
+                          the model's report (`trafficsiam.report.model_report`): written by
+                          `save`'s `extras` before the manifest, so listed and hashed too
 
 Writing goes to a hidden temporary folder beside the target, renamed into place at
 the end: an interrupted fit never leaves a half-written model. Loading checks the
@@ -144,8 +147,12 @@ def save(
     clusters: pd.DataFrame,
     history: pd.DataFrame,
     force: bool = False,
+    extras: Callable[[Path, dict[str, Any]], list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Write the artifact folder; returns the full manifest as written."""
+    """Write the artifact folder; returns the full manifest as written. `extras(folder,
+    manifest)` writes further files (the report) once the model's own files are hashed
+    and the manifest is complete but for them, and returns their names, which the
+    manifest then lists and hashes like every other file."""
     written: dict[str, Any] = {}
 
     def write(folder: Path) -> None:
@@ -169,6 +176,8 @@ def save(
         full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
                 "assign": spec, "files": files}
         full["model_id"] = files[WEIGHTS][:12]
+        for name in (extras(folder, full) if extras is not None else []):
+            files[name] = sha256_file(_safe_member(folder, name))
         (folder / MANIFEST).write_text(json.dumps(full, indent=2, default=json_default) + "\n")
         written.update(full)
 

@@ -130,6 +130,7 @@ def synth(out: Path, rows: int, seed: int, novel: bool, quiet: bool) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any config key, e.g. --set cluster.min_cluster_size=50.")
 @click.option("--force", is_flag=True, help="Replace the --out folder if it exists.")
+@click.option("--no-report", is_flag=True, help="Do not write report.html into the model folder.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary; errors only.")
 @_handle_errors
 def fit(
@@ -145,15 +146,19 @@ def fit(
     seed: int | None,
     overrides: tuple[str, ...],
     force: bool,
+    no_report: bool,
     quiet: bool,
 ) -> None:
-    """Fit a model on labelled records in INPUTS (parquet file, folder, glob or CSV)."""
+    """Fit a model on labelled records in INPUTS (parquet file, folder, glob or CSV).
+
+    The model folder also holds its report: report.html (unless --no-report),
+    features_by_cluster.csv and examples.csv."""
     from trafficsiam import api
 
     _setup_logging(quiet)
     cfg = _fit_config(config_path, label_column, good_label, ignore, loss, epochs,
                       embedding_dim, seed, overrides)
-    result = api.fit(list(inputs), out, cfg, force=force, quiet=quiet)
+    result = api.fit(list(inputs), out, cfg, force=force, quiet=quiet, report=not no_report)
     if not quiet:
         click.echo(_fit_summary(result))
 
@@ -216,6 +221,8 @@ def _fit_summary(result: Any) -> str:
         parts = ", ".join(f"{k} {v}" for k, v in cleaning["missing_imputed"].items())
         lines.append(f"missing values imputed: {parts}")
     lines.append(f"model {m['model_id']} saved to {result.path}")
+    if "report.html" in m["files"]:
+        lines.append(f"report: {result.path / 'report.html'}")
     return "\n".join(lines)
 
 
@@ -253,6 +260,7 @@ def _alert_code(ctx: click.Context, param: click.Parameter, value: int | None) -
               help="Score every input again, even those already scored unchanged.")
 @click.option("--wait", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="Wait up to this long for another run on the same state to finish.")
+@click.option("--no-report", is_flag=True, help="Do not write OUT/report.html.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
 @_handle_errors
 def score(
@@ -267,6 +275,7 @@ def score(
     overrides: tuple[str, ...],
     rescore: bool,
     wait: float,
+    no_report: bool,
     quiet: bool,
 ) -> None:
     """Score new records in INPUTS (parquet files, folders, globs, CSV) with MODEL.
@@ -274,7 +283,8 @@ def score(
     Inputs already scored with the same content (per the state) are skipped. Each
     input gets OUT/<its path below the given folder>.parquet with all its columns and
     ts_cluster, ts_scenario, ts_strength, ts_novelty, ts_verdict and ts_new_type; the
-    run writes OUT/summary.json, clusters.csv and new_types.csv.
+    run writes OUT/summary.json, clusters.csv, new_types.csv, features_by_cluster.csv
+    and report.html (unless --no-report).
     """
     from trafficsiam import api
     from trafficsiam.config import parse_override, score_config
@@ -286,14 +296,15 @@ def score(
     cfg = score_config(art.config.score, config_path,
                        [parse_override(text) for text in overrides])
     result = api.score(art, list(inputs), out, config=cfg, state=state, engine=engine,
-                       scheduler=scheduler, rescore=rescore, wait=wait, quiet=quiet)
+                       scheduler=scheduler, rescore=rescore, wait=wait, quiet=quiet,
+                       report=not no_report)
     if not quiet:
-        click.echo(_score_summary(result))
+        click.echo(_score_summary(result, report=not no_report))
     if result.found_new_types and alert_exit_code is not None:
         click.get_current_context().exit(alert_exit_code)
 
 
-def _score_summary(result: Any) -> str:
+def _score_summary(result: Any, report: bool = True) -> str:
     if result.run_id is None:
         return f"nothing new to score: {len(result.skipped)} input(s) already scored unchanged"
     s = result.summary
@@ -313,7 +324,9 @@ def _score_summary(result: Any) -> str:
     else:
         lines.append("no new error types")
     lines.append(f"outputs in {result.out}: {len(result.outputs)} scored file(s), "
-                 "summary.json, clusters.csv, new_types.csv")
+                 "summary.json, clusters.csv, new_types.csv, features_by_cluster.csv")
+    if report and result.run_id is not None:
+        lines.append(f"report: {result.out / 'report.html'}")
     return "\n".join(lines)
 
 
@@ -417,6 +430,29 @@ def _compare_summary(result: Any) -> str:
         lines.append(f"  {row['method']:<{width}}  " + "  ".join(cells))
     lines.append(f"outputs in {result.out}: comparison.csv, runs.csv, comparison.html")
     return "\n".join(lines)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML file to write [a model: FOLDER.report.html beside it; "
+                   "a scoring run: FOLDER/report.html].")
+@click.option("--model", type=click.Path(file_okay=False, path_type=Path),
+              help="Scoring run: the model folder, if not where summary.json says.")
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
+              help="Scoring run: the state store for the trend [FOLDER/trafficsiam-state.db].")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@_handle_errors
+def report(folder: Path, out: Path | None, model: Path | None, state: Path | None,
+           quiet: bool) -> None:
+    """Write the HTML report of FOLDER: a model folder (from fit) or a scoring output
+    folder (from score), told apart by their manifest.json or summary.json."""
+    from trafficsiam.report import report as write_report
+
+    _setup_logging(quiet)
+    path = write_report(folder, out, model=model, state=state)
+    if not quiet:
+        click.echo(f"report: {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

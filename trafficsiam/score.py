@@ -57,6 +57,8 @@ from trafficsiam.errors import InputError, OutputError, os_reason
 from trafficsiam.model import embed
 from trafficsiam.newtypes import NewTypes, Sample, discover, row_keys
 from trafficsiam.normalise import MISSING_TOKEN, TransformCounts
+from trafficsiam.report import run_report
+from trafficsiam.report.collect import RecordSample
 from trafficsiam.state import InputFile, StateStore, describe
 from trafficsiam.validate import show
 
@@ -278,6 +280,13 @@ class Tally:
     missing: dict[str, int] = field(default_factory=dict)
     clipped: dict[str, int] = field(default_factory=dict)
     other: dict[str, int] = field(default_factory=dict)
+    # What the report needs (per-group counts and row samples), filled in pass 2.
+    sample: RecordSample | None = None
+
+    def report_sample(self, scoring: Scoring) -> RecordSample:
+        if self.sample is None:
+            self.sample = RecordSample.for_model(scoring.art.manifest)
+        return self.sample
 
     def add_cleaning(self, counts: TransformCounts) -> None:
         for mine, theirs in ((self.missing, counts.missing), (self.clipped, counts.clipped),
@@ -312,6 +321,10 @@ class Tally:
         for mine, theirs in pairs:
             for k, v in theirs.items():
                 mine[k] = mine.get(k, 0) + v
+        if other.sample is not None:
+            if self.sample is None:
+                self.sample = RecordSample(**{**vars(other.sample), "groups": {}})
+            self.sample.merge(other.sample)
 
     def verdicts(self) -> dict[str, int]:
         out = dict.fromkeys(VERDICTS, 0)
@@ -507,8 +520,10 @@ def score(
     rescore: bool = False,
     wait: float = 0.0,
     quiet: bool = False,
+    report: bool = True,
 ) -> ScoreResult:
-    """Score the new or changed input files into `out`; see the module docstring."""
+    """Score the new or changed input files into `out`; see the module docstring.
+    `report=False`: no report.html (the CSV tables are written all the same)."""
     art = model if isinstance(model, Artifact) else artifact.load(model)
     cfg = config or art.config.score
     specs = [str(s) for s in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
@@ -565,9 +580,19 @@ def score(
                 scoring, jobs, rows, tally, new_types, examples, run_id, out, skipped,
                 time.perf_counter() - clock, engine,
             )
-            _csv(out / CLUSTERS_CSV, clusters, run_id)
-            _csv(out / NEW_TYPES_CSV, table, run_id)
+            run = run_report.run_tables(art, tally.report_sample(scoring), summary, clusters,
+                                        table)
+            _csv(out / CLUSTERS_CSV, run.clusters, run_id)
+            _csv(out / NEW_TYPES_CSV, run.new_types, run_id)
+            _csv(out / run_report.FEATURES_CSV, run.features, run_id)
             _json(out / SUMMARY, summary, run_id)
+            if report:
+                page = run_report.run_page(art, run, tally.report_sample(scoring),
+                                           store.summaries())
+                _atomic_write(out / run_report.REPORT_HTML,
+                              lambda p: Path(p).write_text(page, encoding="utf-8"), run_id)
+            else:  # an earlier run's page would sit beside this run's tables
+                (out / run_report.REPORT_HTML).unlink(missing_ok=True)
             store.finish_run(
                 run_id, {j.source: (out / j.output, rows[j.index]) for j in jobs}, summary
             )
@@ -750,6 +775,8 @@ def write_output(
             writer = pq.ParquetWriter(tmp, table.schema)
         writer.write_table(table)
         tally.add_batch(spool, verdict, new_type)
+        tally.report_sample(scoring).add(job.source.sha256, job.index, start, table, verdict,
+                                         new_type)
         for f, r in wanted:
             if start <= r < start + table.num_rows:
                 examples[(f, r)] = table.slice(r - start, 1).to_pylist()[0]

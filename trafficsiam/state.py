@@ -264,6 +264,22 @@ class StateStore:
                                 "ORDER BY started DESC, rowid DESC LIMIT ?", (limit,))
         return [dict(r) for r in rows]
 
+    def summaries(self, limit: int = 400) -> list[dict[str, Any]]:
+        """The latest `limit` finished ('ok') runs, oldest first, each with its summary
+        parsed (the report's trend and its comparison with the previous run)."""
+        rows = self._db.execute(
+            "SELECT run_id, started, finished, model_id, rows, summary FROM runs "
+            "WHERE status = 'ok' ORDER BY started DESC, rowid DESC LIMIT ?", (limit,))
+        out = []
+        for r in rows:
+            run = dict(r)
+            try:
+                run["summary"] = json.loads(run["summary"] or "{}")
+            except json.JSONDecodeError:
+                run["summary"] = {}
+            out.append(run)
+        return out[::-1]
+
     def processed(self) -> list[dict[str, Any]]:
         """Every recorded input with the run that scored it last, by path."""
         return [dict(r) for r in self._db.execute("SELECT * FROM inputs ORDER BY path")]

@@ -1,0 +1,157 @@
+"""What the model and the scoring pages share: cluster colours, card parts, number and
+value formats, and writing a whole page."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trafficsiam.errors import OutputError
+from trafficsiam.report import figures
+from trafficsiam.report.render import plotly_js, render
+
+EXAMPLE_COLUMNS = 20  # example tables show at most this many columns, the rest in a note
+
+
+def colors(clusters: pd.DataFrame) -> dict[int, str]:
+    """A colour per known cluster id: greens for good clusters, other hues for errors;
+    fixed by the model's cluster table, so both pages of a model agree."""
+    out: dict[int, str] = {-1: figures.VERDICT_COLORS["noise"]}
+    g = k = 0
+    for row in clusters.sort_values("cluster").itertuples():
+        c = int(row.cluster)
+        if c < 0:
+            continue
+        if bool(row.is_good):
+            out[c] = figures.PALETTE_GOOD[g % len(figures.PALETTE_GOOD)]
+            g += 1
+        else:
+            out[c] = figures.PALETTE_KNOWN[k % len(figures.PALETTE_KNOWN)]
+            k += 1
+    return out
+
+
+def number(value: Any) -> str:
+    """Integers with thousands separators, other numbers to 4 significant digits."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        if math.isnan(v):
+            return ""
+        if (v.is_integer() or abs(v) >= 1000) and abs(v) < 1e15:
+            return f"{v:,.0f}"
+        return f"{v:.4g}"
+    return str(value)
+
+
+def percent(share: float | None) -> str:
+    if share is None or (isinstance(share, float) and math.isnan(share)):
+        return ""
+    return f"{100 * float(share):.1f}%"
+
+
+def effect(value: float | None) -> str:
+    return "" if value is None or math.isnan(float(value)) else f"{float(value):+.2f}"
+
+
+def feature_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A card's distinguishing features: name, effect size, typical value here and in good."""
+    out = []
+    for r in rows:
+        if r["type"] == "numeric":
+            here, there = number(r.get("median")), number(r.get("good_median"))
+            what = "median"
+        else:
+            here, there = percent(r.get("share")), percent(r.get("good_share"))
+            what = "share"
+        out.append({"feature": str(r["feature"]), "effect": effect(r.get("effect")),
+                    "effect_value": r.get("effect"), "what": what, "here": here,
+                    "good": there})
+    return out
+
+
+def mix_rows(counts: Mapping[str, int], top: int = 6) -> list[dict[str, str]]:
+    """The largest label counts (and the rest as one row), with shares."""
+    total = sum(counts.values())
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    rows = [{"label": str(k), "count": number(v), "share": percent(v / total if total else 0)}
+            for k, v in ordered[:top]]
+    rest = sum(v for _, v in ordered[top:])
+    if rest:
+        rows.append({"label": f"{len(ordered) - top} other labels", "count": number(rest),
+                     "share": percent(rest / total)})
+    return rows
+
+
+def parse_mix(value: Any) -> dict[str, int]:
+    if isinstance(value, dict):
+        return {str(k): int(v) for k, v in value.items()}
+    if isinstance(value, str) and value.strip():
+        try:
+            loaded = json.loads(value)
+        except json.JSONDecodeError:
+            return {}
+        return {str(k): int(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+    return {}
+
+
+_SUBSECOND = re.compile(r"^(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)\.\d+")
+
+
+def cell(value: Any) -> str:
+    """A value of an example record as text: numbers formatted, timestamps to the second."""
+    if isinstance(value, datetime):  # as summary.json writes it, so both pages agree
+        value = str(value)
+    if isinstance(value, str):
+        return _SUBSECOND.sub(r"\1", value)
+    return number(value)
+
+
+def example_table(records: Sequence[Mapping[str, Any]], columns: list[str]) -> dict[str, Any]:
+    """Example records as a table: `columns` in order (those the records have)."""
+    present = [c for c in dict.fromkeys(columns) if any(c in r for r in records)]
+    shown = present[:EXAMPLE_COLUMNS]
+    return {
+        "columns": shown,
+        "rows": [[cell(r.get(c)) for c in shown] for r in records],
+        "hidden": present[EXAMPLE_COLUMNS:],
+    }
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary name beside it: a reader never sees a
+    half-written page."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write the report ({err.strerror or err})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def page(template: str, data: dict[str, Any], **context: Any) -> str:
+    """A whole page: plotly.js and the plots' JSON inline, nothing loaded from elsewhere."""
+    from trafficsiam import __version__
+
+    # A fresh nonce per page: the Content-Security-Policy runs only the page's own scripts.
+    return render(template, plotly_js=plotly_js(), data=data, nonce=secrets.token_urlsafe(18),
+                  version=__version__, **context)

@@ -1,0 +1,101 @@
+"""Feature profiles: what sets a group of records apart from good traffic.
+
+For every input of the model (each numeric feature, each missing-value indicator, each
+one-hot category) and every group, the effect size is the standardised mean difference
+between the group and good traffic on the model's normalised inputs (signed log1p,
+robust scaling, clipping; one-hot 0/1), with the pooled standard deviation floored at
+0.05 as `newtypes.describe_features` does, so a near-constant input does not explode.
+Typical values are medians in the data's own units (numeric features, missing values left
+out) or the share of records with the value (categories, missing indicators), on both
+sides. One long table, one row per (group, input): `features_by_cluster.csv`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from trafficsiam.normalise import Normaliser
+from trafficsiam.validate import numeric_matrix
+
+SD_FLOOR = 0.05
+COLUMNS = ["kind", "group", "cluster", "feature", "type", "effect", "rank", "median",
+           "good_median", "share", "good_share", "records", "good_records"]
+
+
+@dataclass
+class Members:
+    """Records of one group: raw feature columns and the model's normalised inputs."""
+
+    kind: str
+    group: str  # display name: cluster name, candidate name, "outlier"
+    cluster: int  # known cluster id; -1 for candidates and outliers
+    raw: pd.DataFrame
+    x: np.ndarray
+
+
+def _sig(value: float) -> float:
+    return float(f"{value:.6g}") if np.isfinite(value) else float("nan")
+
+
+def _medians(raw: pd.DataFrame, numeric: list[str]) -> np.ndarray:
+    if not numeric or len(raw) == 0:
+        return np.full(len(numeric), np.nan)
+    values = numeric_matrix(raw, tuple(numeric))
+    out = np.full(len(numeric), np.nan)
+    for j in range(len(numeric)):
+        col = values[:, j]
+        col = col[~np.isnan(col)]
+        if len(col):
+            out[j] = float(np.median(col))
+    return out
+
+
+def feature_profile(normaliser: Normaliser, groups: list[Members], good: Members
+                    ) -> pd.DataFrame:
+    """The long-form profile of `groups` against `good` (see the module docstring)."""
+    names = normaliser.feature_names
+    k = len(normaliser.numeric)
+    n_ind = len(normaliser.missing_indicator)
+    kinds = ["numeric"] * k + ["missing"] * n_ind + ["category"] * (len(names) - k - n_ind)
+    if len(good.x):
+        g_mean, g_var = good.x.mean(axis=0), good.x.var(axis=0)
+    else:
+        g_mean = g_var = np.full(len(names), np.nan)
+    g_median = _medians(good.raw, normaliser.numeric)
+    rows = []
+    for m in groups:
+        if len(m.x) == 0:
+            continue
+        m_mean, m_var = m.x.mean(axis=0), m.x.var(axis=0)
+        pooled = np.sqrt((m_var + g_var) / 2)
+        effect = (m_mean - g_mean) / np.maximum(pooled, SD_FLOOR)
+        rank = np.empty(len(names), np.int64)
+        rank[np.argsort(-np.abs(np.nan_to_num(effect)), kind="stable")] = np.arange(
+            1, len(names) + 1)
+        median = _medians(m.raw, normaliser.numeric)
+        for j, name in enumerate(names):
+            numeric = j < k
+            rows.append({
+                "kind": m.kind, "group": m.group, "cluster": m.cluster,
+                "feature": name, "type": kinds[j],
+                "effect": round(float(effect[j]), 3) if np.isfinite(effect[j]) else np.nan,
+                "rank": int(rank[j]),
+                "median": _sig(median[j]) if numeric else np.nan,
+                "good_median": _sig(g_median[j]) if numeric else np.nan,
+                "share": np.nan if numeric else round(float(m_mean[j]), 4),
+                "good_share": np.nan if numeric else round(float(g_mean[j]), 4),
+                "records": int(len(m.x)), "good_records": int(len(good.x)),
+            })
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def top_features(profile: pd.DataFrame, kind: str, group: str, top: int
+                 ) -> list[dict[str, object]]:
+    """The `top` rows of a group by |effect| (rank 1 first), as dicts for a card."""
+    rows = profile[(profile["kind"] == kind) & (profile["group"] == group)]
+    rows = rows[rows["rank"] <= top].sort_values("rank")
+    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+            for r in rows.to_dict(orient="records")]
