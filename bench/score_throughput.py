@@ -17,7 +17,8 @@ Per size, each run in a fresh subprocess (so the peak RSS, VmHWM, is that run's)
   `pq.ParquetWriter` and its default compression (as `score` does), fsync the output
   (as `score` does before its rename). Both children start from the same interpreter
   (this script imports `_common`, which loads torch and pandas), so their peaks compare.
-* `score`: `score(model_folder, file, out, state=<tmp>, rescore=True, quiet=True)`, the
+* `score`: `score(model_folder, file, out, state=<tmp>, rescore=True, quiet=True)` (with
+  `--no-report`: `report=False`, no report.html), the
   library call behind `trafficsiam score`, model loading included. A few of the
   package's functions are wrapped with timers (called once per batch, negligible
   overhead) to split the run into stages; "other" is what no timer covers.
@@ -337,7 +338,8 @@ def run_score(spec: dict[str, Any]) -> dict[str, Any]:
                 "top_own": _top(stats, "tottime", 25), "rss_peak_mib": _rss_mib()}
     stages = _instrument()
     cpu0, start = _cpu_s(), time.perf_counter()
-    result = sc.score(spec["model"], spec["input"], out, state=state, rescore=True, quiet=True)
+    result = sc.score(spec["model"], spec["input"], out, state=state, rescore=True, quiet=True,
+                      report=spec.get("report", True))
     seconds = time.perf_counter() - start
     cpu = _cpu_s() - cpu0
     output = result.outputs[0][1]
@@ -487,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1,
                     help="floor/score pairs per size, alternated; the best is reported")
     ap.add_argument("--no-profile", action="store_true", help="skip the cProfile pass")
+    ap.add_argument("--no-report", action="store_true",
+                    help="score with report=False (no report.html: the page's fixed cost out)")
     ap.add_argument("--work", type=Path, default=None,
                     help="folder for the inputs and the model, kept and reused "
                          "(default: a temporary folder, removed)")
@@ -537,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
                             "model": str(model), "batch_size": batch_size,
                             "out": str(tmp / f"out-{kind}-{n}"),
                             "state": str(tmp / f"state-{kind}-{n}-{rep}.db"),
+                            "report": not args.no_report,
                         }, tmp))
                     except SystemExit as err:  # keep what ran: the package changes under us
                         common.write_json(f"{name}_partial", {

@@ -760,23 +760,24 @@ def write_output(
     writer: pq.ParquetWriter | None = None
     written = 0
 
+    sample = tally.report_sample(scoring)  # added to by the thread below alone
+
     def finished() -> Iterator[tuple[int, pa.Table, np.ndarray, np.ndarray, np.ndarray]]:
         for start, table, spool, emb_u in chunks:
             result, verdict, new_type = _finish(scoring, spool, emb_u, new_types)
             for name, arr in result.items():
                 table = table.append_column(name, arr)
+            sample.add(job.source.sha256, job.index, start, table, verdict, new_type)
             yield start, table, spool, verdict, new_type
 
-    # The ts_* columns of the next chunk are built in a thread while this one is encoded
-    # and written (parquet encoding releases the GIL): pass 2 takes about as long as the
-    # write alone instead of the sum (BENCHMARKS.md).
+    # The ts_* columns of the next chunk (and the report's sample of it) are built in a
+    # thread while this one is encoded and written (parquet encoding releases the GIL):
+    # pass 2 takes about as long as the write alone instead of the sum (BENCHMARKS.md).
     for start, table, spool, verdict, new_type in prefetch(finished(), depth=1):
         if writer is None:
             writer = pq.ParquetWriter(tmp, table.schema)
         writer.write_table(table)
         tally.add_batch(spool, verdict, new_type)
-        tally.report_sample(scoring).add(job.source.sha256, job.index, start, table, verdict,
-                                         new_type)
         for f, r in wanted:
             if start <= r < start + table.num_rows:
                 examples[(f, r)] = table.slice(r - start, 1).to_pylist()[0]
