@@ -177,15 +177,29 @@ class KnownScorer:
         if m == 0:
             empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
             return empty_i, empty_f, empty_i, empty_f, empty_f
-        # Most records are decided by their nearest `k_short` neighbours (Assigner.decided);
-        # the others, and those HDBSCAN calls noise (their home looks at all k neighbours),
-        # are queried again with k. The results are those of one query with k.
+        # Most records are decided by their nearest `k_short` neighbours (Assigner.decided),
+        # and so is the home of most of those HDBSCAN calls noise; the others are queried
+        # again with k. The results are those of one query with k (tests/test_assign.py).
         assigner = self.assigner
         dist, idx = assigner.neighbours(emb, assigner.k_short)
         label, strength = assigner.predict_from_neighbours(dist, idx)
         d_emb = assigner.mutual_reachability(dist, idx).min(axis=1)
         home = label.copy()
-        again = np.flatnonzero(~assigner.decided(dist, idx) | (label < 0))
+        decided = assigner.decided(dist, idx)
+        noise = np.flatnonzero(decided & (label < 0))
+        if len(noise):
+            # The home of a noise record is its clustered neighbour of least mutual
+            # reachability; by the argument of `Assigner.decided`, a clustered one among
+            # the first with core distance <= the record's own is that neighbour (the
+            # first such wins ties). Only the rest need all k.
+            near = idx[noise, : assigner.k_short]
+            ok = ((self.reference_clusters[near] >= 0)
+                  & (assigner.core_distances[near] <= dist[noise, assigner.k_short - 1, None]))
+            found = ok.any(axis=1)
+            first = ok.argmax(axis=1)
+            home[noise[found]] = self.reference_clusters[near[found, first[found]]]
+            decided[noise[~found]] = False
+        again = np.flatnonzero(~decided)
         if len(again):
             if dist.shape[1] < assigner.k:
                 dist, idx = assigner.neighbours(emb[again])
