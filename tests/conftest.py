@@ -19,6 +19,15 @@ def datasets_dir() -> Path:
     return Path(os.environ.get("TRAFFICSIAM_DATASETS", REPO.parent / "shared" / "datasets"))
 
 
+def nslkdd_config(**sections: dict) -> object:
+    """Config for NSL-KDD's fine-grained label (its README): `attack` names the scenario,
+    `normal` is good traffic, the other labels are never features, and the 20 % subset's
+    single-record attacks are dropped; `sections` are merged on top."""
+    data = {"label_column": "attack", "good_label": "normal",
+            "ignore": ["category", "is_attack", "difficulty"], "rare_scenarios": "drop"}
+    return build_config({"data": data, **sections})
+
+
 @pytest.fixture
 def tiny_frame() -> pd.DataFrame:
     """12 rows, 3 scenarios: a NaN, a constant column, a rare class, a heavy tail."""

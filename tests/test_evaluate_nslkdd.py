@@ -5,9 +5,8 @@ import json
 
 import pytest
 
-from tests.conftest import datasets_dir
+from tests.conftest import datasets_dir, nslkdd_config
 from trafficsiam import api
-from trafficsiam.config import build_config
 from trafficsiam.evaluate import METRICS, evaluate
 
 KDD = datasets_dir() / "nsl-kdd"
@@ -20,12 +19,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.mark.slow
 def test_evaluate_on_kdd_test(tmp_path):
-    cfg = build_config({
-        "data": {"label_column": "attack", "good_label": "normal",
-                 "ignore": ["category", "is_attack", "difficulty"], "rare_scenarios": "drop"},
-        "train": {"epochs": 2, "steps_per_epoch": 30},
-        "cluster": {"max_points": 5000},
-    })
+    cfg = nslkdd_config(train={"epochs": 2, "steps_per_epoch": 30},
+                        cluster={"max_points": 5000})
     api.fit(KDD / "KDDTrain+_20Percent.parquet", tmp_path / "kdd", cfg, quiet=True)
     result = evaluate(tmp_path / "kdd", KDD / "KDDTest+.parquet", tmp_path / "eval", quiet=True)
     info = result.info

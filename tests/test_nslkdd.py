@@ -2,9 +2,8 @@
 
 import pytest
 
-from tests.conftest import datasets_dir
+from tests.conftest import datasets_dir, nslkdd_config
 from trafficsiam import api
-from trafficsiam.config import build_config
 
 KDD20 = datasets_dir() / "nsl-kdd" / "KDDTrain+_20Percent.parquet"
 
@@ -15,11 +14,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.mark.slow
 def test_fit_on_nsl_kdd_subset(tmp_path):
-    cfg = build_config({
-        "data": {"label_column": "attack", "good_label": "normal",
-                 "ignore": ["category", "is_attack", "difficulty"], "rare_scenarios": "drop"},
-        "train": {"epochs": 3, "steps_per_epoch": 40},
-    })
+    cfg = nslkdd_config(train={"epochs": 3, "steps_per_epoch": 40})
     result = api.fit(KDD20, tmp_path / "kdd", cfg, quiet=True)
     m = result.manifest
     # four attacks have a single record in the subset: left out, and counted

@@ -113,22 +113,33 @@ def synth(out: Path, rows: int, seed: int, novel: bool, quiet: bool) -> None:
         click.echo(f"wrote {len(frame)} records to {out} ({mix})")
 
 
+def _training_options(func: F) -> F:
+    """The options of every command that fits models (fit, compare; for compare they hold
+    for every run): config file, data columns, epochs and --set overrides."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(path_type=Path),
+                     help="YAML config file (see configs/default.yaml)."),
+        click.option("--label-column", help="Column naming each record's scenario [scenario]."),
+        click.option("--good-label", help="Scenario name of good traffic [good]."),
+        click.option("--ignore", multiple=True, metavar="COL",
+                     help="Column to keep out of the features (repeatable)."),
+        click.option("--epochs", type=int, help="Maximum training epochs."),
+        click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                     help="Override any config key, e.g. --set cluster.min_cluster_size=50."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Model folder to write (must not exist unless --force).")
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
-              help="YAML config file (see configs/default.yaml).")
-@click.option("--label-column", help="Column naming each record's scenario [scenario].")
-@click.option("--good-label", help="Scenario name of good traffic [good].")
-@click.option("--ignore", multiple=True, metavar="COL",
-              help="Column to keep out of the features (repeatable).")
+@_training_options
 @click.option("--loss", help="Loss name [lossless-triplet].")
-@click.option("--epochs", type=int, help="Maximum training epochs.")
 @click.option("--embedding-dim", type=int, help="Embedding dimension N.")
 @click.option("--seed", type=int, help="Random seed.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override any config key, e.g. --set cluster.min_cluster_size=50.")
 @click.option("--force", is_flag=True, help="Replace the --out folder if it exists.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html into the model folder.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary; errors only.")
@@ -382,15 +393,7 @@ def _names(value: str) -> list[str]:
                    "random-forest), or none.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for models/, runs/, runs.csv, comparison.csv, comparison.html.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
-              help="YAML config file shared by every run.")
-@click.option("--label-column", help="Column naming each record's scenario [scenario].")
-@click.option("--good-label", help="Scenario name of good traffic [good].")
-@click.option("--ignore", multiple=True, metavar="COL",
-              help="Column to keep out of the features (repeatable).")
-@click.option("--epochs", type=int, help="Maximum training epochs.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override any config key for every run.")
+@_training_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
 @_handle_errors
 def compare(
