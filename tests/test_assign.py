@@ -8,7 +8,7 @@ import hdbscan
 import numpy as np
 import pytest
 
-from trafficsiam.assign import Assigner
+from trafficsiam.assign import Assigner, core_distances
 
 MIN_AGREEMENT = 0.995
 
@@ -157,6 +157,28 @@ def test_requires_prediction_data() -> None:
     clusterer = hdbscan.HDBSCAN(min_cluster_size=15).fit(x)
     with pytest.raises(ValueError):
         Assigner.from_clusterer(clusterer)
+
+
+@pytest.mark.parametrize(("seed", "params"), [
+    (91, {"min_cluster_size": 15, "min_samples": 5}),
+    (92, {"min_cluster_size": 10, "min_samples": 3, "cluster_selection_epsilon": 1.0}),
+    (93, {"min_cluster_size": 40, "min_samples": 3, "cluster_selection_epsilon": 0.3}),
+    (94, {"min_cluster_size": 300, "min_samples": 5}),  # few or no clusters
+])
+def test_core_distances_stand_in_for_prediction_data(seed: int, params: dict) -> None:
+    """A clusterer fitted without prediction data plus `core_distances` gives the
+    assigner of the same fit with prediction data, array for array (new-type discovery
+    relies on it)."""
+    x = _blobs(8, 2000, seed, 300)
+    reference = Assigner.from_clusterer(_fit(x, **params))
+    bare = hdbscan.HDBSCAN(**params).fit(x)
+    built = Assigner.from_clusterer(bare, core_distances(x, params["min_samples"]))
+    ref_arrays, ref_spec = reference.to_arrays()
+    arrays, spec = built.to_arrays()
+    assert spec == ref_spec and arrays.keys() == ref_arrays.keys()
+    for name, values in ref_arrays.items():
+        np.testing.assert_array_equal(arrays[name], values, err_msg=name)
+    np.testing.assert_array_equal(built.raw_data, reference.raw_data)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

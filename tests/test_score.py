@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from trafficsiam import api, synth
 from trafficsiam.cli import main
 from trafficsiam.config import ScoreConfig
-from trafficsiam.errors import ConfigError, InputError
+from trafficsiam.errors import ConfigError, InputError, OutputError
 from trafficsiam.score import TS_COLUMNS, VERDICTS, iter_chunks, output_names, score
 from trafficsiam.state import StateLocked, StateStore
 
@@ -177,6 +177,29 @@ def test_bad_value_in_a_later_file_leaves_no_output_at_all(model, tmp_path):
         score(model, src, tmp_path / "out", config=CFG, quiet=True)
     assert not list((tmp_path / "out").rglob("*.parquet"))
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_input_rewritten_during_scoring_is_refused_and_not_recorded(
+    model, tmp_path, monkeypatch
+):
+    import trafficsiam.score as score_module
+
+    path = tmp_path / "a.parquet"
+    synth.generate(rows=300, seed=4).to_parquet(path, index=False)
+    discover = score_module.discover
+
+    def rewrite_then_discover(*args, **kwargs):  # between the two passes
+        synth.generate(rows=300, seed=5).to_parquet(path, index=False)
+        return discover(*args, **kwargs)
+
+    monkeypatch.setattr(score_module, "discover", rewrite_then_discover)
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match=r"a\.parquet: changed while it was being scored"):
+        score(model, path, out, config=CFG, quiet=True)
+    assert not any((out / name).exists()
+                   for name in ("summary.json", "clusters.csv", "report.html"))
+    store = StateStore(out / "trafficsiam-state.db")
+    assert store.runs()[0]["status"] == "failed" and store.processed() == []
 
 
 def test_extra_columns_pass_through_and_ts_names_are_refused(model, tmp_path):

@@ -53,6 +53,56 @@ _ARRAYS = ("core_distances", "point_cluster", "point_lambda", "cluster_parent",
 _TREES = {"KDTree": KDTree, "BallTree": BallTree}
 
 
+def core_distances(points: np.ndarray, min_samples: int) -> np.ndarray:
+    """Each point's euclidean distance to its `min_samples`-th nearest neighbour, itself
+    included: what hdbscan's prediction data holds, computed as it computes them (the
+    same sklearn tree and query, so the same bits). The query releases the GIL, so it can
+    run while the clusterer is fitted (`newtypes.discover`)."""
+    data = np.asarray(points, dtype=np.float64)
+    return np.asarray(KDTree(data, metric="euclidean").query(data, k=min_samples)[0][:, -1])
+
+
+@dataclass
+class _Prediction:
+    """The parts of hdbscan's `PredictionData` an Assigner is built from."""
+
+    raw_data: np.ndarray
+    core_distances: np.ndarray
+    tree_type: str
+    cluster_tree: np.ndarray  # the condensed tree's rows whose child is a cluster
+    cluster_map: dict[int, int]  # selected clusters and every cluster below -> label
+    max_lambdas: dict[int, float]  # the same clusters -> max lambda of the selected one
+
+    @classmethod
+    def of(cls, clusterer: hdbscan.HDBSCAN, core: np.ndarray | None) -> _Prediction:
+        pdata = getattr(clusterer, "prediction_data_", None)
+        if pdata is not None:
+            return cls(pdata.raw_data, pdata.core_distances, type(pdata.tree).__name__,
+                       pdata.cluster_tree, pdata.cluster_map, pdata.max_lambdas)
+        if core is None or clusterer.metric != "euclidean":
+            raise ValueError("clusterer has no prediction data: fit it with "
+                             "prediction_data=True (or pass the core distances of its points)")
+        # As hdbscan's PredictionData.__init__ derives them (0.8.x), without its tree,
+        # its second kNN query and the exemplars, which approximate_predict does not use.
+        condensed = clusterer.condensed_tree_
+        raw = condensed._raw_tree
+        cluster_tree = raw[raw["child_size"] > 1]
+        selected = sorted(condensed._select_clusters())
+        cluster_map = {int(c): i for i, c in enumerate(selected)}
+        max_lambdas: dict[int, float] = {}
+        for c in selected:
+            top = float(raw["lambda_val"][raw["parent"] == c].max())
+            below = [int(c)]
+            while below:  # the cluster and every cluster below it, level by level
+                for sub in below:
+                    cluster_map[sub] = cluster_map[int(c)]
+                    max_lambdas[sub] = top
+                below = cluster_tree["child"][np.isin(cluster_tree["parent"], below)].tolist()
+        return cls(np.asarray(clusterer._raw_data, dtype=np.float64),
+                   np.asarray(core, dtype=np.float64), "KDTree", cluster_tree, cluster_map,
+                   max_lambdas)
+
+
 @dataclass(frozen=True, eq=False)
 class Assigner:
     """Vectorised equivalent of hdbscan.approximate_predict, built once from a fitted clusterer.
@@ -160,14 +210,16 @@ class Assigner:
         return int(self.raw_data.shape[1])
 
     @classmethod
-    def from_clusterer(cls, clusterer: hdbscan.HDBSCAN) -> Assigner:
-        pdata = getattr(clusterer, "prediction_data_", None)
-        if pdata is None:
-            raise ValueError("clusterer has no prediction data: fit it with prediction_data=True")
+    def from_clusterer(
+        cls, clusterer: hdbscan.HDBSCAN, core: np.ndarray | None = None
+    ) -> Assigner:
+        """From a clusterer fitted with prediction data, or from one fitted without it
+        (euclidean metric) and the `core_distances` of its points."""
+        pdata = _Prediction.of(clusterer, core)
         raw_data = np.ascontiguousarray(pdata.raw_data, dtype=np.float64)
         n = raw_data.shape[0]
         min_samples = int(clusterer.min_samples or clusterer.min_cluster_size)
-        tree_type = type(pdata.tree).__name__
+        tree_type = pdata.tree_type
         if tree_type not in _TREES:
             raise ValueError(f"unsupported prediction tree {tree_type}")
         metric_kwargs = dict(getattr(clusterer, "_metric_kwargs", None) or {})

@@ -11,10 +11,12 @@ and negative alike. Its output head follows the loss (`losses.Loss.head`):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 HEADS = ("sigmoid", "l2", "gaussian")
@@ -94,3 +96,19 @@ def embed(model: SiameseMLP, x: np.ndarray, batch_size: int = 65_536) -> np.ndar
         chunk = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
         out[start : start + batch_size] = model(chunk.to(device)).cpu().numpy()
     return out
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch and BLAS kernels on one thread for the block. Small products (a report's
+    20,000 rows, a batch per core while scoring) run faster on one thread than split over
+    two: the split costs more than it saves, and more still when the other core is busy
+    (the report's map took 0.3-0.4 s to embed its points after a scoring run on two
+    threads, 0.01 s on one). Thread counts are process-wide: restored on exit."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(before)

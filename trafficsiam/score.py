@@ -45,8 +45,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-import torch
-from threadpoolctl import ThreadpoolController, threadpool_limits
+from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
 from trafficsiam import artifact, read
@@ -54,7 +53,7 @@ from trafficsiam.artifact import Artifact
 from trafficsiam.calibrate import KnownScorer
 from trafficsiam.config import ScoreConfig
 from trafficsiam.errors import InputError, OutputError, os_reason
-from trafficsiam.model import embed
+from trafficsiam.model import embed, one_thread
 from trafficsiam.newtypes import NewTypes, Sample, discover, row_keys
 from trafficsiam.normalise import MISSING_TOKEN, TransformCounts
 from trafficsiam.report import run_report
@@ -570,25 +569,31 @@ def score(
             else:
                 tally, new_types, examples, rows = _run_local(scoring, jobs, out, run_id, quiet)
             _warn_unknown_categories(scoring, tally, specs)
-            for job in jobs:  # a file rewritten while we read it: refuse to record it
-                if describe(job.source.path).sha256 != job.source.sha256:
-                    raise OutputError(
-                        f"{job.source.path}: changed while it was being scored; rerun when "
-                        "the file is complete (its output may mix old and new records)"
-                    )
-            summary, clusters, table = _reports(
-                scoring, jobs, rows, tally, new_types, examples, run_id, out, skipped,
-                time.perf_counter() - clock, engine,
-            )
-            run = run_report.run_tables(art, tally.report_sample(scoring), summary, clusters,
-                                        table)
+            # The inputs are hashed again (a file rewritten while we read it must not be
+            # recorded) while the tables and the page are built: hashlib releases the GIL.
+            # Nothing is written before the hashes are checked.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                rehashed = pool.submit(lambda: [describe(j.source.path) for j in jobs])
+                summary, clusters, table = _reports(
+                    scoring, jobs, rows, tally, new_types, examples, run_id, out, skipped,
+                    time.perf_counter() - clock, engine,
+                )
+                run = run_report.run_tables(art, tally.report_sample(scoring), summary,
+                                            clusters, table)
+                page = (run_report.run_page(art, run, tally.report_sample(scoring),
+                                            store.summaries()) if report else None)
+                for job, now in zip(jobs, rehashed.result(), strict=True):
+                    if now.sha256 != job.source.sha256:
+                        raise OutputError(
+                            f"{job.source.path}: changed while it was being scored; rerun "
+                            "when the file is complete (its output may mix old and new "
+                            "records)"
+                        )
             _csv(out / CLUSTERS_CSV, run.clusters, run_id)
             _csv(out / NEW_TYPES_CSV, run.new_types, run_id)
             _csv(out / run_report.FEATURES_CSV, run.features, run_id)
             _json(out / SUMMARY, summary, run_id)
-            if report:
-                page = run_report.run_page(art, run, tally.report_sample(scoring),
-                                           store.summaries())
+            if page is not None:
                 _atomic_write(out / run_report.REPORT_HTML,
                               lambda p: Path(p).write_text(page, encoding="utf-8"), run_id)
             else:  # an earlier run's page would sit beside this run's tables
@@ -828,15 +833,9 @@ def one_thread_per_batch() -> Iterator[None]:
     """Pass 1 runs two batches at once, each on one core, instead of one batch at a time
     on both: kernels split over 2 cores idle between them (pandas, Python), and two
     batches each on 2 threads oversubscribe the machine. Measured 1M/5M rows: 106-110k /
-    137k rows/s with 2-thread kernels, 158k / 187k with this (BENCHMARKS.md). torch and
-    BLAS thread counts are process-wide: restored on exit."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
-    finally:
-        torch.set_num_threads(before)
+    137k rows/s with 2-thread kernels, 158k / 187k with this (BENCHMARKS.md)."""
+    with one_thread():
+        yield
 
 
 def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:

@@ -17,6 +17,7 @@ for the <script> element (`render.script_json`).
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,18 @@ def text(value: Any) -> str:
     if isinstance(value, float | np.floating):
         return html.escape(f"{float(value):.4g}")
     return html.escape(str(value))
+
+
+def texts(values: Any) -> list[str]:
+    """`text` of each value; numbers (the measurements and scores: most of the map's
+    hover values, nearly all distinct) formatted in one pass, since a number needs no
+    escaping (0.23 s for the 20,000 points of a scoring map before)."""
+    array = np.asarray(values)
+    if array.dtype.kind == "f":
+        return ["" if math.isnan(v) else f"{v:.4g}" for v in array.tolist()]
+    if array.dtype.kind in "iu":
+        return [str(v) for v in array.tolist()]
+    return [text(v) for v in values]
 
 
 @dataclass
@@ -125,7 +138,7 @@ def map_trace(name: str, color: str, verdict: str, coords: np.ndarray,
             # text() once per distinct value, not per point (20,000 points x fields: the
             # map was 0.5 s of a 1M-row scoring run); missing values code -1 -> ""
             codes, raw = pd.factorize(values[f])
-            labels = np.asarray([text(v) for v in raw] + [""], dtype=object)
+            labels = np.asarray([*texts(raw), ""], dtype=object)
             shown_arr = labels[codes]
         else:
             shown_arr = np.full(len(values), "", dtype=object)

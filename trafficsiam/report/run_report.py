@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from trafficsiam.artifact import Artifact
-from trafficsiam.model import embed
+from trafficsiam.model import embed, one_thread
 from trafficsiam.report import cards, collect, figures
 from trafficsiam.report.collect import CLUSTER, GOOD, NEW_TYPE, OUTLIER, RecordSample
 from trafficsiam.report.profile import Members, feature_profile, top_features
@@ -305,8 +305,9 @@ def run_page(art: Artifact, run: RunTables, sample: RecordSample,
         ("outliers", cards.percent(verdicts["outlier"] / total),
          f"{verdicts['outlier']:,} records"),
     ]
-    data = {"map": _map(art, run, sample, color_of),
-            "trend": figures.trend_figure(_trend(history, summary))}
+    with one_thread():  # the projection's SVD and the map's forward passes are small
+        figure = _map(art, run, sample, color_of)
+    data = {"map": figure, "trend": figures.trend_figure(_trend(history, summary))}
     return cards.page(
         "report_run.html.j2", data,
         title=f"trafficsiam scoring run {summary['run_id']}",
