@@ -181,6 +181,26 @@ def test_core_distances_stand_in_for_prediction_data(seed: int, params: dict) ->
     np.testing.assert_array_equal(built.raw_data, reference.raw_data)
 
 
+def test_changed_hdbscan_internals_fall_back_to_its_prediction_data(monkeypatch) -> None:
+    """Where the derivation from hdbscan's private layout fails (another hdbscan
+    version), the library's own prediction data is generated: the same assigner."""
+    from trafficsiam import assign
+
+    x = _blobs(8, 2000, 95, 300)
+    params = {"min_cluster_size": 15, "min_samples": 5}
+    reference = Assigner.from_clusterer(_fit(x, **params))
+
+    def changed(*args: object) -> None:
+        raise AttributeError("'CondensedTree' object has no attribute '_raw_tree'")
+
+    monkeypatch.setattr(assign._Prediction, "_derived", classmethod(changed))
+    bare = hdbscan.HDBSCAN(**params).fit(x)
+    built = Assigner.from_clusterer(bare, core_distances(x, params["min_samples"]))
+    assert getattr(bare, "prediction_data_", None) is not None
+    for name, values in reference.to_arrays()[0].items():
+        np.testing.assert_array_equal(built.to_arrays()[0][name], values, err_msg=name)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_allow_single_cluster(seed: int) -> None:
     """One blob and a satellite, allow_single_cluster: the library's cluster_map then holds

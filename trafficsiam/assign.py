@@ -82,6 +82,16 @@ class _Prediction:
         if core is None or clusterer.metric != "euclidean":
             raise ValueError("clusterer has no prediction data: fit it with "
                              "prediction_data=True (or pass the core distances of its points)")
+        try:
+            return cls._derived(clusterer, core)
+        except (AttributeError, KeyError, ValueError):
+            # hdbscan's private layout changed (the derivation follows 0.8.x): its own,
+            # slower prediction data gives the same arrays.
+            clusterer.generate_prediction_data()
+            return cls.of(clusterer, None)
+
+    @classmethod
+    def _derived(cls, clusterer: hdbscan.HDBSCAN, core: np.ndarray) -> _Prediction:
         # As hdbscan's PredictionData.__init__ derives them (0.8.x), without its tree,
         # its second kNN query and the exemplars, which approximate_predict does not use.
         condensed = clusterer.condensed_tree_
