@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import require_nsl_kdd  # noqa: E402
 
 from trafficsiam import api, baselines  # noqa: E402
+from trafficsiam.artifact import Artifact  # noqa: E402
 from trafficsiam.calibrate import nearest_distance  # noqa: E402
 from trafficsiam.evaluate import novel_auroc, recall_at_fpr  # noqa: E402
 from trafficsiam.model import embed  # noqa: E402
@@ -60,8 +61,7 @@ def good_density(fit: np.ndarray, seed: int):
     return lambda a: (d2(a) / (2 * s2) + 2 * np.log(s2) - np.log(weight + 1e-9)).min(1)
 
 
-def scores(folder: Path, train: Path, test: Path) -> dict[str, np.ndarray]:
-    art = api.load(folder)
+def scores(art: Artifact, train: Path, test: Path) -> dict[str, np.ndarray]:
     data = baselines.load_data(art, [str(train)], [str(test)])
     seed = int(art.config.train.seed)
     good_label = str(art.manifest["good_label"])
@@ -98,7 +98,7 @@ def main() -> int:
         art = api.load(folder)
         novel = ~np.isin(labels, art.manifest["scenarios"])
         good = labels == str(art.manifest["good_label"])
-        for name, s in scores(folder, train, test).items():
+        for name, s in scores(art, train, test).items():
             rows.append({"score": name, "model": folder.name,
                          "auroc": novel_auroc(s, novel, good),
                          "recall5": recall_at_fpr(s, novel, good, 0.05)})

@@ -14,8 +14,8 @@ compare` runs it); the metrics are `trafficsiam.evaluate`'s. Three tables follow
 * the metrics, mean +- std over the seeds, per method;
 * issue 6's targets, each with the model's value and whether it is met;
 * per unseen attack type: the share of its records above the novelty that 5 % of the
-  normal test records exceed, and the share called good, per method (seed 0 for the
-  baselines, every seed for the model): where the detectors fail, and how alike.
+  normal test records exceed (`evaluate.recall_at_fpr`), and the share called good, per
+  method (seed 0 for the baselines, every seed for the model): where the detectors fail.
 
 Results go to bench/results/quality/ (git-ignored): the comparison's files, bench.json
 (time, machine, code digest) and tables.md. Run it with OMP_NUM_THREADS=1 on a shared
@@ -42,6 +42,7 @@ from compare_losses import table as metrics_table  # noqa: E402
 from trafficsiam import api, baselines  # noqa: E402
 from trafficsiam.compare import compare, summarise  # noqa: E402
 from trafficsiam.config import Config, build_config, parse_override  # noqa: E402
+from trafficsiam.evaluate import recall_at_fpr  # noqa: E402
 
 BASELINES = ("isolation-forest", "knn", "random-forest")
 # (metric, comparison, target) of issue 6.
@@ -57,8 +58,6 @@ BEAT = ("novel_auroc", "novel_recall_at_5pct_fpr")
 
 
 def config(overrides: list[str]) -> Config:
-    # A single-record scenario of the 20 % subset cannot form a triplet: the quick run
-    # drops those (4 types, one record each); the full training set needs no such flag.
     return build_config({"data": nsl_kdd_data_config("attack")},
                         [parse_override(o) for o in overrides])
 
@@ -85,13 +84,12 @@ def targets_table(runs: pd.DataFrame, model: str) -> str:
 
 def per_type(labels: np.ndarray, novelty: np.ndarray, verdict: np.ndarray,
              novel: np.ndarray, good: np.ndarray) -> dict[str, tuple[float, float]]:
-    """Per novel label: (share above the 95 % quantile of the good records' novelty,
-    share called good)."""
-    threshold = float(np.quantile(novelty[good], 0.95, method="higher"))
+    """Per novel label: (`novel_recall_at_5pct_fpr` over its records alone, share called
+    good)."""
     out = {}
     for label in np.unique(labels[novel]):
         at = labels == label
-        out[str(label)] = (float((novelty[at] > threshold).mean()),
+        out[str(label)] = (recall_at_fpr(novelty, at, good, 0.05),
                            float((verdict[at] == "good").mean()))
     return out
 
@@ -103,14 +101,14 @@ def per_type_table(out: Path, model: str, seeds: list[int], train: Path, test: P
     first = records[0]
     labels = first.iloc[:, 0].astype(str).to_numpy()
     novel = ~first["known"].to_numpy(bool)
-    good_label = str(api.load(out / "models" / f"{model}-seed{seeds[0]}").manifest["good_label"])
-    good = labels == good_label
+    art = api.load(out / "models" / f"{model}-seed{seeds[0]}")
+    good = labels == str(art.manifest["good_label"])
     columns: dict[str, dict[str, tuple[float, float]]] = {}
     shares = [per_type(labels, r["ts_novelty"].to_numpy(float),
                        r["ts_verdict"].astype(str).to_numpy(), novel, good) for r in records]
     columns[model] = {k: (float(np.mean([s[k][0] for s in shares])),
                           float(np.mean([s[k][1] for s in shares]))) for k in shares[0]}
-    art = api.load(out / "models" / f"{model}-seed{seeds[0]}")
+    # compare keeps the baselines' metrics, not their predictions: seed 0 is run again.
     data = baselines.load_data(art, [str(train)], [str(test)])
     for name in BASELINES:
         pred, _ = baselines.run(name, data, cfg, seeds[0])
@@ -139,7 +137,7 @@ def render(out: Path, train: Path, test: Path, cfg: Config) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=None, help="default 3 (--quick: 1)")
     parser.add_argument("--quick", action="store_true",
                         help="the 20 %% training subset and one seed")
     parser.add_argument("--out", type=Path, default=RESULTS / "quality")
@@ -148,19 +146,21 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE")
     args = parser.parse_args()
+    if args.table is not None:
+        bench = json.loads((args.table / "bench.json").read_text())
+        print(render(args.table, Path(bench["train"]), Path(bench["test"]),
+                     config(bench["overrides"])))
+        return 0
     train_name = "KDDTrain+_20Percent.parquet" if args.quick else "KDDTrain+.parquet"
     train, test = require_nsl_kdd(train_name), require_nsl_kdd("KDDTest+.parquet")
     overrides = list(args.overrides)
     if args.quick:
+        # The subset holds 4 attack types once each: no positive pair, so they are dropped
+        # (the full training set needs no such flag).
         overrides.append("data.rare_scenarios=drop")
     cfg = config(overrides)
-    if args.table is not None:
-        bench = json.loads((args.table / "bench.json").read_text())
-        cfg = config(bench["overrides"])
-        print(render(args.table, Path(bench["train"]), Path(bench["test"]), cfg))
-        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    seeds = 1 if args.quick and args.seeds == 3 else args.seeds
+    seeds = args.seeds or (1 if args.quick else 3)
     start = time.perf_counter()
     compare(train, test, args.out, cfg, losses=[cfg.loss.name], seeds=seeds,
             baseline_names=BASELINES, report=True)

@@ -32,7 +32,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -578,10 +577,10 @@ def score(
                     scoring, jobs, rows, tally, new_types, examples, run_id, out, skipped,
                     time.perf_counter() - clock, engine,
                 )
-                run = run_report.run_tables(art, tally.report_sample(scoring), summary,
-                                            clusters, table)
-                page = (run_report.run_page(art, run, tally.report_sample(scoring),
-                                            store.summaries()) if report else None)
+                sample = tally.report_sample(scoring)
+                run = run_report.run_tables(art, sample, summary, clusters, table)
+                page = (run_report.run_page(art, run, sample, store.summaries())
+                        if report else None)
                 for job, now in zip(jobs, rehashed.result(), strict=True):
                     if now.sha256 != job.source.sha256:
                         raise OutputError(
@@ -723,7 +722,11 @@ def assess_file(
                                                       TransformCounts]:
         return scoring.assess(chunk[1], path, chunk[0])
 
-    with one_thread_per_batch():
+    # Two batches at once, each on one core, instead of one batch at a time on both:
+    # kernels split over 2 cores idle between them (pandas, Python), and two batches each
+    # on 2 threads oversubscribe the machine. Measured 1M/5M rows: 106-110k / 137k rows/s
+    # with 2-thread kernels, 158k / 187k with this (BENCHMARKS.md).
+    with one_thread():
         return _assess_chunks(ahead(chunks, assess, initializer=_single_threaded_openmp),
                               job, tally, sample, spill, progress)
 
@@ -826,16 +829,6 @@ def ahead(
 def _single_threaded_openmp() -> None:
     """OpenMP regions started by this thread (pykdtree's kNN) use one thread."""
     ThreadpoolController().limit(limits=1, user_api="openmp")
-
-
-@contextmanager
-def one_thread_per_batch() -> Iterator[None]:
-    """Pass 1 runs two batches at once, each on one core, instead of one batch at a time
-    on both: kernels split over 2 cores idle between them (pandas, Python), and two
-    batches each on 2 threads oversubscribe the machine. Measured 1M/5M rows: 106-110k /
-    137k rows/s with 2-thread kernels, 158k / 187k with this (BENCHMARKS.md)."""
-    with one_thread():
-        yield
 
 
 def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
