@@ -291,16 +291,22 @@ def test_same_data_config_and_seed_give_the_same_model_and_scores_bit_for_bit(tm
         assert p.returncode == 0, err[-3000:]
     a, b = tmp_path / "model-0", tmp_path / "model-1"
     ma, mb = (json.loads((m / "manifest.json").read_text()) for m in (a, b))
-    # weights, tables and arrays byte for byte (history.csv holds seconds per epoch)
-    assert {k: v for k, v in ma["files"].items() if k != "history.csv"} == {
-        k: v for k, v in mb["files"].items() if k != "history.csv"}
+    # weights, tables and arrays byte for byte. history.csv holds seconds per epoch (its
+    # other columns below); report.html shows when the model was fitted, to the second,
+    # and the two fits may finish in different seconds (compared apart from that below).
+    timed = ("history.csv", "report.html")
+    assert {k: v for k, v in ma["files"].items() if k not in timed} == {
+        k: v for k, v in mb["files"].items() if k not in timed}
     assert ma["model_id"] == mb["model_id"]
     for m in (ma, mb):
-        m["files"].pop("history.csv")
+        for name in timed:
+            m["files"].pop(name)
     assert _without_times(ma) == _without_times(mb)
     for name in ma["files"]:
-        if name != "history.csv":  # holds per-epoch seconds; its other columns below
-            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    ra, rb = ((m / "report.html").read_text() for m in (a, b))
+    assert ra.count(ma["created"]) == 1 and rb.count(mb["created"]) == 1
+    assert ra.replace(ma["created"], mb["created"]) == rb
     ha, hb = (pd.read_csv(m / "history.csv").drop(columns="seconds") for m in (a, b))
     pd.testing.assert_frame_equal(ha, hb, check_exact=True)
     wa, wb = artifact.load(a).model.state_dict(), artifact.load(b).model.state_dict()
