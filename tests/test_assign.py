@@ -253,3 +253,67 @@ def test_short_query_gives_the_full_query_result(seed: int, min_samples: int) ->
     for name, g, w in zip(["label", "strength", "home", "d_emb", "d_in"], got, want,
                           strict=True):
         np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+def _float32_case(seed: int) -> tuple[hdbscan.HDBSCAN, np.ndarray]:
+    """Training points and queries holding float32 values, as embeddings do, and more
+    queries than `_SORT_MIN`, so that scoring's float32 tree and query order are used."""
+    x = _blobs(8, 3000, seed, 150).astype(np.float32).astype(np.float64)
+    q = _queries(x, seed, n_near=4000, n_far=800).astype(np.float32)
+    return _fit(x, min_cluster_size=20, min_samples=5), q
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_float32_points_agree_with_approximate_predict(seed: int) -> None:
+    from trafficsiam.assign import _SORT_MIN
+
+    clusterer, q = _float32_case(seed)
+    assigner = Assigner.from_clusterer(clusterer)
+    assert assigner._tree32 is not None and len(q) > _SORT_MIN
+    _compare(clusterer, q.astype(np.float64))
+    # float32 values give the same answer whatever the dtype they come in
+    as32 = assigner.predict(q)
+    as64 = assigner.predict(q.astype(np.float64))
+    np.testing.assert_array_equal(as32[0], as64[0])
+    np.testing.assert_array_equal(as32[1], as64[1])
+
+
+def test_query_order_does_not_change_the_neighbours() -> None:
+    """A batch is queried in Z-order and put back: each row's neighbours are those it
+    gets when queried in a batch too small to be ordered."""
+    from trafficsiam.assign import _SORT_MIN
+
+    clusterer, q = _float32_case(2)
+    assigner = Assigner.from_clusterer(clusterer)
+    assert assigner._query_order(q) is not None
+    dist, idx = assigner.neighbours(q)
+    step = _SORT_MIN // 4
+    parts = [assigner.neighbours(q[s : s + step]) for s in range(0, len(q), step)]
+    np.testing.assert_array_equal(idx, np.concatenate([p[1] for p in parts]))
+    np.testing.assert_array_equal(dist, np.concatenate([p[0] for p in parts]))
+    # float32 distances: the float64 tree's to their precision (+1e-12: not float32
+    # values any more, so the float64 tree answers)
+    ref = assigner.neighbours(q.astype(np.float64) + 1e-12)[0]
+    np.testing.assert_allclose(dist, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_points_beyond_float32_keep_a_float64_tree() -> None:
+    """Training points or queries that float32 would round are queried in float64, with
+    the distances sklearn's tree gives."""
+    from sklearn.neighbors import KDTree
+
+    x = _blobs(3, 1000, 71, 50) + 1e-9  # not float32 values
+    assigner = Assigner.from_clusterer(_fit(x, min_cluster_size=15, min_samples=5))
+    assert assigner._tree32 is None
+    q = _queries(x, 71)
+    dist, idx = assigner.neighbours(q)
+    want = KDTree(x).query(q, k=assigner.k)[0]
+    np.testing.assert_allclose(dist, want, rtol=0, atol=1e-12)
+    # float32-valued training points, queries that are not float32 values: float64 too
+    x32 = x.astype(np.float32).astype(np.float64)
+    assigner = Assigner.from_clusterer(_fit(x32, min_cluster_size=15, min_samples=5))
+    assert assigner._tree32 is not None
+    q64 = q + 1e-9
+    dist, _ = assigner.neighbours(q64)
+    np.testing.assert_allclose(dist, KDTree(x32).query(q64, k=assigner.k)[0], rtol=0,
+                               atol=1e-12)

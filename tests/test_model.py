@@ -36,3 +36,20 @@ def test_layers_follow_config():
     ]
     assert sum(isinstance(m, torch.nn.Dropout) for m in model.net) == 3
     assert isinstance(model.net[-1], torch.nn.Sigmoid)
+
+
+def test_embed_gives_the_forward_pass_bit_for_bit():
+    """embed applies the activations in place: the values must be the module's own, for
+    every head and with dropout layers (the identity in evaluation mode)."""
+    torch.manual_seed(3)
+    x = np.random.default_rng(3).normal(size=(700, 9)).astype(np.float32)
+    for head, dropout in (("sigmoid", 0.0), ("sigmoid", 0.2), ("l2", 0.0), ("gaussian", 0.1)):
+        model = SiameseMLP(9, hidden=(16, 8), embedding_dim=3, dropout=dropout, head=head)
+        model.eval()
+        with torch.no_grad():
+            want = model(torch.from_numpy(x)).numpy()
+        got = embed(model, x, batch_size=len(x))
+        assert np.array_equal(got, want), head
+        # the caller's array is left as it was
+        assert np.array_equal(x, np.random.default_rng(3).normal(size=(700, 9)).astype(
+            np.float32))

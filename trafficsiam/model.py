@@ -85,16 +85,30 @@ class SiameseMLP(nn.Module):
         return out[:n], out[n : 2 * n], out[2 * n :]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def embed(model: SiameseMLP, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
     """Embeddings of the rows of `x` (float32 [rows, N]) in evaluation mode. The float32
-    result can change in the last bit with `batch_size`; fix it for reproducible runs."""
+    result can change in the last bit with `batch_size`; fix it for reproducible runs.
+
+    The activations are applied in place (the values of `model(x)`, bit for bit): a new
+    [batch, width] tensor per ReLU cost as much as the linear layers. Batches of a few
+    thousand rows stay in cache: 2,048 rows take 0.24 us/row for the default network on
+    one thread, 65,536 rows 0.46 (bench/score_throughput.py, stages)."""
     model.eval()
     device = next(model.parameters()).device
     out = np.empty((x.shape[0], model.embedding_dim), dtype=np.float32)
     for start in range(0, x.shape[0], batch_size):
         chunk = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
-        out[start : start + batch_size] = model(chunk.to(device)).cpu().numpy()
+        h = chunk.to(device)
+        for layer in model.net:
+            if h is chunk or not isinstance(layer, (nn.ReLU, nn.Sigmoid, nn.Dropout)):
+                h = layer(h)
+            elif isinstance(layer, nn.ReLU):
+                h = h.relu_()
+            elif isinstance(layer, nn.Sigmoid):
+                h = h.sigmoid_()
+            # Dropout: the identity in evaluation mode
+        out[start : start + batch_size] = h.cpu().numpy()
     return out
 
 

@@ -100,7 +100,7 @@ class NewTypes:
         out = np.full(emb.shape[0], None, dtype=object)
         if self.assigner is None or emb.shape[0] == 0:
             return out
-        labels, _ = self.assigner.predict(emb.astype(np.float64))
+        labels, _ = self.assigner.predict(emb)
         hit = labels >= 0
         out[hit] = np.asarray(self.names, dtype=object)[labels[hit]]
         return out
