@@ -420,13 +420,15 @@ class Assigner:
         return self.predict_from_neighbours(dist, idx)
 
     def predict_from_neighbours(
-        self, dist: np.ndarray, idx: np.ndarray
+        self, dist: np.ndarray, idx: np.ndarray, mr: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`predict` given the output of `neighbours` (lets callers reuse the kNN query)."""
+        """`predict` given the output of `neighbours` (lets callers reuse the kNN query)
+        and, if the caller has it, `mutual_reachability(dist, idx)`."""
         m = dist.shape[0]
         if m == 0 or not self.has_clusters:
             return np.full(m, NOISE, dtype=np.int64), np.zeros(m, dtype=np.float64)
-        mr = self.mutual_reachability(dist, idx)
+        if mr is None:
+            mr = self.mutual_reachability(dist, idx)
         best = mr.argmin(axis=1)
         rows = np.arange(m)
         nearest = idx[rows, best]

@@ -67,21 +67,33 @@ def build_prototypes(
     return np.concatenate(protos), np.concatenate(owner)
 
 
+# Rows per product in `nearest_distance`: the [prototypes, rows] float32 temporary stays
+# in cache (512 KiB for 256 prototypes). A whole 65,536-row batch against 256 prototypes
+# made a 64 MiB temporary: 0.44 -> 0.27 us/row, the same bits.
+NEAREST_BLOCK = 512
+
+
 def nearest_distance(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
     """Euclidean distance from each row of x to its nearest prototype (float64).
 
-    |p|^2 - 2 x.p is minimised over prototypes before |x|^2 is added, so the only large
-    temporary is one [rows, prototypes] float32 product (0.47 us/row for 256 prototypes
-    of 35 inputs). numpy's BLAS, not torch: torch's float32 product changed in the last
-    bit with the thread count, and Dask workers run one thread where the local engine
-    runs two (the engines must agree record for record)."""
+    |p|^2 - 2 p.x is minimised over prototypes before |x|^2 is added, so the only
+    temporary is a [prototypes, NEAREST_BLOCK] float32 product, reduced down its columns
+    (0.27 us/row for 256 prototypes of 35 inputs, one thread). numpy's BLAS, not torch:
+    torch's float32 product changed in the last bit with the thread count, and Dask
+    workers run one thread where the local engine runs two (the engines must agree
+    record for record)."""
     if len(prototypes) == 0:
         return np.full(len(x), np.inf)
     x = np.ascontiguousarray(x, dtype=np.float32)
     protos = np.asarray(prototypes, dtype=np.float32)
-    part = x @ np.ascontiguousarray(-2.0 * protos.T)
-    part += np.einsum("pd,pd->p", protos, protos)[None, :]
-    d2 = part.min(axis=1) + np.einsum("md,md->m", x, x)
+    weights = np.ascontiguousarray(-2.0 * protos)
+    norms = np.einsum("pd,pd->p", protos, protos)[:, None]
+    least = np.empty(len(x), dtype=np.float32)
+    for start in range(0, len(x), NEAREST_BLOCK):
+        part = weights @ x[start : start + NEAREST_BLOCK].T
+        part += norms
+        least[start : start + NEAREST_BLOCK] = part.min(axis=0)
+    d2 = least + np.einsum("md,md->m", x, x)
     return np.sqrt(np.maximum(d2.astype(np.float64), 0.0))
 
 
@@ -182,8 +194,9 @@ class KnownScorer:
         # again with k. The results are those of one query with k (tests/test_assign.py).
         assigner = self.assigner
         dist, idx = assigner.neighbours(emb, assigner.k_short)
-        label, strength = assigner.predict_from_neighbours(dist, idx)
-        d_emb = assigner.mutual_reachability(dist, idx).min(axis=1)
+        mr = assigner.mutual_reachability(dist, idx)
+        label, strength = assigner.predict_from_neighbours(dist, idx, mr)
+        d_emb = mr.min(axis=1)
         home = label.copy()
         decided = assigner.decided(dist, idx)
         noise = np.flatnonzero(decided & (label < 0))
@@ -205,8 +218,8 @@ class KnownScorer:
                 dist, idx = assigner.neighbours(emb[again])
             else:
                 dist, idx = dist[again], idx[again]
-            label[again], strength[again] = assigner.predict_from_neighbours(dist, idx)
             mr = assigner.mutual_reachability(dist, idx)
+            label[again], strength[again] = assigner.predict_from_neighbours(dist, idx, mr)
             d_emb[again] = mr.min(axis=1)
             ref_cluster = self.reference_clusters[idx]
             mr_clustered = np.where(ref_cluster >= 0, mr, np.inf)
