@@ -223,8 +223,8 @@ class Assigner:
         (4 bits per dimension), or None. pykdtree answers each query alone, from the
         root: queries near each other in a row find the tree's nodes and leaves in cache.
         On a 65,536-row batch of 8-dimensional embeddings the query takes 1.69 -> 1.37
-        us/row, the order and the un-ordering 0.1 (bench/assign_speed.py). Every query's
-        answer is the same in any order."""
+        us/row, the order and the un-ordering 0.1 (BENCHMARKS.md, scoring throughput).
+        Every query's answer is the same in any order."""
         if self._box is None or pts.ndim != 2 or len(pts) < _SORT_MIN:
             return None
         dims = pts.shape[1]

@@ -93,7 +93,7 @@ def embed(model: SiameseMLP, x: np.ndarray, batch_size: int = 65_536) -> np.ndar
     The activations are applied in place (the values of `model(x)`, bit for bit): a new
     [batch, width] tensor per ReLU cost as much as the linear layers. Batches of a few
     thousand rows stay in cache: 2,048 rows take 0.24 us/row for the default network on
-    one thread, 65,536 rows 0.46 (bench/score_throughput.py, stages)."""
+    one thread, 65,536 rows 0.46 (BENCHMARKS.md, scoring throughput)."""
     model.eval()
     device = next(model.parameters()).device
     out = np.empty((x.shape[0], model.embedding_dim), dtype=np.float32)
