@@ -11,6 +11,11 @@ in Python; its rate is extrapolated), `Assigner.predict` on all of them; agreeme
     .venv/bin/python bench/assign_speed.py                  # 200,000 new points
     .venv/bin/python bench/assign_speed.py --quick          # 5,000 training, 20,000 new
     .venv/bin/python bench/assign_speed.py --points 1000000 --dim 16 --n-jobs 1 4
+    .venv/bin/python bench/assign_speed.py --precision float64   # the float64 tree
+
+By default the points hold float32 values, as the model's embeddings do, so the
+Assigner queries its float32 tree in Z-order (what scoring runs); `--precision float64`
+keeps full float64 coordinates and the float64 tree.
 """
 
 from __future__ import annotations
@@ -65,11 +70,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="threads of Assigner.predict, one table row per value")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="5,000 training, 20,000 new points")
+    parser.add_argument("--precision", choices=["float32", "float64"], default="float32",
+                        help="coordinates of the training and new points (default: float32 "
+                             "values, as embeddings)")
     args = parser.parse_args(argv)
     if args.quick:
         args.train, args.points, args.ref_points = 5_000, 20_000, 5_000
 
     train, points = make_data(args.train, args.points, args.dim, args.seed)
+    if args.precision == "float32":
+        train = train.astype(np.float32).astype(np.float64)
+        points = points.astype(np.float32)
     ref_points = points[: min(args.ref_points, len(points))]
     rows: list[dict[str, Any]] = []
     for min_samples in args.min_samples:
@@ -81,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ref_labels, ref_strengths = hdbscan.approximate_predict(clusterer, ref_points)
+            ref_labels, ref_strengths = hdbscan.approximate_predict(
+                clusterer, ref_points.astype(np.float64))
         ref_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -116,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = common.machine_info()
     print(common.source_line(machine), end="")
     print(f"training points {args.train:,}, dim {args.dim}, "
-          f"min_cluster_size {args.min_cluster_size}\n")
+          f"min_cluster_size {args.min_cluster_size}, {args.precision} coordinates\n")
     print(common.markdown_table(rows, columns))
     name = "assign_speed_quick" if args.quick else "assign_speed"
     path = common.write_json(name, {
