@@ -13,8 +13,9 @@ compare` runs it); the metrics are `trafficsiam.evaluate`'s. Three tables follow
 
 * the metrics, mean +- std over the seeds, per method;
 * issue 6's targets, each with the model's value and whether it is met;
-* per unseen attack type: the share of its records above the novelty that 5 % of the
-  normal test records exceed (`evaluate.recall_at_fpr`), and the share called good, per
+* per unseen attack type: the share of its records above the score that 5 % of the
+  normal test records exceed (`evaluate.recall_at_fpr`; the model's score is
+  `ts_anomaly`, as `evaluate` ranks), and the share called good, per
   method (seed 0 for the baselines, every seed for the model): where the detectors fail.
 
 Results go to bench/results/quality/ (git-ignored): the comparison's files, bench.json
@@ -104,7 +105,7 @@ def per_type_table(out: Path, model: str, seeds: list[int], train: Path, test: P
     art = api.load(out / "models" / f"{model}-seed{seeds[0]}")
     good = labels == str(art.manifest["good_label"])
     columns: dict[str, dict[str, tuple[float, float]]] = {}
-    shares = [per_type(labels, r["ts_novelty"].to_numpy(float),
+    shares = [per_type(labels, r["ts_anomaly"].to_numpy(float),
                        r["ts_verdict"].astype(str).to_numpy(), novel, good) for r in records]
     columns[model] = {k: (float(np.mean([s[k][0] for s in shares])),
                           float(np.mean([s[k][1] for s in shares]))) for k in shares[0]}

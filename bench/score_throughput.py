@@ -11,8 +11,8 @@ Per size, each run in a fresh subprocess (so the peak RSS, VmHWM, is that run's)
 
 * `floor`: what any scorer must do at least, with no model: stream the same file with
   `pq.ParquetFile(pre_buffer=False).iter_batches`, as `score.iter_chunks` reads parquet,
-  in record batches of `score.batch_size` rows (65,536), append six
-  columns of the ts_* types (int64, string, float64, float64, string, string; values
+  in record batches of `score.batch_size` rows (65,536), append the seven
+  columns of the ts_* types (int64, string, float64, float64, float64, string, string; values
   sliced from arrays built once, so the floor costs no compute), write each batch with
   `pq.ParquetWriter` and its default compression (as `score` does), fsync the output
   (as `score` does before its rename). Both children start from the same interpreter
@@ -150,8 +150,14 @@ def write_input(path: Path, rows: int) -> Path:
 # ------------------------------------------------------------------ children
 
 
+# The columns the floor appends: score's TS_COLUMNS (checked by the parent, so that the
+# floor's child does not import the package).
+FLOOR_COLUMNS = ("ts_cluster", "ts_scenario", "ts_strength", "ts_novelty", "ts_anomaly",
+                 "ts_verdict", "ts_new_type")
+
+
 def run_floor(spec: dict[str, Any]) -> dict[str, Any]:
-    """Read, append six ts_*-typed columns, write: the least any scorer does."""
+    """Read, append the ts_*-typed columns, write: the least any scorer does."""
     rss_start = _rss_mib()
     import numpy as np
     import pyarrow as pa
@@ -170,9 +176,11 @@ def run_floor(spec: dict[str, Any]) -> dict[str, Any]:
         "ts_scenario": pa.array(scenario, pa.string()),
         "ts_strength": pa.array(rng.random(bs), pa.float64()),
         "ts_novelty": pa.array(rng.random(bs) * 2, pa.float64()),
+        "ts_anomaly": pa.array(rng.random(bs) * 3, pa.float64()),
         "ts_verdict": pa.array(verdict.astype(object), pa.string()),
         "ts_new_type": pa.array(new_type, pa.string()),
     }
+    assert tuple(filler) == FLOOR_COLUMNS
     out = Path(spec["out"]) / "floor.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     stages = dict.fromkeys(("read", "append columns", "write", "fsync"), 0.0)
@@ -505,6 +513,10 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.child_result).write_text(json.dumps(result, default=str), encoding="utf-8")
         return 0
 
+    from trafficsiam.score import TS_COLUMNS
+
+    if FLOOR_COLUMNS != TS_COLUMNS:  # the floor must write what score writes
+        raise SystemExit(f"FLOOR_COLUMNS {FLOOR_COLUMNS} != score.TS_COLUMNS {TS_COLUMNS}")
     if args.quick:
         args.rows = [200_000, 400_000]
     sizes = sorted(set(args.rows))

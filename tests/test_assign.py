@@ -317,3 +317,36 @@ def test_points_beyond_float32_keep_a_float64_tree() -> None:
     dist, _ = assigner.neighbours(q64)
     np.testing.assert_allclose(dist, KDTree(x32).query(q64, k=assigner.k)[0], rtol=0,
                                atol=1e-12)
+
+
+def test_good_distance_is_the_nearest_good_prototype_and_anomaly_falls_back() -> None:
+    """KnownScorer.good_distance: the input distance to the nearest prototype of any good
+    cluster, whatever the home (reusing the home's own distance for good-homed records);
+    without a good threshold the anomaly is the novelty."""
+    from trafficsiam.calibrate import KnownScorer, build_prototypes
+
+    x = _blobs(4, 3000, 5, 200)
+    clusterer = _fit(x, min_cluster_size=40, min_samples=5)
+    labels = clusterer.labels_
+    protos, owner = build_prototypes(x.astype(np.float32), labels, 16)
+    good = [int(c) for c in np.unique(labels[labels >= 0])[:2]]  # two good clusters
+    scorer = KnownScorer(Assigner.from_clusterer(clusterer), labels, protos, owner,
+                         good_clusters=good)
+    q = _queries(x, 5).astype(np.float32)
+    _, _, home, _, d_in = scorer.distances(q, q)
+    got = scorer.good_distance(q, home, d_in)
+    good_protos = protos[np.isin(owner, good)].astype(np.float64)
+    want = np.sqrt(((q[:, None, :] - good_protos[None]) ** 2).sum(-1)).min(axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert np.isin(home, good).any() and (~np.isin(home, good)).any()
+
+    held_good = np.isin(labels, good)
+    scorer.thresholds = scorer.calibrate(x, x.astype(np.float32), 0.99, 10, good=held_good)
+    assert scorer.thresholds.good is not None
+    assessed = scorer.assess(q, q)
+    np.testing.assert_allclose(assessed.anomaly, got / scorer.thresholds.good)
+    no_good = KnownScorer(scorer.assigner, labels, protos, owner)
+    no_good.thresholds = no_good.calibrate(x, x.astype(np.float32), 0.99, 10, good=held_good)
+    assert no_good.thresholds.good is None
+    fallback = no_good.assess(q, q)
+    np.testing.assert_array_equal(fallback.anomaly, fallback.novelty)

@@ -33,9 +33,11 @@ def measured(tmp_path_factory):
 @pytest.mark.slow
 def test_unseen_attacks_rank_above_normal_traffic(measured):
     model, _ = measured
-    # 10 epochs, seeds 0-2: AUROC 0.877-0.931, recall 0.30-0.72; IsolationForest 0.955
-    assert model["novel_auroc"] > 0.85
-    assert model["novel_recall_at_5pct_fpr"] > 0.25
+    # Ranked by ts_anomaly (unlike good traffic). 10 epochs, seeds 0-2: AUROC
+    # 0.927-0.939, recall 0.56-0.77; IsolationForest 0.954-0.956 and 0.77. Ranked by
+    # ts_novelty (unlike the home scenario) these were 0.877-0.931 and 0.30-0.72.
+    assert model["novel_auroc"] > 0.90
+    assert model["novel_recall_at_5pct_fpr"] > 0.45
 
 
 @pytest.mark.slow

@@ -71,6 +71,27 @@ def test_ts_columns_are_consistent(model, scored):
     assert (f["ts_new_type"].notna() == (f["ts_verdict"] == "new_error")).all()
 
 
+def test_ts_anomaly_ranks_unseen_failures_above_good_traffic(model, scored):
+    """ts_anomaly: how unlike good traffic, calibrated on held-out good records (1.0 is
+    their `novelty_quantile`), whatever the home cluster: the novel scenarios rank above
+    good traffic, and good records rarely exceed 1."""
+    from sklearn.metrics import roc_auc_score
+
+    _, f = scored
+    anomaly = f["ts_anomaly"].to_numpy()
+    assert np.isfinite(anomaly).all() and (anomaly >= 0).all()
+    assert model.scorer().thresholds.good is not None
+    good = (f["scenario"] == "good").to_numpy()
+    novel = f["scenario"].isin(synth.NOVEL_SCENARIOS).to_numpy()
+    auroc = roc_auc_score(np.r_[np.ones(novel.sum()), np.zeros(good.sum())],
+                          np.r_[anomaly[novel], anomaly[good]])
+    assert auroc > 0.95, auroc
+    assert (anomaly[good] > 1).mean() < 0.05
+    # a known error sits in its own cluster (low novelty) yet far from good traffic
+    known_error = (f["ts_verdict"] == "known_error").to_numpy()
+    assert np.median(anomaly[known_error]) > 1 > np.median(f["ts_novelty"][known_error])
+
+
 def test_summary_counts_add_up(scored):
     result, f = scored
     s = result.summary

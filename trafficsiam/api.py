@@ -157,10 +157,13 @@ def fit(
         x[ref_rows], clustered.labels, cfg.cluster.prototypes, cfg.train.seed
     )
     assigner = Assigner.from_clusterer(clustered.clusterer)
-    scorer = KnownScorer(assigner, clustered.labels, prototypes, prototype_cluster)
+    good_clusters = clustered.table.loc[clustered.table["is_good"], "cluster"]
+    scorer = KnownScorer(assigner, clustered.labels, prototypes, prototype_cluster,
+                         good_clusters=good_clusters[good_clusters >= 0].tolist())
     thresholds = scorer.calibrate(
         emb[trained.val_idx], x[trained.val_idx], cfg.score.novelty_quantile,
         cfg.score.min_calibration_records,
+        good=scenarios[trained.val_idx].astype(str) == str(data_cfg.good_label),
     )
     clock.lap("calibrate")
     history = pd.DataFrame(trained.history)

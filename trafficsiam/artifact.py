@@ -250,17 +250,22 @@ class Artifact:
         key = (q, n)
         if key not in self._scorers:
             points = self.reference[self.embedding_columns].to_numpy(np.float64)
+            good = self.clusters.loc[self.clusters["is_good"].astype(bool), "cluster"]
             scorer = KnownScorer(
                 Assigner.from_arrays(points, self.assign_arrays, self.manifest["assign"]),
                 self.reference["cluster"].to_numpy(np.int64),
                 self.inputs["prototypes"],
                 self.inputs["prototype_cluster"],
+                good_clusters=[int(c) for c in good if int(c) >= 0],
             )
             if (q, n) == (stored.quantile, stored.min_records):
                 scorer.thresholds = stored
             else:
                 emb = self.holdout[self.embedding_columns].to_numpy(np.float64)
-                scorer.thresholds = scorer.calibrate(emb, self.inputs["holdout"], q, n)
+                held_good = (self.holdout["scenario"].astype(str)
+                             == str(self.manifest["good_label"])).to_numpy()
+                scorer.thresholds = scorer.calibrate(emb, self.inputs["holdout"], q, n,
+                                                     good=held_good)
             self._scorers[key] = scorer
         return self._scorers[key]
 

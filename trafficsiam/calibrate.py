@@ -25,7 +25,14 @@ For each record (its embedding e and normalised inputs x):
    ``novelty = max(embedding / T_emb[home], inputs / T_in[home])``: 1.0 is the edge of
    what ``quantile`` of held-out training records of that cluster reach; the thresholds
    are fixed per model, so novelty is comparable across runs of one model;
-4. *explained* = a home cluster exists and novelty <= 1.
+4. *explained* = a home cluster exists and novelty <= 1;
+5. *anomaly*: how unlike good traffic the record is, whatever its home: the input
+   distance to the nearest prototype of any good cluster over its threshold (the
+   `quantile` of that distance on the held-out good records). Novelty asks "is this
+   still its scenario?"; a new attack that lands near a known attack is not novel but is
+   anomalous, and ranking by anomaly is what tells new failures from good traffic
+   (BENCHMARKS.md, detection quality). Without good clusters or held-out good records
+   it is the novelty.
 
 Thresholds come from the held-out validation records of the fit (never seen by the
 clusterer): per home cluster, the `quantile` of each distance. A cluster with fewer than
@@ -34,6 +41,7 @@ clusterer): per home cluster, the `quantile` of each distance. A cluster with fe
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +113,7 @@ class Thresholds:
     min_records: int
     clusters: dict[int, dict[str, float | int | bool]]
     pooled: dict[str, float | int]
+    good: float | None = None  # threshold of the distance to good traffic (None: none)
 
     def lookup(self, home: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(embedding, inputs) thresholds for each record's home cluster."""
@@ -122,6 +131,7 @@ class Thresholds:
             "min_records": self.min_records,
             "pooled": self.pooled,
             "clusters": [{"cluster": c, **row} for c, row in sorted(self.clusters.items())],
+            "good": self.good,
         }
 
     @classmethod
@@ -130,8 +140,9 @@ class Thresholds:
             int(row["cluster"]): {k: v for k, v in row.items() if k != "cluster"}
             for row in data["clusters"]
         }
+        good = data.get("good")
         return cls(float(data["quantile"]), int(data["min_records"]), clusters,
-                   dict(data["pooled"]))
+                   dict(data["pooled"]), None if good is None else float(good))
 
 
 @dataclass
@@ -145,6 +156,7 @@ class Assessment:
     input_distance: np.ndarray
     novelty: np.ndarray
     explained: np.ndarray  # bool
+    anomaly: np.ndarray  # unlike good traffic (module doc, 5.)
 
     @property
     def cluster(self) -> np.ndarray:
@@ -164,12 +176,34 @@ class KnownScorer:
         prototypes: np.ndarray,
         prototype_cluster: np.ndarray,
         thresholds: Thresholds | None = None,
+        good_clusters: Iterable[int] = (),
     ) -> None:
         self.assigner = assigner
         self.reference_clusters = np.asarray(reference_clusters, dtype=np.int64)
         self.prototypes = np.ascontiguousarray(prototypes, dtype=np.float32)
         self.prototype_cluster = np.asarray(prototype_cluster, dtype=np.int64)
         self.thresholds = thresholds
+        self.good_clusters = np.array(sorted({int(c) for c in good_clusters}), dtype=np.int64)
+
+    def good_distance(self, x: np.ndarray, home: np.ndarray, d_in: np.ndarray) -> np.ndarray:
+        """Input distance to the nearest prototype of any good cluster (inf: none). A
+        record homed in a good cluster already has its distance to that cluster's
+        prototypes (`d_in`); only the other good clusters' are measured for it."""
+        out = np.full(len(x), np.inf)
+        good = self.good_clusters
+        if len(good) == 0 or len(x) == 0:
+            return out
+        in_good = np.isin(home, good)
+        for cluster in [None, *good.tolist()]:
+            # None: records homed elsewhere, against every good prototype
+            at = np.flatnonzero(~in_good if cluster is None else home == cluster)
+            others = np.isin(self.prototype_cluster, good)
+            if cluster is not None:
+                out[at] = d_in[at]
+                others &= self.prototype_cluster != cluster
+            if len(at) and others.any():
+                out[at] = np.minimum(out[at], nearest_distance(x[at], self.prototypes[others]))
+        return out
 
     def input_distance(self, x: np.ndarray, home: np.ndarray) -> np.ndarray:
         """Distance to the nearest prototype of each record's home cluster."""
@@ -242,12 +276,18 @@ class KnownScorer:
         t_emb, t_in = self.thresholds.lookup(home)
         novelty = np.maximum(d_emb / t_emb, d_in / t_in)
         explained = (home >= 0) & (novelty <= 1.0)
-        return Assessment(label, strength, home, d_emb, d_in, novelty, explained)
+        if self.thresholds.good is None or len(self.good_clusters) == 0:
+            anomaly = novelty
+        else:
+            anomaly = self.good_distance(x, home, d_in) / self.thresholds.good
+        return Assessment(label, strength, home, d_emb, d_in, novelty, explained, anomaly)
 
     def calibrate(
-        self, emb: np.ndarray, x: np.ndarray, quantile: float, min_records: int
+        self, emb: np.ndarray, x: np.ndarray, quantile: float, min_records: int,
+        good: np.ndarray | None = None,
     ) -> Thresholds:
-        """Thresholds from held-out records of known scenarios (not in the reference)."""
+        """Thresholds from held-out records of known scenarios (not in the reference);
+        `good` marks the held-out records of good traffic (the anomaly threshold)."""
         _, _, home, d_emb, d_in = self.distances(emb, x)
         if len(home) == 0:
             raise ValueError("no held-out records to calibrate the novelty thresholds on")
@@ -271,4 +311,9 @@ class KnownScorer:
                 row = {"embedding": float(pooled["embedding"]), "inputs": float(pooled["inputs"]),
                        "records": n, "pooled": True}
             clusters[int(cluster)] = row
-        return Thresholds(float(quantile), int(min_records), clusters, pooled)
+        t_good = None
+        if good is not None and len(self.good_clusters) and np.any(good):
+            d_good = self.good_distance(x, home, d_in)[np.asarray(good, dtype=bool)]
+            finite = d_good[np.isfinite(d_good)]
+            t_good = q(finite) if len(finite) else None
+        return Thresholds(float(quantile), int(min_records), clusters, pooled, t_good)

@@ -293,9 +293,9 @@ def score(
 
     Inputs already scored with the same content (per the state) are skipped. Each
     input gets OUT/<its path below the given folder>.parquet with all its columns and
-    ts_cluster, ts_scenario, ts_strength, ts_novelty, ts_verdict and ts_new_type; the
-    run writes OUT/summary.json, clusters.csv, new_types.csv, features_by_cluster.csv
-    and report.html (unless --no-report).
+    ts_cluster, ts_scenario, ts_strength, ts_novelty, ts_anomaly, ts_verdict and
+    ts_new_type; the run writes OUT/summary.json, clusters.csv, new_types.csv,
+    features_by_cluster.csv and report.html (unless --no-report).
     """
     from trafficsiam import api
     from trafficsiam.config import parse_override, score_config

@@ -19,9 +19,11 @@ baseline detector (`trafficsiam.baselines`) is measured by exactly the same code
   quarter of them good scores about 0.75 here, while good records lift `known_accuracy`);
 * `known_called_good`: records of known non-good scenarios whose verdict is `good`;
 * `good_false_alarm`: good records whose verdict is not `good`;
-* `novel_auroc`: AUROC of the novelty score, novel records against good records;
+* `novel_auroc`: AUROC of the novelty score, novel records against good records (for
+  trafficsiam's own scoring, `ts_anomaly`: how unlike good traffic a record is; the
+  baselines give theirs);
 * `novel_recall_at_1pct_fpr`, `novel_recall_at_5pct_fpr`: novel records above the
-  novelty that only 1% / 5% of good records exceed;
+  score that only 1% / 5% of good records exceed;
 * `novel_called_good`: novel records whose verdict is `good` (a new failure reported
   as healthy);
 * `novel_grouping_ari`: candidate new types against the novel labels, over the novel
@@ -297,7 +299,10 @@ def predictions_from_scored(scored: pd.DataFrame, embedding: np.ndarray | None) 
     group = np.where(verdict == "new_error", new_type.astype(str),
                      np.where(verdict == "outlier", "outlier",
                               np.char.add("c", cluster.astype(str))))
-    return Predictions(verdict=verdict, novelty=scored["ts_novelty"].to_numpy(np.float64),
+    # Novel against good traffic: ranked by how unlike good traffic a record is
+    # (ts_anomaly), not by how unlike its own scenario (ts_novelty, which decides the
+    # verdict): a new attack landing near a known attack is not novel but is anomalous.
+    return Predictions(verdict=verdict, novelty=scored["ts_anomaly"].to_numpy(np.float64),
                        scenario=scenario, group=group, new_type=new_type, embedding=embedding)
 
 
@@ -331,7 +336,8 @@ def evaluate(
     Writes to `out`: metrics.json (metrics, model, test inputs, counts, known and novel
     scenarios), metrics.csv (metric, value), scenarios.csv (per test label),
     records.parquet (per test record: label, known, ts_verdict, ts_scenario, ts_novelty,
-    ts_new_type and the embedding e0..e{N-1}) and, with `report`, evaluate.html.
+    ts_anomaly, ts_new_type and the embedding e0..e{N-1}) and, with `report`,
+    evaluate.html.
     """
     art = model if isinstance(model, Artifact) else artifact.load(model)
     label_col = str(art.manifest["label_column"])
@@ -391,8 +397,8 @@ def evaluate(
     table.to_csv(out / "scenarios.csv", index=False)
     records = pd.DataFrame({
         label_col: y, "known": np.isin(y, known), "ts_verdict": pred.verdict,
-        "ts_scenario": scored["ts_scenario"], "ts_novelty": pred.novelty,
-        "ts_new_type": scored["ts_new_type"],
+        "ts_scenario": scored["ts_scenario"], "ts_novelty": scored["ts_novelty"],
+        "ts_anomaly": pred.novelty, "ts_new_type": scored["ts_new_type"],
     })
     for i in range(embedding.shape[1]):
         records[f"e{i}"] = embedding[:, i]

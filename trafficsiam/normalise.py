@@ -137,7 +137,13 @@ class Normaliser:
         out = np.zeros((n, self.n_features), dtype=np.float32)
         raw = numeric_matrix(frame, tuple(self.numeric))
         missing = np.isnan(raw)
-        z = (signed_log1p(raw) - np.asarray(self.center)) / np.asarray(self.scale)
+        # signed_log1p(raw), centred and scaled, in place: the same values, without four
+        # [rows, columns] float64 temporaries per batch
+        z = np.abs(raw)
+        np.log1p(z, out=z)
+        z *= np.sign(raw)
+        z -= np.asarray(self.center)
+        z /= np.asarray(self.scale)
         z[missing] = 0.0  # the training median, after centring
         over = np.abs(z) > self.clip
         np.clip(z, -self.clip, self.clip, out=z)

@@ -64,8 +64,8 @@ log = logging.getLogger("trafficsiam")
 T = TypeVar("T")
 R = TypeVar("R")
 
-TS_COLUMNS = ("ts_cluster", "ts_scenario", "ts_strength", "ts_novelty", "ts_verdict",
-              "ts_new_type")
+TS_COLUMNS = ("ts_cluster", "ts_scenario", "ts_strength", "ts_novelty", "ts_anomaly",
+              "ts_verdict", "ts_new_type")
 VERDICTS = ("good", "known_error", "new_error", "outlier")
 GOOD, KNOWN, NEW, OUTLIER = range(4)
 STATE_NAME = "trafficsiam-state.db"
@@ -79,7 +79,7 @@ _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
 _TMP_NAME = re.compile(r"\..+\.\d{8}T\d{6}Z-[0-9a-f]{6}\.tmp")
 # Pass 1 -> pass 2, one record per input row.
 SPOOL = np.dtype([("cluster", "<i8"), ("strength", "<f8"), ("novelty", "<f8"),
-                  ("explained", "u1")])
+                  ("anomaly", "<f8"), ("explained", "u1")])
 
 
 # --- the model side: one per process (the Dask engine caches it per worker) -------------
@@ -227,6 +227,7 @@ class Scoring:
         spool["cluster"] = a.cluster
         spool["strength"] = a.strength
         spool["novelty"] = a.novelty
+        spool["anomaly"] = a.anomaly
         spool["explained"] = a.explained
         return spool, emb, x, cleaned
 
@@ -257,6 +258,7 @@ class Scoring:
             "ts_scenario": pa.array(scenario, pa.string()),
             "ts_strength": pa.array(spool["strength"], pa.float64()),
             "ts_novelty": pa.array(spool["novelty"], pa.float64()),
+            "ts_anomaly": pa.array(spool["anomaly"], pa.float64()),
             "ts_verdict": pa.DictionaryArray.from_arrays(
                 pa.array(verdict, pa.int8()), pa.array(VERDICTS)
             ).dictionary_decode(),
@@ -770,25 +772,27 @@ def write_output(
 
     sample = tally.report_sample(scoring)  # added to by the thread below alone
 
-    def finished() -> Iterator[tuple[int, pa.Table, np.ndarray, np.ndarray, np.ndarray]]:
+    def finished() -> Iterator[pa.Table]:
         for start, table, spool, emb_u in chunks:
             result, verdict, new_type = _finish(scoring, spool, emb_u, new_types)
             for name, arr in result.items():
                 table = table.append_column(name, arr)
             sample.add(job.source.sha256, job.index, start, table, verdict, new_type)
-            yield start, table, spool, verdict, new_type
+            tally.add_batch(spool, verdict, new_type)
+            for f, r in wanted:
+                if start <= r < start + table.num_rows:
+                    examples[(f, r)] = table.slice(r - start, 1).to_pylist()[0]
+            yield table
 
-    # The ts_* columns of the next chunk (and the report's sample of it) are built in a
-    # thread while this one is encoded and written (parquet encoding releases the GIL):
-    # pass 2 takes about as long as the write alone instead of the sum (BENCHMARKS.md).
-    for start, table, spool, verdict, new_type in prefetch(finished(), depth=1):
+    # The ts_* columns of the next chunk, its counts and the report's sample of it are
+    # built in a thread while this one is encoded and written (parquet encoding releases
+    # the GIL), which leaves the writer alone in this thread: pass 2 takes about as long
+    # as the write alone instead of the sum (BENCHMARKS.md). Everything the thread adds
+    # to is read only after the last chunk.
+    for table in prefetch(finished(), depth=1):
         if writer is None:
             writer = pq.ParquetWriter(tmp, table.schema)
         writer.write_table(table)
-        tally.add_batch(spool, verdict, new_type)
-        for f, r in wanted:
-            if start <= r < start + table.num_rows:
-                examples[(f, r)] = table.slice(r - start, 1).to_pylist()[0]
         written += table.num_rows
         if progress is not None:
             progress(table.num_rows)

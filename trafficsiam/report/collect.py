@@ -184,7 +184,7 @@ class RecordSample:
 
     def _columns(self, table: pa.Table) -> list[str]:
         names = table.column_names
-        taken = set(self.features) | set(TS_KEPT) | {"ts_scenario", FILE, ROW}
+        taken = set(self.features) | set(TS_KEPT) | {"ts_scenario", "ts_anomaly", FILE, ROW}
         context = [c for c in self.preferred_context if c in names]
         context += [c for c in names if c not in taken and c not in context]
         return [*context[:MAX_CONTEXT], *[c for c in self.features if c in names],
