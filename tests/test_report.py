@@ -85,6 +85,13 @@ def test_verdict_codes_are_scores():
         VERDICTS.index(v) for v in ("good", "known_error", "new_error", "outlier")]
 
 
+def test_the_sample_knows_every_column_scoring_adds():
+    """A ts_* column the collector does not list would be kept as an input column."""
+    from trafficsiam.score import TS_COLUMNS
+
+    assert sorted([*collect.TS_KEPT, *collect.TS_NOT_KEPT]) == sorted(TS_COLUMNS)
+
+
 def _scored_table(n: int, seed: int) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     verdict = rng.choice(4, size=n, p=[0.6, 0.25, 0.1, 0.05])

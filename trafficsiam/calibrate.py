@@ -184,25 +184,22 @@ class KnownScorer:
         self.prototype_cluster = np.asarray(prototype_cluster, dtype=np.int64)
         self.thresholds = thresholds
         self.good_clusters = np.array(sorted({int(c) for c in good_clusters}), dtype=np.int64)
+        self._good_prototype = np.isin(self.prototype_cluster, self.good_clusters)
 
     def good_distance(self, x: np.ndarray, home: np.ndarray, d_in: np.ndarray) -> np.ndarray:
         """Input distance to the nearest prototype of any good cluster (inf: none). A
         record homed in a good cluster already has its distance to that cluster's
         prototypes (`d_in`); only the other good clusters' are measured for it."""
-        out = np.full(len(x), np.inf)
-        good = self.good_clusters
-        if len(good) == 0 or len(x) == 0:
-            return out
-        in_good = np.isin(home, good)
-        for cluster in [None, *good.tolist()]:
-            # None: records homed elsewhere, against every good prototype
-            at = np.flatnonzero(~in_good if cluster is None else home == cluster)
-            others = np.isin(self.prototype_cluster, good)
-            if cluster is not None:
-                out[at] = d_in[at]
-                others &= self.prototype_cluster != cluster
-            if len(at) and others.any():
-                out[at] = np.minimum(out[at], nearest_distance(x[at], self.prototypes[others]))
+        homed = np.isin(home, self.good_clusters)
+        out = np.where(homed, d_in, np.inf)
+        # records homed outside (None) against every good prototype, then those of each
+        # good cluster against the other good clusters' prototypes
+        for cluster in [None, *self.good_clusters.tolist()]:
+            at = np.flatnonzero(~homed if cluster is None else home == cluster)
+            protos = (self._good_prototype if cluster is None
+                      else self._good_prototype & (self.prototype_cluster != cluster))
+            if len(at) and protos.any():
+                out[at] = np.minimum(out[at], nearest_distance(x[at], self.prototypes[protos]))
         return out
 
     def input_distance(self, x: np.ndarray, home: np.ndarray) -> np.ndarray:

@@ -39,6 +39,9 @@ MAX_CONTEXT = 4
 # The verdict codes of `trafficsiam.score.VERDICTS` (checked by a test).
 V_GOOD, V_KNOWN, V_NEW, V_OUTLIER = range(4)
 TS_KEPT = ("ts_cluster", "ts_strength", "ts_novelty", "ts_verdict", "ts_new_type")
+# The other ts_* columns of a scored chunk: neither kept nor context (checked by a test
+# against `trafficsiam.score.TS_COLUMNS`).
+TS_NOT_KEPT = ("ts_scenario", "ts_anomaly")
 # Where a kept row came from (input index, row number), beside the kept columns.
 FILE, ROW = "ts_sample_file", "ts_sample_row"
 MISSING_LABEL = "(missing)"
@@ -184,7 +187,7 @@ class RecordSample:
 
     def _columns(self, table: pa.Table) -> list[str]:
         names = table.column_names
-        taken = set(self.features) | set(TS_KEPT) | {"ts_scenario", "ts_anomaly", FILE, ROW}
+        taken = set(self.features) | set(TS_KEPT) | set(TS_NOT_KEPT) | {FILE, ROW}
         context = [c for c in self.preferred_context if c in names]
         context += [c for c in names if c not in taken and c not in context]
         return [*context[:MAX_CONTEXT], *[c for c in self.features if c in names],
