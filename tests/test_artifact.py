@@ -102,8 +102,36 @@ def test_newer_format_version_is_refused(model_copy):
     m = json.loads((model_copy / "manifest.json").read_text())
     m["format_version"] = artifact.FORMAT_VERSION + 1
     (model_copy / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(ArtifactError, match=r"format version 3 is not supported"):
+    with pytest.raises(ArtifactError,
+                       match=rf"format version {artifact.FORMAT_VERSION + 1} is not supported"):
         artifact.load(model_copy)
+
+
+def test_format_2_models_score_with_the_distance_they_were_calibrated_with(model_copy, fitted):
+    """A model written before the good-traffic prototypes (format 2: no `good_prototypes`,
+    no `anomaly_saturation`) loads; its anomaly is the plain distance to the good
+    clusters' prototypes over its stored threshold, whatever score.anomaly_saturation."""
+    from safetensors.numpy import load_file, save_file
+
+    from trafficsiam.calibrate import nearest_distance
+
+    inputs = load_file(str(model_copy / "inputs.safetensors"))
+    del inputs["good_prototypes"]
+    save_file(inputs, str(model_copy / "inputs.safetensors"))
+    m = json.loads((model_copy / "manifest.json").read_text())
+    m["format_version"] = 2
+    m["calibration"].pop("anomaly_saturation")
+    m["calibration"]["good"] = 2.0
+    m["files"]["inputs.safetensors"] = artifact.sha256_file(model_copy / "inputs.safetensors")
+    (model_copy / "manifest.json").write_text(json.dumps(m))
+    old = artifact.load(model_copy)
+    scorer = old.scorer(saturation=0.25)
+    assert scorer.saturation is None and scorer.thresholds.good == 2.0
+    good = old.clusters.loc[old.clusters["is_good"].astype(bool), "cluster"].astype(int)
+    protos = old.inputs["prototypes"][np.isin(old.inputs["prototype_cluster"], good)]
+    x = old.inputs["holdout"][:200]
+    emb = old.holdout[old.embedding_columns].to_numpy(np.float64)[:200]
+    np.testing.assert_array_equal(scorer.assess(emb, x).anomaly, nearest_distance(x, protos) / 2.0)
 
 
 def test_format_1_models_are_refused_with_a_refit_hint(model_copy):

@@ -319,32 +319,82 @@ def test_points_beyond_float32_keep_a_float64_tree() -> None:
                                atol=1e-12)
 
 
-def test_good_distance_is_the_nearest_good_prototype_and_anomaly_falls_back() -> None:
-    """KnownScorer.good_distance: the input distance to the nearest prototype of any good
-    cluster, whatever the home (reusing the home's own distance for good-homed records);
-    without a good threshold the anomaly is the novelty."""
-    from trafficsiam.calibrate import KnownScorer, build_prototypes
+def _saturated_brute(q: np.ndarray, protos: np.ndarray, c: float, m: int) -> np.ndarray:
+    """The saturated distance by its definition, in float64: over the m Euclidean-nearest
+    prototypes, the least sqrt(sum_j min((q_j - p_j)^2, c^2))."""
+    diff2 = (q[:, None, :].astype(np.float64) - protos[None].astype(np.float64)) ** 2
+    near = np.argsort(diff2.sum(-1), axis=1)[:, :m]
+    sat = np.minimum(diff2, c * c).sum(-1)
+    return np.sqrt(np.take_along_axis(sat, near, axis=1).min(axis=1))
+
+
+@pytest.mark.parametrize("candidates", [1, 2, 5])
+def test_saturated_distance_matches_its_definition(candidates: int) -> None:
+    """calibrate.saturated_distance against the brute-force definition, across the
+    product's row blocks; None is the Euclidean nearest distance; no prototypes: inf."""
+    from trafficsiam.calibrate import NEAREST_BLOCK, nearest_distance, saturated_distance
+
+    rng = np.random.default_rng(3)
+    protos = rng.normal(size=(40, 7)).astype(np.float32)
+    q = rng.normal(size=(NEAREST_BLOCK + 77, 7)).astype(np.float32)
+    q[:50, 0] += 30.0  # one input far off
+    got = saturated_distance(q, protos, 0.5, candidates)
+    np.testing.assert_allclose(got, _saturated_brute(q, protos, 0.5, candidates),
+                               rtol=1e-5, atol=1e-5)
+    assert (got <= np.sqrt(7 * 0.25) + 1e-6).all()
+    np.testing.assert_array_equal(saturated_distance(q, protos, None), nearest_distance(q, protos))
+    assert np.isinf(saturated_distance(q, protos[:0], 0.5)).all()
+    # the same rows give the same bits alone or inside a larger batch
+    np.testing.assert_array_equal(saturated_distance(q[600:610], protos, 0.5, candidates),
+                                  got[600:610])
+
+
+def test_one_far_input_weighs_less_than_many_inputs_off() -> None:
+    """The point of saturating: a record with one input 40 scales off (a counter good
+    traffic never set) is nearer good traffic than one with five inputs 1 scale off,
+    where the Euclidean distance says the opposite."""
+    from trafficsiam.calibrate import saturated_distance
+
+    protos = np.zeros((1, 10), np.float32)
+    one_far = np.zeros((1, 10), np.float32)
+    one_far[0, 0] = 40.0
+    many_off = np.zeros((1, 10), np.float32)
+    many_off[0, :5] = 1.0
+    assert saturated_distance(one_far, protos, 0.25) < saturated_distance(many_off, protos, 0.25)
+    assert saturated_distance(one_far, protos, None) > saturated_distance(many_off, protos, None)
+
+
+def test_anomaly_uses_the_good_traffic_prototypes_and_falls_back() -> None:
+    """KnownScorer's anomaly: the saturated distance to the good-traffic prototypes over
+    the threshold calibrated on held-out good records; without good prototypes given,
+    the good clusters' prototypes (models of format 2); without a good threshold, the
+    novelty."""
+    from trafficsiam.calibrate import KnownScorer, build_prototypes, nearest_distance
 
     x = _blobs(4, 3000, 5, 200)
     clusterer = _fit(x, min_cluster_size=40, min_samples=5)
     labels = clusterer.labels_
     protos, owner = build_prototypes(x.astype(np.float32), labels, 16)
     good = [int(c) for c in np.unique(labels[labels >= 0])[:2]]  # two good clusters
-    scorer = KnownScorer(Assigner.from_clusterer(clusterer), labels, protos, owner,
-                         good_clusters=good)
-    q = _queries(x, 5).astype(np.float32)
-    _, _, home, _, d_in = scorer.distances(q, q)
-    got = scorer.good_distance(q, home, d_in)
-    good_protos = protos[np.isin(owner, good)].astype(np.float64)
-    want = np.sqrt(((q[:, None, :] - good_protos[None]) ** 2).sum(-1)).min(axis=1)
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    assert np.isin(home, good).any() and (~np.isin(home, good)).any()
-
     held_good = np.isin(labels, good)
+    good_protos, _ = build_prototypes(x[held_good].astype(np.float32),
+                                      np.zeros(int(held_good.sum()), np.int64), 24)
+    scorer = KnownScorer(Assigner.from_clusterer(clusterer), labels, protos, owner,
+                         good_clusters=good, good_prototypes=good_protos, saturation=0.5)
+    q = _queries(x, 5).astype(np.float32)
+    np.testing.assert_allclose(scorer.good_distance(q),
+                               _saturated_brute(q, good_protos, 0.5, 2), rtol=1e-5, atol=1e-5)
     scorer.thresholds = scorer.calibrate(x, x.astype(np.float32), 0.99, 10, good=held_good)
-    assert scorer.thresholds.good is not None
+    assert scorer.thresholds.good is not None and scorer.thresholds.saturation == 0.5
     assessed = scorer.assess(q, q)
-    np.testing.assert_allclose(assessed.anomaly, got / scorer.thresholds.good)
+    np.testing.assert_allclose(assessed.anomaly, scorer.good_distance(q) / scorer.thresholds.good)
+    np.testing.assert_allclose(
+        scorer.thresholds.good,
+        np.quantile(scorer.good_distance(x[held_good].astype(np.float32)), 0.99))
+
+    old = KnownScorer(scorer.assigner, labels, protos, owner, good_clusters=good)
+    np.testing.assert_array_equal(old.good_distance(q),
+                                  nearest_distance(q, protos[np.isin(owner, good)]))
     no_good = KnownScorer(scorer.assigner, labels, protos, owner)
     no_good.thresholds = no_good.calibrate(x, x.astype(np.float32), 0.99, 10, good=held_good)
     assert no_good.thresholds.good is None

@@ -25,6 +25,26 @@ def test_evaluate_prints_metrics(fitted, tmp_path):
     assert (tmp_path / "ev2" / "metrics.json").is_file()
 
 
+def test_evaluate_set_changes_the_score_settings_of_the_run(fitted, tmp_path):
+    """--set score.* applies to the evaluation's scoring: another anomaly distance moves
+    the ranking metrics and leaves the verdicts alone; other sections are refused."""
+    import json
+
+    result, _ = fitted
+    test = tmp_path / "t.parquet"
+    synth.write(test, rows=600, seed=8, novel=True)
+    assert run("evaluate", result.path, test, "--out", tmp_path / "a", "-q").exit_code == 0
+    res = run("evaluate", result.path, test, "--out", tmp_path / "b", "-q",
+              "--set", "score.anomaly_saturation=0.25")
+    assert res.exit_code == 0, res.output
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text())["metrics"] for d in "ab")
+    assert a["novel_auroc"] != b["novel_auroc"]
+    assert a["good_false_alarm"] == b["good_false_alarm"]
+    assert a["novel_called_good"] == b["novel_called_good"]
+    bad = run("evaluate", result.path, test, "--out", tmp_path / "c", "--set", "train.epochs=2")
+    assert bad.exit_code == 2 and "only score.* keys" in bad.output
+
+
 def test_evaluate_missing_model_is_one_line_exit_2(tmp_path):
     test = tmp_path / "t.parquet"
     synth.write(test, rows=100, seed=8)

@@ -266,6 +266,31 @@ def test_another_quantile_recalibrates_from_the_stored_holdout(model):
     assert looser.thresholds.quantile == 0.999
 
 
+def test_another_anomaly_saturation_recalibrates_the_anomaly(model, batch, tmp_path):
+    """score.anomaly_saturation at scoring: the anomaly threshold is recalibrated on the
+    stored held-out good records with that saturation (1.0 stays the same quantile of
+    them); the novelty thresholds and the verdicts do not move."""
+    from trafficsiam.calibrate import saturated_distance
+
+    stored = model.scorer()
+    assert stored.saturation is None and stored.thresholds.saturation is None
+    sat = model.scorer(saturation=0.5)
+    assert sat.thresholds.saturation == 0.5
+    held_good = (model.holdout["scenario"] == model.manifest["good_label"]).to_numpy()
+    want = np.quantile(saturated_distance(model.inputs["holdout"][held_good],
+                                          model.inputs["good_prototypes"], 0.5), 0.99)
+    assert sat.thresholds.good == pytest.approx(want)
+    assert sat.thresholds.clusters == stored.thresholds.clusters
+
+    base = api.score(model, [batch], tmp_path / "plain", quiet=True, report=False)
+    cfg = ScoreConfig(**{**model.config.score.model_dump(), "anomaly_saturation": 0.5})
+    other = api.score(model, [batch], tmp_path / "sat", config=cfg, quiet=True, report=False)
+    a = pd.read_parquet(base.outputs[0][1])
+    b = pd.read_parquet(other.outputs[0][1])
+    assert (a["ts_verdict"] == b["ts_verdict"]).all()
+    assert not np.allclose(a["ts_anomaly"], b["ts_anomaly"])
+
+
 def test_cli_score_exit_codes_and_summary(model, batch, tmp_path):
     runner = CliRunner()
     args = ["score", str(model.path), str(batch), "-o", str(tmp_path / "out"),

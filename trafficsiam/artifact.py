@@ -11,7 +11,8 @@
                           embeddings (core distances, condensed-tree lookups), so that
                           scoring never refits HDBSCAN (spec in manifest["assign"])
     inputs.safetensors    input-space novelty: k-means prototypes of each cluster's
-                          normalised inputs (`prototypes`, `prototype_cluster`) and the
+                          normalised inputs (`prototypes`, `prototype_cluster`), of the
+                          good training records (`good_prototypes`, ts_anomaly) and the
                           held-out records' normalised inputs (`holdout`, recalibration)
     clusters.csv          one row per cluster (and one for noise)
     history.csv           loss per epoch
@@ -55,8 +56,10 @@ from trafficsiam.normalise import Normaliser
 from trafficsiam.validate import FeatureSchema
 
 FORMAT = "trafficsiam-model"
-FORMAT_VERSION = 2
-# Format 1 (before `score`) lacks inputs.safetensors and the novelty thresholds.
+FORMAT_VERSION = 3
+# Format 1 (before `score`) lacks inputs.safetensors and the novelty thresholds. Format 2
+# lacks the good-traffic prototypes (ts_anomaly is then the plain distance to the good
+# clusters' prototypes); an older trafficsiam refuses format 3 rather than misread it.
 MIN_FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
@@ -212,7 +215,7 @@ class Artifact:
     assign_arrays: dict[str, np.ndarray]
     clusters: pd.DataFrame
     _clusterer: hdbscan.HDBSCAN | None = None
-    _scorers: dict[tuple[float, int], KnownScorer] = field(default_factory=dict)
+    _scorers: dict[tuple[float, int, float | None], KnownScorer] = field(default_factory=dict)
 
     @property
     def model_id(self) -> str:
@@ -241,13 +244,19 @@ class Artifact:
         return {int(c): str(s) for c, s in zip(self.clusters["cluster"],
                                                self.clusters["scenario"], strict=True)}
 
-    def scorer(self, quantile: float | None = None, min_records: int | None = None) -> KnownScorer:
+    def scorer(self, quantile: float | None = None, min_records: int | None = None,
+               saturation: float | None | str = "stored") -> KnownScorer:
         """The `KnownScorer` of this model; thresholds as calibrated at fit unless the
-        quantile or minimum differ, then recalibrated on the stored held-out records."""
+        quantile, minimum or anomaly saturation differ, then recalibrated on the stored
+        held-out records. A model without good-traffic prototypes (fitted before them)
+        keeps the plain distance to its good clusters it was calibrated with."""
         stored = Thresholds.from_dict(self.manifest["calibration"])
         q = stored.quantile if quantile is None else float(quantile)
         n = stored.min_records if min_records is None else int(min_records)
-        key = (q, n)
+        good_prototypes = self.inputs.get("good_prototypes")
+        c = (stored.saturation if saturation == "stored" or good_prototypes is None
+             else None if saturation is None else float(saturation))
+        key = (q, n, c)
         if key not in self._scorers:
             points = self.reference[self.embedding_columns].to_numpy(np.float64)
             good = self.clusters.loc[self.clusters["is_good"].astype(bool), "cluster"]
@@ -257,8 +266,10 @@ class Artifact:
                 self.inputs["prototypes"],
                 self.inputs["prototype_cluster"],
                 good_clusters=[int(c) for c in good if int(c) >= 0],
+                good_prototypes=good_prototypes,
+                saturation=c,
             )
-            if (q, n) == (stored.quantile, stored.min_records):
+            if key == (stored.quantile, stored.min_records, stored.saturation):
                 scorer.thresholds = stored
             else:
                 emb = self.holdout[self.embedding_columns].to_numpy(np.float64)

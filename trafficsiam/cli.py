@@ -347,19 +347,30 @@ def _score_summary(result: Any, report: bool = True) -> str:
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for metrics.json, metrics.csv, scenarios.csv, records.parquet "
                    "and evaluate.html (created if missing).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="YAML file whose score: section overrides the model's.")
+@click.option("--set", "overrides", multiple=True, metavar="score.KEY=VALUE",
+              help="Override a score key, e.g. --set score.anomaly_saturation=0.25.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
 @_handle_errors
-def evaluate(model: Path, test: tuple[str, ...], out: Path, quiet: bool) -> None:
+def evaluate(model: Path, test: tuple[str, ...], out: Path, config_path: Path | None,
+             overrides: tuple[str, ...], quiet: bool) -> None:
     """Measure MODEL on labelled records in TEST, some of scenarios it never saw.
 
     TEST needs the model's feature columns and its label column. Scenarios absent from
     the model's training labels are novel; the metrics say how many of them are
     flagged, how many are reported as good, and how well known scenarios are kept.
+    --config/--set score.* measure other score settings without refitting.
     """
+    from trafficsiam import api
+    from trafficsiam.config import parse_override, score_config
     from trafficsiam.evaluate import evaluate as run_evaluate
 
     _setup_logging(quiet)
-    result = run_evaluate(model, list(test), out, quiet=quiet)
+    art = api.load(model)
+    cfg = score_config(art.config.score, config_path,
+                       [parse_override(text) for text in overrides])
+    result = run_evaluate(art, list(test), out, quiet=quiet, config=cfg)
     if not quiet:
         click.echo(_evaluate_summary(result))
 

@@ -129,6 +129,11 @@ class ScoreConfig(_Section):
     novelty_quantile: float = Field(0.99, gt=0.5, lt=1)
     # A cluster with fewer held-out records than this uses the thresholds of all of them.
     min_calibration_records: int = Field(30, ge=1)
+    # ts_anomaly (distance to good traffic): empty = Euclidean; a number c = saturated,
+    # each normalised input's squared difference counting up to c^2, so that one input
+    # far off cannot outweigh the rest (robust standard deviations; calibrated at fit, a
+    # different value at scoring recalibrates; BENCHMARKS.md for when it helps).
+    anomaly_saturation: float | None = Field(None, gt=0)
     # New error types: HDBSCAN over the unexplained records of a run. A candidate needs at
     # least this many records among the clustered ones (and at least 0.5% of them).
     new_type_min_size: int = Field(50, ge=2)

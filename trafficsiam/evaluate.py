@@ -57,6 +57,7 @@ from sklearn.metrics import (
 
 from trafficsiam import artifact, read
 from trafficsiam.artifact import Artifact
+from trafficsiam.config import ScoreConfig
 from trafficsiam.errors import InputError, OutputError
 
 log = logging.getLogger("trafficsiam")
@@ -330,8 +331,10 @@ def evaluate(
     quiet: bool = False,
     report: bool = True,
     seed: int = 0,
+    config: ScoreConfig | None = None,
 ) -> EvaluateResult:
-    """Score the labelled records in `test` with `model` and measure the verdicts.
+    """Score the labelled records in `test` with `model` (its score section, or `config`)
+    and measure the verdicts.
 
     Writes to `out`: metrics.json (metrics, model, test inputs, counts, known and novel
     scenarios), metrics.csv (metric, value), scenarios.csv (per test label),
@@ -362,7 +365,7 @@ def evaluate(
     work = Path(tempfile.mkdtemp(prefix=".evaluate-", dir=out))
     try:
         log.info("scoring %d test file(s) with model %s", len(paths), art.model_id)
-        run = score(art, [str(p) for p in paths], work / "scored", quiet=quiet)
+        run = score(art, [str(p) for p in paths], work / "scored", config=config, quiet=quiet)
         frames = [pd.read_parquet(o) for _, o, _ in run.outputs]
     finally:
         shutil.rmtree(work, ignore_errors=True)

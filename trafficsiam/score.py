@@ -133,7 +133,8 @@ class Scoring:
         fixed_mmap_threshold()
         self.art = art
         self.cfg = cfg
-        self.scorer: KnownScorer = art.scorer(cfg.novelty_quantile, cfg.min_calibration_records)
+        self.scorer: KnownScorer = art.scorer(cfg.novelty_quantile, cfg.min_calibration_records,
+                                              cfg.anomaly_saturation)
         table = art.clusters
         top = int(table["cluster"].max()) + 1
         self.scenario_of = np.full(max(top, 1), None, dtype=object)
