@@ -248,6 +248,13 @@ def test_map_draws_every_record_of_a_small_run(run):
     expected += result.summary["verdicts"]["new_error"] + result.summary["verdicts"]["outlier"]
     assert data["map"]["points"] == expected
     assert f'data-points="{expected}"' in page
+    # the hover ends with the record's scores, ts_anomaly (the triage order) among them
+    assert data["map"]["fields"][-3:] == ["ts_novelty", "ts_anomaly", "ts_strength"]
+    scored = pd.concat([pd.read_parquet(o) for _, o, _ in result.outputs])
+    at = data["map"]["fields"].index("ts_anomaly")
+    trace = next(t for t in data["map"]["traces"] if t["cols"][at] is None)
+    shown = [float(v) for v in trace["dicts"][at] if v != ""]
+    assert shown and min(shown) >= 0 and max(shown) <= scored["ts_anomaly"].max() * 1.01
 
 
 def test_nothing_is_loaded_from_the_network(run, fitted):

@@ -38,10 +38,10 @@ CAPACITY = {CLUSTER: 2000, NEW_TYPE: 10_000, OUTLIER: 3000, GOOD: 4000}
 MAX_CONTEXT = 4
 # The verdict codes of `trafficsiam.score.VERDICTS` (checked by a test).
 V_GOOD, V_KNOWN, V_NEW, V_OUTLIER = range(4)
-TS_KEPT = ("ts_cluster", "ts_strength", "ts_novelty", "ts_verdict", "ts_new_type")
+TS_KEPT = ("ts_cluster", "ts_strength", "ts_novelty", "ts_anomaly", "ts_verdict", "ts_new_type")
 # The other ts_* columns of a scored chunk: neither kept nor context (checked by a test
 # against `trafficsiam.score.TS_COLUMNS`).
-TS_NOT_KEPT = ("ts_scenario", "ts_anomaly")
+TS_NOT_KEPT = ("ts_scenario",)
 # Where a kept row came from (input index, row number), beside the kept columns.
 FILE, ROW = "ts_sample_file", "ts_sample_row"
 MISSING_LABEL = "(missing)"

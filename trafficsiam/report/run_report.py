@@ -117,13 +117,17 @@ def _group_order(key: tuple[str, str]) -> tuple[int, Any]:
 # --- the page ------------------------------------------------------------------------------
 
 
+# The per-record scores shown on the map's hover, after the features.
+SCORES = ("ts_novelty", "ts_anomaly", "ts_strength")
+
+
 def _hover_fields(sample: RecordSample, frames: list[pd.DataFrame]) -> list[str]:
     context = [c for c in (frames[0].columns if frames else [])
                if c not in sample.features and c not in collect.TS_KEPT
                and c not in (collect.FILE, collect.ROW)]
     numeric = [c for c in sample.features if c in sample.numeric][:HOVER_FEATURES]
     categorical = [c for c in sample.features if c not in sample.numeric][:HOVER_FEATURES]
-    return [*context, *categorical, *numeric, "ts_novelty", "ts_strength"]
+    return [*context, *categorical, *numeric, *SCORES]
 
 
 def _map(art: Artifact, run: RunTables, sample: RecordSample, color_of: dict[int, str]
@@ -171,8 +175,9 @@ def _card(run: RunTables, art: Artifact, sample: RecordSample, key: tuple[str, s
     total = max(int(run.summary["records"]), 1)
     group = sample.groups[key]
     stats: list[tuple[str, str]] = []
-    context = [c for c in _hover_fields(sample, [m.raw]) if c not in sample.features][:-2]
-    example_cols = [*context, "ts_novelty", *sample.features]
+    context = [c for c in _hover_fields(sample, [m.raw])
+               if c not in sample.features and c not in SCORES]
+    example_cols = [*context, "ts_novelty", "ts_anomaly", *sample.features]
     mix = cards.mix_rows(group.labels) if group.labels else []
     if kind == NEW_TYPE:
         row = run.new_types.set_index("new_type").loc[name]
