@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import hdbscan
 import numpy as np
@@ -245,11 +245,12 @@ class Artifact:
                                                self.clusters["scenario"], strict=True)}
 
     def scorer(self, quantile: float | None = None, min_records: int | None = None,
-               saturation: float | None | str = "stored") -> KnownScorer:
+               saturation: float | None | Literal["stored"] = "stored") -> KnownScorer:
         """The `KnownScorer` of this model; thresholds as calibrated at fit unless the
-        quantile, minimum or anomaly saturation differ, then recalibrated on the stored
-        held-out records. A model without good-traffic prototypes (fitted before them)
-        keeps the plain distance to its good clusters it was calibrated with."""
+        quantile, minimum or anomaly saturation (None: Euclidean) differ, then
+        recalibrated on the stored held-out records. A model without good-traffic
+        prototypes (format 2) keeps the Euclidean distance to its good clusters'
+        prototypes that it was calibrated with, whatever `saturation`."""
         stored = Thresholds.from_dict(self.manifest["calibration"])
         q = stored.quantile if quantile is None else float(quantile)
         n = stored.min_records if min_records is None else int(min_records)

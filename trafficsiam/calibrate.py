@@ -60,8 +60,9 @@ from trafficsiam.assign import NOISE, Assigner
 
 # The anomaly's saturated distance is taken to this many good prototypes, the nearest by
 # Euclidean distance, and the least is kept: the saturated and the Euclidean nearest
-# differ when one far input dominates the Euclidean distance. NSL-KDD (BENCHMARKS.md):
-# 1 candidate 0.958-0.964 novel AUROC, 2 0.963-0.968, 4 or 8 no better.
+# differ when one far input dominates the Euclidean distance. NSL-KDD, c = 0.2-0.25,
+# k-means on all normal training records, three k-means seeds (BENCHMARKS.md §5): 1
+# candidate 0.958-0.964 novel AUROC, 2 0.963-0.968, 4 or 8 no better.
 ANOMALY_CANDIDATES = 2
 # A threshold of exactly 0 (a cluster of identical records) would make every other
 # distance infinitely novel: floor it.
@@ -246,8 +247,8 @@ class KnownScorer:
         self.saturation = None if saturation is None else float(saturation)
 
     def good_distance(self, x: np.ndarray) -> np.ndarray:
-        """Saturated input distance to good traffic (module doc, 5.; inf: no good
-        prototypes)."""
+        """Input distance to the nearest good-traffic prototype, Euclidean or saturated
+        (module doc, 5.; inf: no good prototypes)."""
         return saturated_distance(x, self.good_prototypes, self.saturation)
 
     def input_distance(self, x: np.ndarray, home: np.ndarray) -> np.ndarray:
