@@ -400,3 +400,46 @@ def test_anomaly_uses_the_good_traffic_prototypes_and_falls_back() -> None:
     assert no_good.thresholds.good is None
     fallback = no_good.assess(q, q)
     np.testing.assert_array_equal(fallback.anomaly, fallback.novelty)
+
+
+def test_good_within_radius_needs_both_opinions_to_flag() -> None:
+    """assess(good_within_radius=True): a record the clusters leave unexplained whose
+    anomaly is <= 1 (inputs inside good traffic's radius) is explained, by the good
+    cluster of its nearest good-cluster prototype in the inputs; one outside that radius
+    stays unexplained, and explained records, novelty and anomaly do not move. Off, the
+    assessment is the plain one."""
+    from trafficsiam.calibrate import KnownScorer, build_prototypes
+
+    x = _blobs(4, 3000, 5, 200)
+    clusterer = _fit(x, min_cluster_size=40, min_samples=5)
+    labels = clusterer.labels_
+    protos, owner = build_prototypes(x.astype(np.float32), labels, 16)
+    good = [int(c) for c in np.unique(labels[labels >= 0])[:2]]
+    held_good = np.isin(labels, good)
+    good_protos, _ = build_prototypes(x[held_good].astype(np.float32),
+                                      np.zeros(int(held_good.sum()), np.int64), 24)
+    scorer = KnownScorer(Assigner.from_clusterer(clusterer), labels, protos, owner,
+                         good_clusters=good, good_prototypes=good_protos)
+    scorer.thresholds = scorer.calibrate(x, x.astype(np.float32), 0.99, 10, good=held_good)
+    rng = np.random.default_rng(0)
+    # embeddings far from every cluster (unexplained there); inputs: half good records,
+    # half far from good traffic
+    emb = x.min(0) - 50 + rng.normal(0, 1, (400, 4))
+    inputs = np.vstack([x[held_good][:200], x.max(0) + 40 + rng.normal(0, 1, (200, 4))])
+    inputs = np.vstack([inputs, x[:300]]).astype(np.float32)
+    emb = np.vstack([emb, x[:300]])
+    plain = scorer.assess(emb, inputs)
+    both = scorer.assess(emb, inputs, good_within_radius=True)
+    assert not plain.explained[:400].any() and plain.explained[400:].mean() > 0.8
+    inside = ~plain.explained & (plain.anomaly <= 1)
+    assert inside[:200].mean() > 0.9 and not inside[200:400].any()
+    np.testing.assert_array_equal(both.explained, plain.explained | inside)
+    good_at = np.isin(owner, good)
+    d2 = ((inputs[inside, None, :] - protos[good_at][None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(both.home[inside], owner[good_at][d2.argmin(axis=1)])
+    assert np.isin(both.home[inside], good).all()
+    np.testing.assert_array_equal(both.home[~inside], plain.home[~inside])
+    for name in ("novelty", "anomaly", "label", "strength"):
+        np.testing.assert_array_equal(getattr(both, name), getattr(plain, name))
+    default = scorer.assess(emb, inputs)
+    np.testing.assert_array_equal(default.explained, plain.explained)

@@ -291,6 +291,35 @@ def test_another_anomaly_saturation_recalibrates_the_anomaly(model, batch, tmp_p
     assert not np.allclose(a["ts_anomaly"], b["ts_anomaly"])
 
 
+def test_good_within_radius_calls_good_only_records_inside_good_traffic(model, batch, tmp_path):
+    """score.good_within_radius: the records whose verdict changes are exactly the
+    flagged ones with ts_anomaly <= 1; they become good, in a good cluster, with their
+    novelty kept; every other record and column is as without it."""
+    base = api.score(model, [batch], tmp_path / "plain", config=CFG, quiet=True, report=False)
+    cfg = CFG.model_copy(update={"good_within_radius": True})
+    two = api.score(model, [batch], tmp_path / "two", config=cfg, quiet=True, report=False)
+    a = pd.read_parquet(base.outputs[0][1])
+    b = pd.read_parquet(two.outputs[0][1])
+    flagged = a["ts_verdict"].isin(["new_error", "outlier"])
+    inside = flagged & (a["ts_anomaly"] <= 1)
+    assert inside.sum() > 0 and (flagged & ~inside).sum() > 0
+    # the others keep their verdict; among the flagged, new_error / outlier can swap (the
+    # candidates are clustered from fewer unexplained records)
+    kept = ~inside & ~flagged
+    assert (a.loc[kept, "ts_verdict"] == b.loc[kept, "ts_verdict"]).all()
+    assert b.loc[flagged & ~inside, "ts_verdict"].isin(["new_error", "outlier"]).all()
+    assert (b.loc[inside, "ts_verdict"] == "good").all()
+    assert (b.loc[inside, "ts_scenario"] == model.manifest["good_label"]).all()
+    assert (b.loc[inside, "ts_novelty"] > 1).all() and b["ts_new_type"][inside].isna().all()
+    for col in ("ts_novelty", "ts_anomaly", "ts_strength"):
+        np.testing.assert_array_equal(a[col], b[col])
+    same = ~inside
+    assert (a.loc[same, "ts_cluster"] == b.loc[same, "ts_cluster"]).all()
+    good = model.manifest["good_label"]
+    assert (b["ts_verdict"] == "good").sum() == (a["ts_verdict"] == "good").sum() + inside.sum()
+    assert (b.loc[inside, "ts_cluster"].map(model.cluster_scenarios) == good).all()
+
+
 def test_cli_score_exit_codes_and_summary(model, batch, tmp_path):
     runner = CliRunner()
     args = ["score", str(model.path), str(batch), "-o", str(tmp_path / "out"),

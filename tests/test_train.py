@@ -89,3 +89,39 @@ def test_train_leaves_torch_deterministic_mode_as_it_found_it(synth_small):
     torch.use_deterministic_algorithms(False)
     train(x, codes, cfg(epochs=1), quiet=True)
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_blank_inputs_zeroes_about_the_rate_and_keeps_the_rest():
+    from trafficsiam.train import blank_inputs
+
+    x = torch.rand(4000, 50) + 0.5  # no zeros of its own
+    assert blank_inputs(x, 0.0) is x
+    torch.manual_seed(0)
+    out = blank_inputs(x, 0.25)
+    zeroed = out == 0
+    assert abs(float(zeroed.float().mean()) - 0.25) < 0.01
+    assert torch.equal(out[~zeroed], x[~zeroed])  # unscaled
+    # a different draw per call: each step blanks other inputs
+    assert not torch.equal(blank_inputs(x, 0.25) == 0, zeroed)
+
+
+@pytest.mark.parametrize("strategy", ["random", "batch-hard"])
+def test_input_dropout_trains_reproducibly_and_differs(synth_small, strategy):
+    """train.input_dropout: the same seed gives the same weights; the augmentation changes
+    them (it is applied), and the embedding still separates the scenarios."""
+    x, codes = matrix(synth_small)
+
+    def config(rate: float):
+        return build_config({
+            "train": {"seed": 3, "epochs": 4, "steps_per_epoch": 20, "patience": 10,
+                      "input_dropout": rate},
+            "model": {"hidden": [32, 16]}, "triplets": {"strategy": strategy},
+        })
+
+    a = train(x, codes, config(0.25), quiet=True)
+    b = train(x, codes, config(0.25), quiet=True)
+    plain = train(x, codes, config(0.0), quiet=True)
+    sa, sb, sp = (r.model.state_dict() for r in (a, b, plain))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sp[k]) for k in sa)
+    assert a.history[-1]["val_triplet_accuracy"] > 0.8  # chance: 0.5

@@ -41,6 +41,13 @@ For each record (its embedding e and normalised inputs x):
    Without good records it is the novelty; models fitted before the good-traffic
    prototypes (format 2) measure the Euclidean distance to their good clusters'
    prototypes, as they were calibrated.
+6. with `score.good_within_radius`, two opinions are needed to flag a record: one that
+   step 4 leaves unexplained but whose anomaly is <= 1 (its inputs inside good
+   traffic's `quantile` radius) is explained as good traffic instead, by the good
+   cluster of its nearest good-cluster prototype in the inputs (its novelty is kept).
+   Normal traffic that has drifted away from the training records in the embedding
+   while its inputs still look like good traffic stops raising alarms; a new failure
+   must be unlike good traffic in the inputs to be flagged (BENCHMARKS.md §5).
 
 Thresholds come from the held-out validation records of the fit (never seen by the
 clusterer): per home cluster, the `quantile` of each distance. A cluster with fewer than
@@ -130,6 +137,17 @@ def nearest_distance(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
         least[start : start + len(rows)] = part.min(axis=0)
     d2 = least + np.einsum("md,md->m", x, x)
     return np.sqrt(np.maximum(d2.astype(np.float64), 0.0))
+
+
+def nearest_prototype(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """Index of each row's Euclidean-nearest prototype (int64; the same blocked product
+    as `nearest_distance`, so the same prototype wins)."""
+    out = np.zeros(len(x), dtype=np.int64)
+    if len(prototypes) == 0:
+        return out
+    for start, rows, part in _blocked_products(x, prototypes):
+        out[start : start + len(rows)] = part.argmin(axis=0)
+    return out
 
 
 def saturated_distance(
@@ -318,7 +336,9 @@ class KnownScorer:
             home[again] = np.where(label[again] >= 0, label[again], fallback)
         return label, strength, home, d_emb, self.input_distance(x, home)
 
-    def assess(self, emb: np.ndarray, x: np.ndarray, batch_size: int = 16384) -> Assessment:
+    def assess(self, emb: np.ndarray, x: np.ndarray, batch_size: int = 16384,
+               good_within_radius: bool = False) -> Assessment:
+        """Per-record assessment (module doc); `good_within_radius` applies 6."""
         if self.thresholds is None:
             raise ValueError("KnownScorer has no thresholds: calibrate it first")
         parts = [
@@ -333,7 +353,25 @@ class KnownScorer:
             anomaly = novelty
         else:
             anomaly = self.good_distance(x) / self.thresholds.good
+            if good_within_radius:
+                home, explained = self._within_good_radius(x, home, explained, anomaly)
         return Assessment(label, strength, home, d_emb, d_in, novelty, explained, anomaly)
+
+    def _within_good_radius(
+        self, x: np.ndarray, home: np.ndarray, explained: np.ndarray, anomaly: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(home, explained) with the unexplained records inside good traffic's radius
+        (anomaly <= 1) explained by the good cluster of their nearest good-cluster
+        prototype in the inputs (module doc, 6.)."""
+        at = np.flatnonzero(~explained & (anomaly <= 1.0))
+        good_protos = np.isin(self.prototype_cluster, self.good_clusters)
+        if len(at) == 0 or not good_protos.any():
+            return home, explained
+        owner = self.prototype_cluster[good_protos]
+        home, explained = home.copy(), explained.copy()
+        home[at] = owner[nearest_prototype(x[at], self.prototypes[good_protos])]
+        explained[at] = True
+        return home, explained
 
     def calibrate(
         self, emb: np.ndarray, x: np.ndarray, quantile: float, min_records: int,

@@ -100,6 +100,9 @@ class TrainConfig(_Section):
     steps_per_epoch: int | None = Field(None, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    # Augmentation: each normalised input of a training record is blanked (set to 0) with
+    # this probability per step, so that the embedding does not hang on single inputs.
+    input_dropout: float = Field(0.0, ge=0, lt=1)
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     # Stop when the validation loss has not improved for this many epochs.
     patience: int = Field(5, ge=1)
@@ -134,6 +137,10 @@ class ScoreConfig(_Section):
     # far off cannot outweigh the rest (robust standard deviations; calibrated at fit, a
     # different value at scoring recalibrates; BENCHMARKS.md for when it helps).
     anomaly_saturation: float | None = Field(None, gt=0)
+    # Two opinions to flag: a record no cluster explains but whose ts_anomaly is <= 1
+    # (inputs inside good traffic's novelty_quantile radius) is called good, by its
+    # nearest good cluster in the inputs (BENCHMARKS.md §5).
+    good_within_radius: bool = False
     # New error types: HDBSCAN over the unexplained records of a run. A candidate needs at
     # least this many records among the clustered ones (and at least 0.5% of them).
     new_type_min_size: int = Field(50, ge=2)

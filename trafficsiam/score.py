@@ -223,7 +223,7 @@ class Scoring:
         frame = self.feature_frame(table, path, start)
         x, cleaned = self.art.normaliser.transform(frame)
         emb = embed(self.art.model, x, SCORE_EMBED_BATCH)
-        a = self.scorer.assess(emb, x)
+        a = self.scorer.assess(emb, x, good_within_radius=self.cfg.good_within_radius)
         spool = np.zeros(len(frame), dtype=SPOOL)
         spool["cluster"] = a.cluster
         spool["strength"] = a.strength

@@ -123,15 +123,26 @@ def _pairs_loss(loss_fn: Loss, out: torch.Tensor, a: torch.Tensor, p: torch.Tens
     return loss_fn(out[first], out[second], same)
 
 
+def blank_inputs(x: torch.Tensor, rate: float) -> torch.Tensor:
+    """Training augmentation (`train.input_dropout`): each normalised input of each
+    record is set to 0 (a numeric input's median, no one-hot category) with probability
+    `rate`, unscaled, so that no single input decides a record's embedding."""
+    if rate <= 0:
+        return x
+    return x * (torch.rand_like(x) >= rate).to(x.dtype)
+
+
 def _triplet_loss(
-    model: SiameseMLP, loss_fn: Loss, x: torch.Tensor, t: Triplets, device: torch.device
+    model: SiameseMLP, loss_fn: Loss, x: torch.Tensor, t: Triplets, device: torch.device,
+    input_dropout: float = 0.0,
 ) -> torch.Tensor:
     idx = torch.from_numpy(np.concatenate([t.anchor, t.positive, t.negative])).to(device)
     n = len(t)
+    rows = blank_inputs(x[idx], input_dropout)
     if loss_fn.kind == "pair":
         pos = torch.arange(n, device=device)
-        return _pairs_loss(loss_fn, model.forward_train(x[idx]), pos, pos + n, pos + 2 * n)
-    emb = model(x[idx])
+        return _pairs_loss(loss_fn, model.forward_train(rows), pos, pos + n, pos + 2 * n)
+    emb = model(rows)
     return loss_fn(emb[:n], emb[n : 2 * n], emb[2 * n :])
 
 
@@ -145,19 +156,21 @@ def _mined_loss(
     strategy: str,
     margin: float | None,
     device: torch.device,
+    input_dropout: float = 0.0,
 ) -> tuple[torch.Tensor, int]:
     idx = torch.from_numpy(batch).to(device)
+    rows = blank_inputs(x[idx], input_dropout)
     if loss_fn.kind == "class":
-        return loss_fn(model.forward_train(x[idx]), codes[idx]), len(batch)
+        return loss_fn(model.forward_train(rows), codes[idx]), len(batch)
     if loss_fn.kind == "pair":
-        out = model.forward_train(x[idx])
+        out = model.forward_train(rows)
         emb = out[:, : model.embedding_dim]
         a, p, n = mine(pairwise_squared_distances(emb.detach()), codes[idx], strategy,
                        groups=groups[idx], margin=margin)
         if len(a) == 0:
             return out.sum() * 0.0, 0
         return _pairs_loss(loss_fn, out, a, p, n), 2 * len(a)
-    emb = model(x[idx])
+    emb = model(rows)
     dist = pairwise_squared_distances(emb)
     a, p, n = mine(dist.detach(), codes[idx], strategy, groups=groups[idx], margin=margin)
     if len(a) == 0:
@@ -261,7 +274,7 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
             for s in range(steps):
                 sl = slice(s * batch_records, (s + 1) * batch_records)
                 part = Triplets(order.anchor[sl], order.positive[sl], order.negative[sl])
-                loss = _triplet_loss(model, loss_fn, xt, part, device)
+                loss = _triplet_loss(model, loss_fn, xt, part, device, tc.input_dropout)
                 _step(optimiser, params, loss)
                 total += loss.detach() * len(part)
                 count += len(part)
@@ -269,7 +282,7 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
             for batch in sampler.batches(steps):
                 loss, n_trip = _mined_loss(
                     model, loss_fn, xt, codes_t, groups_t, train_idx[batch],
-                    trip.strategy, margin, device,
+                    trip.strategy, margin, device, tc.input_dropout,
                 )
                 if n_trip:
                     _step(optimiser, params, loss)
