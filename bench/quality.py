@@ -9,14 +9,17 @@ The model is `trafficsiam fit` with no tuning flags: only the data section names
 NSL-KDD's label (`attack`, good label `normal`) and the columns that are labels, not
 features (`category`, `difficulty`, `is_attack`). Each seed fits the model and runs every
 baseline on the model's normalised features (`trafficsiam.compare`, as `trafficsiam
-compare` runs it); the metrics are `trafficsiam.evaluate`'s. Three tables follow:
+compare` runs it); the metrics are `trafficsiam.evaluate`'s. Four tables follow:
 
 * the metrics, mean +- std over the seeds, per method;
 * issue 6's targets, each with the model's value and whether it is met;
 * per unseen attack type: the share of its records above the score that 5 % of the
   normal test records exceed (`evaluate.recall_at_fpr`; the model's score is
   `ts_anomaly`, as `evaluate` ranks), and the share called good, per
-  method (seed 0 for the baselines, every seed for the model): where the detectors fail.
+  method (seed 0 for the baselines, every seed for the model): where the detectors fail;
+* the model's operating points (evaluate's operating_points.csv, mean +- std over the
+  seeds): the verdict metrics at other novelty quantiles, with and without
+  score.good_within_radius, from the same fitted models.
 
 Results go to bench/results/quality/ (git-ignored): the comparison's files, bench.json
 (time, machine, code digest) and tables.md. Run it with OMP_NUM_THREADS=1 on a shared
@@ -126,6 +129,29 @@ def per_type_table(out: Path, model: str, seeds: list[int], train: Path, test: P
     return "\n".join(lines)
 
 
+def operating_table(out: Path, model: str, seeds: list[int]) -> str:
+    """The model's verdict metrics at each operating point (evaluate's
+    operating_points.csv: other novelty quantiles, with and without
+    score.good_within_radius), mean +- std over the seeds; the configured one in bold."""
+    frames = [pd.read_csv(out / "runs" / f"{model}-seed{s}" / "operating_points.csv")
+              for s in seeds]
+    keys = ["novelty_quantile", "good_within_radius"]
+    both = pd.concat(frames, ignore_index=True)
+    metrics = ["good_false_alarm", "novel_called_good", "known_called_good", "known_accuracy"]
+    grouped = both.groupby(keys, sort=True)
+    mean, std = grouped[metrics].mean(), grouped[metrics].std(ddof=0)
+    configured = grouped["configured"].any()
+    lines = ["| novelty_quantile | good_within_radius | " + " | ".join(metrics) + " |",
+             "| --- | --- | " + " | ".join(["---"] * len(metrics)) + " |"]
+    for key in mean.index:
+        cells = [f"{mean.loc[key, m]:.3f} ± {std.loc[key, m]:.3f}" for m in metrics]
+        head = [f"{key[0]:g}", "yes" if key[1] else "no"]
+        if configured.loc[key]:
+            head, cells = [f"**{c}**" for c in head], [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(head + cells) + " |")
+    return "\n".join(lines)
+
+
 def render(out: Path, train: Path, test: Path, cfg: Config) -> str:
     runs = pd.read_csv(out / "runs.csv")
     model = str(runs.loc[runs["kind"] == "loss", "method"].iloc[0])
@@ -133,6 +159,7 @@ def render(out: Path, train: Path, test: Path, cfg: Config) -> str:
     return "\n\n".join([
         metrics_table(out), targets_table(runs, model),
         per_type_table(out, model, seeds, train, test, cfg),
+        operating_table(out, model, seeds),
     ])
 
 

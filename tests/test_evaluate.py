@@ -129,7 +129,8 @@ def test_evaluate_on_sample_data(fitted, novel_batch, tmp_path):
     out = tmp_path / "eval"
     ev = evaluate(result.path, novel_batch, out, quiet=True)
     assert sorted(p.name for p in out.iterdir()) == [
-        "evaluate.html", "metrics.csv", "metrics.json", "records.parquet", "scenarios.csv"]
+        "evaluate.html", "metrics.csv", "metrics.json", "operating_points.csv",
+        "records.parquet", "scenarios.csv"]
     assert set(ev.info["novel_scenarios"]) == set(synth.NOVEL_SCENARIOS)
     for name in METRICS:
         assert 0.0 <= ev.metrics[name] <= 1.0 or name in ("ari", "novel_grouping_ari"), name
@@ -145,7 +146,39 @@ def test_evaluate_on_sample_data(fitted, novel_batch, tmp_path):
     html = (out / "evaluate.html").read_text()
     assert "Plotly.newPlot" in html and "<script src" not in html  # works offline
     assert "error_type_3" in html  # the per-scenario table names the novel types
+    assert "<h2>Operating points</h2>" in html and html.count("<td>0.995</td>") == 2
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # scoring work removed
+
+
+def test_operating_points_match_the_scored_verdicts(fitted, novel_batch, tmp_path):
+    """operating_points.csv: at the configured setting (and, via score's own config, at
+    another quantile with good_within_radius), the verdict metrics equal those of a full
+    scoring run; a higher quantile flags fewer records, the radius rule never flags more."""
+    from trafficsiam.config import ScoreConfig
+    from trafficsiam.evaluate import OPERATING_METRICS, OPERATING_QUANTILES
+
+    result, _ = fitted
+    ev = evaluate(result.path, novel_batch, tmp_path / "plain", quiet=True, report=False)
+    points = pd.read_csv(tmp_path / "plain" / "operating_points.csv")
+    assert len(points) == 2 * len(set(OPERATING_QUANTILES) | {0.99})
+    assert points["configured"].sum() == 1
+    mine = points[points["configured"]].iloc[0]
+    assert mine["novelty_quantile"] == 0.99 and not mine["good_within_radius"]
+    for key in OPERATING_METRICS[:-1]:
+        assert mine[key] == pytest.approx(ev.metrics[key]), key
+    other = ScoreConfig(novelty_quantile=0.95, good_within_radius=True)
+    ev2 = evaluate(result.path, novel_batch, tmp_path / "other", quiet=True, report=False,
+                   config=other)
+    row = points[(points["novelty_quantile"] == 0.95) & points["good_within_radius"]].iloc[0]
+    for key in OPERATING_METRICS[:-1]:
+        assert row[key] == pytest.approx(ev2.metrics[key]), key
+    plain = points[~points["good_within_radius"]].sort_values("novelty_quantile")
+    assert plain["flagged"].is_monotonic_decreasing and plain["flagged"].iloc[0] > 0
+    radius = points[points["good_within_radius"]].sort_values("novelty_quantile")
+    assert (radius["flagged"].to_numpy() <= plain["flagged"].to_numpy()).all()
+    assert (radius["flagged"].to_numpy() < plain["flagged"].to_numpy()).any()
+    saved = json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    assert len(saved["operating_points"]) == len(points)
 
 
 def test_evaluate_refuses_test_data_without_the_label_column(fitted, tmp_path):

@@ -382,7 +382,7 @@ def _evaluate_summary(result: Any) -> str:
     for name, value in result.metrics.items():
         lines.append(f"  {name:<26} {value:.4f}" if value == value else f"  {name:<26} n/a")
     lines.append(f"outputs in {result.out}: metrics.json, metrics.csv, scenarios.csv, "
-                 "records.parquet, evaluate.html")
+                 "records.parquet, operating_points.csv, evaluate.html")
     return "\n".join(lines)
 
 

@@ -277,6 +277,58 @@ def per_scenario(labels: np.ndarray, pred: Predictions, known: Iterable[str]) ->
     return pd.DataFrame(rows)
 
 
+# --- operating points: the verdict at other thresholds ---------------------------------------
+
+# The novelty quantiles of the operating-point table (and the configured one), each with
+# and without `score.good_within_radius`.
+OPERATING_QUANTILES: tuple[float, ...] = (0.9, 0.95, 0.97, 0.99, 0.995, 0.999)
+OPERATING_METRICS: tuple[str, ...] = (
+    "good_false_alarm", "novel_called_good", "known_called_good", "known_accuracy",
+    "flagged",
+)
+
+
+def operating_points(
+    art: Artifact, x: np.ndarray, emb: np.ndarray, labels: np.ndarray, cfg: ScoreConfig,
+) -> pd.DataFrame:
+    """The verdict metrics at each novelty quantile of `OPERATING_QUANTILES` (and the
+    configured one), with and without `good_within_radius`: one row each, the configured
+    setting marked. The thresholds are recalibrated from the model's stored held-out
+    records, as `score --set score.novelty_quantile=...` would, and the records assessed
+    once per row from one embedding (`x` the normalised inputs, `emb` their embedding);
+    new_error and outlier both count as flagged (no new-type clustering is needed).
+    Which trade-off suits the traffic (fewer false alarms or fewer failures called good)
+    is read off this table instead of refitting."""
+    y = np.asarray(labels).astype(str)
+    good_label = str(art.manifest["good_label"])
+    known = {str(k) for k in art.manifest["scenarios"]}
+    good, novel = y == good_label, ~np.isin(y, list(known))
+    known_bad = ~novel & ~good
+    scenario_of = art.cluster_scenarios
+    emb = np.ascontiguousarray(emb, dtype=np.float64)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    rows = []
+    for q in sorted({*OPERATING_QUANTILES, float(cfg.novelty_quantile)}):
+        scorer = art.scorer(q, cfg.min_calibration_records, cfg.anomaly_saturation)
+        for radius in (False, True):
+            a = scorer.assess(emb, x, good_within_radius=radius)
+            called_good = a.explained & np.isin(a.home, scorer.good_clusters)
+            scenario = masked(np.array([scenario_of.get(int(c)) for c in a.home],
+                                       dtype=object), a.explained)
+            accuracy, _ = known_scores(y, scenario, known)
+            rows.append({
+                "novelty_quantile": q, "good_within_radius": radius,
+                "configured": bool(q == cfg.novelty_quantile
+                                   and radius == cfg.good_within_radius),
+                "good_false_alarm": share(~called_good, good),
+                "novel_called_good": share(called_good, novel),
+                "known_called_good": share(called_good, known_bad),
+                "known_accuracy": accuracy,
+                "flagged": share(~a.explained, np.ones(len(y), dtype=bool)),
+            })
+    return pd.DataFrame(rows)
+
+
 # --- evaluating a fitted model -------------------------------------------------------------
 
 
@@ -286,6 +338,7 @@ class EvaluateResult:
     metrics: dict[str, float]
     scenarios: pd.DataFrame  # per_scenario()
     info: dict[str, Any]  # model id, test inputs, counts, known / novel scenarios
+    operating_points: pd.DataFrame | None = None  # operating_points()
 
 
 def predictions_from_scored(scored: pd.DataFrame, embedding: np.ndarray | None) -> Predictions:
@@ -339,7 +392,8 @@ def evaluate(
     Writes to `out`: metrics.json (metrics, model, test inputs, counts, known and novel
     scenarios), metrics.csv (metric, value), scenarios.csv (per test label),
     records.parquet (per test record: label, known, ts_verdict, ts_scenario, ts_novelty,
-    ts_anomaly, ts_new_type and the embedding e0..e{N-1}) and, with `report`,
+    ts_anomaly, ts_new_type and the embedding e0..e{N-1}), operating_points.csv (the
+    verdict metrics at other novelty quantiles, `operating_points`) and, with `report`,
     evaluate.html.
     """
     art = model if isinstance(model, Artifact) else artifact.load(model)
@@ -378,10 +432,13 @@ def evaluate(
             "record needs a label to be evaluated"
         )
     y = labels.astype(str).to_numpy()
-    embedding = art.embed(scored[list(art.schema.columns)])
+    features = scored[list(art.schema.columns)]
+    embedding = art.embed(features)
     pred = predictions_from_scored(scored, embedding)
     values = metrics(y, pred, known, good_label, seed=seed)
     table = per_scenario(y, pred, known)
+    points = operating_points(art, art.normaliser.transform(features)[0], embedding, y,
+                              config or art.config.score)
     novel = sorted(set(y) - set(known))
     info = {
         "model": str(art.path), "model_id": art.model_id,
@@ -394,7 +451,9 @@ def evaluate(
                      for v in ("good", "known_error", "new_error", "outlier")},
         "new_types": int(len(run.new_types)),
     }
-    write_json(out / "metrics.json", {"metrics": values, **info})
+    write_json(out / "metrics.json", {"metrics": values, **info,
+                                      "operating_points": points.to_dict(orient="records")})
+    points.to_csv(out / "operating_points.csv", index=False)
     pd.DataFrame({"metric": list(values), "value": list(values.values())}).to_csv(
         out / "metrics.csv", index=False)
     table.to_csv(out / "scenarios.csv", index=False)
@@ -408,12 +467,13 @@ def evaluate(
     records.to_parquet(out / "records.parquet", index=False)
     if report:
         (out / "evaluate.html").write_text(
-            report_page(values, info, table, embedding, y, pred.verdict, seed),
+            report_page(values, info, table, embedding, y, pred.verdict, seed, points),
             encoding="utf-8")
     if not quiet:
         log.info("evaluated %d records (%d of novel scenarios): %s", len(y),
                  info["novel_records"], out)
-    return EvaluateResult(out=out, metrics=values, scenarios=table, info=info)
+    return EvaluateResult(out=out, metrics=values, scenarios=table, info=info,
+                          operating_points=points)
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -452,13 +512,19 @@ def map_points(emb: np.ndarray, labels: np.ndarray, verdict: np.ndarray | None,
 
 def report_page(values: dict[str, float], info: dict[str, Any], table: pd.DataFrame,
                 embedding: np.ndarray, labels: np.ndarray, verdict: np.ndarray,
-                seed: int = 0) -> str:
-    """evaluate.html: the metrics, the verdicts per scenario and the embedding map."""
+                seed: int = 0, operating: pd.DataFrame | None = None) -> str:
+    """evaluate.html: the metrics, the verdicts per scenario, the operating points and
+    the embedding map."""
     from trafficsiam.report.render import plotly_js, render
 
-    rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-             for k, v in r.items()} for r in table.to_dict(orient="records")]
+    def rows_of(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
+        if frame is None:
+            return []
+        return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                 for k, v in r.items()} for r in frame.to_dict(orient="records")]
+
     return render(
-        "evaluate.html.j2", metrics=_jsonable(values), info=info, scenarios=rows,
-        points=map_points(embedding, labels, verdict, seed), plotly=plotly_js(),
+        "evaluate.html.j2", metrics=_jsonable(values), info=info, scenarios=rows_of(table),
+        operating=rows_of(operating), points=map_points(embedding, labels, verdict, seed),
+        plotly=plotly_js(),
     )
