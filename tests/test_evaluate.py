@@ -154,8 +154,9 @@ def test_operating_points_match_the_scored_verdicts(fitted, novel_batch, tmp_pat
     """operating_points.csv: at the configured setting (and, via score's own config, at
     another quantile with good_within_radius), the verdict metrics equal those of a full
     scoring run; a higher quantile flags fewer records, the radius rule never flags more."""
+    from trafficsiam import api
     from trafficsiam.config import ScoreConfig
-    from trafficsiam.evaluate import OPERATING_METRICS, OPERATING_QUANTILES
+    from trafficsiam.evaluate import OPERATING_METRICS, OPERATING_QUANTILES, operating_points
 
     result, _ = fitted
     ev = evaluate(result.path, novel_batch, tmp_path / "plain", quiet=True, report=False)
@@ -179,6 +180,18 @@ def test_operating_points_match_the_scored_verdicts(fitted, novel_batch, tmp_pat
     assert (radius["flagged"].to_numpy() < plain["flagged"].to_numpy()).any()
     saved = json.loads((tmp_path / "plain" / "metrics.json").read_text())
     assert len(saved["operating_points"]) == len(points)
+    assert (points["records"] == 2000).all()
+    # beyond max_records: a sample of that many, the same one each time
+    art = api.load(result.path)
+    frame = pd.read_parquet(novel_batch)
+    features = frame[list(art.schema.columns)]
+    x, emb = art.normaliser.transform(features)[0], art.embed(features)
+    y = frame["scenario"].to_numpy(str)
+    few = operating_points(art, x, emb, y, art.config.score, max_records=500)
+    assert (few["records"] == 500).all()
+    pd.testing.assert_frame_equal(few, operating_points(art, x, emb, y, art.config.score,
+                                                        max_records=500))
+    assert not few[list(OPERATING_METRICS)].equals(points[list(OPERATING_METRICS)])
 
 
 def test_evaluate_refuses_test_data_without_the_label_column(fitted, tmp_path):
