@@ -20,6 +20,10 @@ def test_evaluate_prints_metrics(fitted, tmp_path):
     assert res.exit_code == 0, res.output
     assert f"evaluated model {result.manifest['model_id']} on 600 records" in res.output
     assert "novel_auroc" in res.output and "map_at_r" in res.output
+    # the operating points, one line each, the run's own marked
+    lines = res.output.splitlines()
+    assert sum(line.endswith("<- this run") for line in lines) == 1
+    assert any(line.strip().startswith("0.95   radius") for line in lines)
     quiet = run("evaluate", result.path, test, "--out", tmp_path / "ev2", "--quiet")
     assert quiet.exit_code == 0 and quiet.output == ""
     assert (tmp_path / "ev2" / "metrics.json").is_file()

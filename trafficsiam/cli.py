@@ -381,6 +381,18 @@ def _evaluate_summary(result: Any) -> str:
              f"({info['novel_records']} of {len(info['novel_scenarios'])} novel scenarios)"]
     for name, value in result.metrics.items():
         lines.append(f"  {name:<26} {value:.4f}" if value == value else f"  {name:<26} n/a")
+    points = result.operating_points
+    if points is not None and len(points):
+        lines.append("operating points (score.novelty_quantile, score.good_within_radius): "
+                     "good false alarm / novel called good / known called good / known "
+                     "accuracy")
+        for row in points.to_dict(orient="records"):
+            mark = "  <- this run" if row["configured"] else ""
+            cells = " / ".join("  n/a" if v != v else f"{v:.3f}" for v in (
+                row["good_false_alarm"], row["novel_called_good"],
+                row["known_called_good"], row["known_accuracy"]))
+            radius = "radius" if row["good_within_radius"] else "      "
+            lines.append(f"  {row['novelty_quantile']:<6g} {radius}  {cells}{mark}")
     lines.append(f"outputs in {result.out}: metrics.json, metrics.csv, scenarios.csv, "
                  "records.parquet, operating_points.csv, evaluate.html")
     return "\n".join(lines)
