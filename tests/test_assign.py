@@ -443,3 +443,37 @@ def test_good_within_radius_needs_both_opinions_to_flag() -> None:
         np.testing.assert_array_equal(getattr(both, name), getattr(plain, name))
     default = scorer.assess(emb, inputs)
     np.testing.assert_array_equal(default.explained, plain.explained)
+
+
+def test_measure_once_judge_under_other_thresholds_equals_assess() -> None:
+    """KnownScorer.judge over one `measure` gives, for a scorer with other thresholds on
+    the same clusters, exactly that scorer's own `assess` (the operating points rely on
+    it), with and without good_within_radius."""
+    from trafficsiam.calibrate import KnownScorer, build_prototypes
+
+    x = _blobs(4, 3000, 7, 200)
+    clusterer = _fit(x, min_cluster_size=40, min_samples=5)
+    labels = clusterer.labels_
+    protos, owner = build_prototypes(x.astype(np.float32), labels, 16)
+    good = [int(c) for c in np.unique(labels[labels >= 0])[:2]]
+    held_good = np.isin(labels, good)
+    good_protos, _ = build_prototypes(x[held_good].astype(np.float32),
+                                      np.zeros(int(held_good.sum()), np.int64), 24)
+
+    def scorer(q: float) -> KnownScorer:
+        s = KnownScorer(Assigner.from_clusterer(clusterer), labels, protos, owner,
+                        good_clusters=good, good_prototypes=good_protos)
+        s.thresholds = s.calibrate(x, x.astype(np.float32), q, 10, good=held_good)
+        return s
+
+    q = _queries(x, 7)
+    qx = q.astype(np.float32)
+    loose, tight = scorer(0.99), scorer(0.8)
+    measured = loose.measure(q, qx)
+    for radius in (False, True):
+        got = tight.judge(measured, good_within_radius=radius)
+        want = tight.assess(q, qx, good_within_radius=radius)
+        for name in ("label", "strength", "home", "embedding_distance", "input_distance",
+                     "novelty", "explained", "anomaly"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name), name)
+    assert tight.assess(q, qx).explained.sum() < loose.assess(q, qx).explained.sum()

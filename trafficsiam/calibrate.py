@@ -245,6 +245,19 @@ class Assessment:
         return self.home
 
 
+@dataclass
+class Measured:
+    """Per-record distances of `KnownScorer.measure`, before thresholds."""
+
+    x: np.ndarray  # the normalised inputs (the radius rule needs them)
+    label: np.ndarray
+    strength: np.ndarray
+    home: np.ndarray
+    embedding_distance: np.ndarray
+    input_distance: np.ndarray
+    good_distance: np.ndarray | None  # to the good-traffic prototypes (None: not measured)
+
+
 class KnownScorer:
     """Everything needed to assess records against the known clusters of one model."""
 
@@ -336,26 +349,45 @@ class KnownScorer:
             home[again] = np.where(label[again] >= 0, label[again], fallback)
         return label, strength, home, d_emb, self.input_distance(x, home)
 
-    def assess(self, emb: np.ndarray, x: np.ndarray, batch_size: int = 16384,
-               good_within_radius: bool = False) -> Assessment:
-        """Per-record assessment (module doc); `good_within_radius` applies 6."""
-        if self.thresholds is None:
-            raise ValueError("KnownScorer has no thresholds: calibrate it first")
+    def measure(self, emb: np.ndarray, x: np.ndarray, batch_size: int = 16384,
+                good: bool = True) -> Measured:
+        """The distances of each record (steps 1-3 and 5 before any threshold), in batches
+        of `batch_size`; `good`: also the distance to good traffic (when there are good
+        prototypes). `judge` turns them into an `Assessment` for any thresholds."""
         parts = [
             self.distances(emb[s : s + batch_size], x[s : s + batch_size])
             for s in range(0, max(emb.shape[0], 1), batch_size)
         ]
         label, strength, home, d_emb, d_in = (np.concatenate(p) for p in zip(*parts, strict=True))
+        d_good = self.good_distance(x) if good and len(self.good_prototypes) else None
+        return Measured(x, label, strength, home, d_emb, d_in, d_good)
+
+    def judge(self, m: Measured, good_within_radius: bool = False) -> Assessment:
+        """Novelty, explained and anomaly of measured records under this scorer's
+        thresholds (steps 3-6): scorers of one model at other quantiles share the
+        distances (`evaluate.operating_points`)."""
+        if self.thresholds is None:
+            raise ValueError("KnownScorer has no thresholds: calibrate it first")
+        home = m.home
         t_emb, t_in = self.thresholds.lookup(home)
-        novelty = np.maximum(d_emb / t_emb, d_in / t_in)
+        novelty = np.maximum(m.embedding_distance / t_emb, m.input_distance / t_in)
         explained = (home >= 0) & (novelty <= 1.0)
-        if self.thresholds.good is None or len(self.good_prototypes) == 0:
+        if self.thresholds.good is None or m.good_distance is None:
             anomaly = novelty
         else:
-            anomaly = self.good_distance(x) / self.thresholds.good
+            anomaly = m.good_distance / self.thresholds.good
             if good_within_radius:
-                home, explained = self._within_good_radius(x, home, explained, anomaly)
-        return Assessment(label, strength, home, d_emb, d_in, novelty, explained, anomaly)
+                home, explained = self._within_good_radius(m.x, home, explained, anomaly)
+        return Assessment(m.label, m.strength, home, m.embedding_distance, m.input_distance,
+                          novelty, explained, anomaly)
+
+    def assess(self, emb: np.ndarray, x: np.ndarray, batch_size: int = 16384,
+               good_within_radius: bool = False) -> Assessment:
+        """Per-record assessment (module doc); `good_within_radius` applies 6."""
+        if self.thresholds is None:
+            raise ValueError("KnownScorer has no thresholds: calibrate it first")
+        measured = self.measure(emb, x, batch_size, good=self.thresholds.good is not None)
+        return self.judge(measured, good_within_radius)
 
     def _within_good_radius(
         self, x: np.ndarray, home: np.ndarray, explained: np.ndarray, anomaly: np.ndarray,

@@ -286,8 +286,8 @@ OPERATING_METRICS: tuple[str, ...] = (
     "good_false_alarm", "novel_called_good", "known_called_good", "known_accuracy",
     "flagged",
 )
-# Each row assesses every record again (~5 us each on one core): beyond this many test
-# records, the table is measured on a reproducible random sample of them.
+# Beyond this many test records, the table is measured on a reproducible random sample
+# of them (bench/evaluate_cost.py: the rows share one measurement of the distances).
 OPERATING_MAX_RECORDS = 200_000
 
 
@@ -298,8 +298,9 @@ def operating_points(
     """The verdict metrics at each novelty quantile of `OPERATING_QUANTILES` (and the
     configured one), with and without `good_within_radius`: one row each, the configured
     setting marked. The thresholds are recalibrated from the model's stored held-out
-    records, as `score --set score.novelty_quantile=...` would, and the records assessed
-    once per row from one embedding (`x` the normalised inputs, `emb` their embedding);
+    records, as `score --set score.novelty_quantile=...` would; the records' distances
+    are measured once (`x` the normalised inputs, `emb` their embedding) and judged
+    under each row's thresholds;
     new_error and outlier both count as flagged (no new-type clustering is needed).
     Which trade-off suits the traffic (fewer false alarms or fewer failures called good)
     is read off this table instead of refitting. Beyond `max_records` test records, a
@@ -312,18 +313,25 @@ def operating_points(
     known = {str(k) for k in art.manifest["scenarios"]}
     good, novel = y == good_label, ~np.isin(y, list(known))
     known_bad = ~novel & ~good
-    scenario_of = art.cluster_scenarios
+    of_known = ~novel
+    # a home cluster's scenario by index (home + 1: -1 is "none")
+    scenario_of = {c: s for c, s in art.cluster_scenarios.items() if c >= 0}
+    lookup = np.full(max(scenario_of, default=-1) + 2, FLAGGED, dtype=object)
+    for c, name in scenario_of.items():
+        lookup[c + 1] = name
     emb = np.ascontiguousarray(emb, dtype=np.float64)
     x = np.ascontiguousarray(x, dtype=np.float32)
     rows = []
+    # the distances do not depend on the thresholds: measured once, judged per row
+    measured = art.scorer(cfg.novelty_quantile, cfg.min_calibration_records,
+                          cfg.anomaly_saturation).measure(emb, x)
     for q in sorted({*OPERATING_QUANTILES, float(cfg.novelty_quantile)}):
         scorer = art.scorer(q, cfg.min_calibration_records, cfg.anomaly_saturation)
         for radius in (False, True):
-            a = scorer.assess(emb, x, good_within_radius=radius)
+            a = scorer.judge(measured, good_within_radius=radius)
             called_good = a.explained & np.isin(a.home, scorer.good_clusters)
-            scenario = masked(np.array([scenario_of.get(int(c)) for c in a.home],
-                                       dtype=object), a.explained)
-            accuracy, _ = known_scores(y, scenario, known)
+            # known_accuracy as `known_scores` counts it: explained by its own scenario
+            own = a.explained & (lookup[a.home + 1] == y)
             rows.append({
                 "novelty_quantile": q, "good_within_radius": radius,
                 "configured": bool(q == cfg.novelty_quantile
@@ -332,7 +340,7 @@ def operating_points(
                 "good_false_alarm": share(~called_good, good),
                 "novel_called_good": share(called_good, novel),
                 "known_called_good": share(called_good, known_bad),
-                "known_accuracy": accuracy,
+                "known_accuracy": share(own, of_known),
                 "flagged": share(~a.explained, np.ones(len(y), dtype=bool)),
             })
     return pd.DataFrame(rows)
