@@ -364,14 +364,13 @@ def test_one_far_input_weighs_less_than_many_inputs_off() -> None:
     assert saturated_distance(one_far, protos, None) > saturated_distance(many_off, protos, None)
 
 
-def test_anomaly_uses_the_good_traffic_prototypes_and_falls_back() -> None:
-    """KnownScorer's anomaly: the saturated distance to the good-traffic prototypes over
-    the threshold calibrated on held-out good records; without good prototypes given,
-    the good clusters' prototypes (models of format 2); without a good threshold, the
-    novelty."""
-    from trafficsiam.calibrate import KnownScorer, build_prototypes, nearest_distance
+def _two_good_clusters(seed: int):
+    """Blobs clustered by HDBSCAN, their clusters' k-means prototypes, two clusters
+    called good and k-means prototypes of those good records: (x, clusterer, labels,
+    protos, owner, good, held_good, good_protos)."""
+    from trafficsiam.calibrate import build_prototypes
 
-    x = _blobs(4, 3000, 5, 200)
+    x = _blobs(4, 3000, seed, 200)
     clusterer = _fit(x, min_cluster_size=40, min_samples=5)
     labels = clusterer.labels_
     protos, owner = build_prototypes(x.astype(np.float32), labels, 16)
@@ -379,6 +378,17 @@ def test_anomaly_uses_the_good_traffic_prototypes_and_falls_back() -> None:
     held_good = np.isin(labels, good)
     good_protos, _ = build_prototypes(x[held_good].astype(np.float32),
                                       np.zeros(int(held_good.sum()), np.int64), 24)
+    return x, clusterer, labels, protos, owner, good, held_good, good_protos
+
+
+def test_anomaly_uses_the_good_traffic_prototypes_and_falls_back() -> None:
+    """KnownScorer's anomaly: the saturated distance to the good-traffic prototypes over
+    the threshold calibrated on held-out good records; without good prototypes given,
+    the good clusters' prototypes (models of format 2); without a good threshold, the
+    novelty."""
+    from trafficsiam.calibrate import KnownScorer, nearest_distance
+
+    x, clusterer, labels, protos, owner, good, held_good, good_protos = _two_good_clusters(5)
     scorer = KnownScorer(Assigner.from_clusterer(clusterer), labels, protos, owner,
                          good_clusters=good, good_prototypes=good_protos, saturation=0.5)
     q = _queries(x, 5).astype(np.float32)
@@ -408,16 +418,9 @@ def test_good_within_radius_needs_both_opinions_to_flag() -> None:
     cluster of its nearest good-cluster prototype in the inputs; one outside that radius
     stays unexplained, and explained records, novelty and anomaly do not move. Off, the
     assessment is the plain one."""
-    from trafficsiam.calibrate import KnownScorer, build_prototypes
+    from trafficsiam.calibrate import KnownScorer
 
-    x = _blobs(4, 3000, 5, 200)
-    clusterer = _fit(x, min_cluster_size=40, min_samples=5)
-    labels = clusterer.labels_
-    protos, owner = build_prototypes(x.astype(np.float32), labels, 16)
-    good = [int(c) for c in np.unique(labels[labels >= 0])[:2]]
-    held_good = np.isin(labels, good)
-    good_protos, _ = build_prototypes(x[held_good].astype(np.float32),
-                                      np.zeros(int(held_good.sum()), np.int64), 24)
+    x, clusterer, labels, protos, owner, good, held_good, good_protos = _two_good_clusters(5)
     scorer = KnownScorer(Assigner.from_clusterer(clusterer), labels, protos, owner,
                          good_clusters=good, good_prototypes=good_protos)
     scorer.thresholds = scorer.calibrate(x, x.astype(np.float32), 0.99, 10, good=held_good)
@@ -449,16 +452,9 @@ def test_measure_once_judge_under_other_thresholds_equals_assess() -> None:
     """KnownScorer.judge over one `measure` gives, for a scorer with other thresholds on
     the same clusters, exactly that scorer's own `assess` (the operating points rely on
     it), with and without good_within_radius."""
-    from trafficsiam.calibrate import KnownScorer, build_prototypes
+    from trafficsiam.calibrate import KnownScorer
 
-    x = _blobs(4, 3000, 7, 200)
-    clusterer = _fit(x, min_cluster_size=40, min_samples=5)
-    labels = clusterer.labels_
-    protos, owner = build_prototypes(x.astype(np.float32), labels, 16)
-    good = [int(c) for c in np.unique(labels[labels >= 0])[:2]]
-    held_good = np.isin(labels, good)
-    good_protos, _ = build_prototypes(x[held_good].astype(np.float32),
-                                      np.zeros(int(held_good.sum()), np.int64), 24)
+    x, clusterer, labels, protos, owner, good, held_good, good_protos = _two_good_clusters(7)
 
     def scorer(q: float) -> KnownScorer:
         s = KnownScorer(Assigner.from_clusterer(clusterer), labels, protos, owner,
