@@ -23,8 +23,10 @@ distributed = pytest.importorskip("dask.distributed")
 # Candidates of 10: the 2,600 rows hold ~70 unexplained ones, in two groups that size.
 # The saturated anomaly: its candidate search and float32 sums must agree bit for bit too
 # (the Euclidean nearest distance runs for the input novelty either way), and each
-# worker recalibrates it from the model's held-out records.
-CFG = ScoreConfig(batch_size=300, new_type_min_size=10, anomaly_saturation=0.25)
+# worker recalibrates it from the model's held-out records. good_within_radius: the
+# rescued records' good cluster too.
+CFG = ScoreConfig(batch_size=300, new_type_min_size=10, anomaly_saturation=0.25,
+                  good_within_radius=True)
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,10 @@ def test_dask_output_equals_local_record_for_record(runs):
         # Exact: the same batches through the same model give the same bits.
         pd.testing.assert_frame_equal(got, want, check_exact=True)
     pd.testing.assert_frame_equal(dask.new_types, local.new_types, check_exact=True)
+    # the radius rule ran: good verdicts beyond the novelty threshold, in both engines
+    rescued = sum(int(((f["ts_verdict"] == "good") & (f["ts_novelty"] > 1)).sum())
+                  for f in (pd.read_parquet(o) for _, o, _ in dask.outputs))
+    assert rescued > 0
     for key in ("records", "verdicts", "clusters", "new_types", "cleaning", "thresholds"):
         assert dask.summary[key] == local.summary[key], key
     assert dask.summary["engine"] == "dask"
