@@ -362,20 +362,22 @@ class KnownScorer:
         d_good = self.good_distance(x) if good and len(self.good_prototypes) else None
         return Measured(x, label, strength, home, d_emb, d_in, d_good)
 
-    def judge(self, m: Measured, good_within_radius: bool = False) -> Assessment:
-        """Novelty, explained and anomaly of measured records under this scorer's
-        thresholds (steps 3-6): scorers of one model at other quantiles share the
-        distances (`evaluate.operating_points`)."""
-        if self.thresholds is None:
+    def judge(self, m: Measured, good_within_radius: bool = False,
+              thresholds: Thresholds | None = None) -> Assessment:
+        """Novelty, explained and anomaly of measured records (steps 3-6) under this
+        scorer's thresholds, or `thresholds` (from `thresholds_from`: the same distances
+        judged at other quantiles, `evaluate.operating_points`)."""
+        th = self.thresholds if thresholds is None else thresholds
+        if th is None:
             raise ValueError("KnownScorer has no thresholds: calibrate it first")
         home = m.home
-        t_emb, t_in = self.thresholds.lookup(home)
+        t_emb, t_in = th.lookup(home)
         novelty = np.maximum(m.embedding_distance / t_emb, m.input_distance / t_in)
         explained = (home >= 0) & (novelty <= 1.0)
-        if self.thresholds.good is None or m.good_distance is None:
+        if th.good is None or m.good_distance is None:
             anomaly = novelty
         else:
-            anomaly = m.good_distance / self.thresholds.good
+            anomaly = m.good_distance / th.good
             if good_within_radius:
                 home, explained = self._within_good_radius(m.x, home, explained, anomaly)
         return Assessment(m.label, m.strength, home, m.embedding_distance, m.input_distance,
@@ -411,7 +413,15 @@ class KnownScorer:
     ) -> Thresholds:
         """Thresholds from held-out records of known scenarios (not in the reference);
         `good` marks the held-out records of good traffic (the anomaly threshold)."""
-        _, _, home, d_emb, d_in = self.distances(emb, x)
+        return self.thresholds_from(self.measure(emb, x, good=good is not None),
+                                    quantile, min_records, good)
+
+    def thresholds_from(
+        self, m: Measured, quantile: float, min_records: int, good: np.ndarray | None = None,
+    ) -> Thresholds:
+        """`calibrate` from held-out records already measured: one `measure` serves any
+        number of quantiles."""
+        home, d_emb, d_in = m.home, m.embedding_distance, m.input_distance
         if len(home) == 0:
             raise ValueError("no held-out records to calibrate the novelty thresholds on")
 
@@ -435,7 +445,7 @@ class KnownScorer:
                        "records": n, "pooled": True}
             clusters[int(cluster)] = row
         t_good = None
-        if good is not None and len(self.good_prototypes) and np.any(good):
-            t_good = q(self.good_distance(x[np.asarray(good, dtype=bool)]))
+        if good is not None and m.good_distance is not None and np.any(good):
+            t_good = q(m.good_distance[np.asarray(good, dtype=bool)])
         return Thresholds(float(quantile), int(min_records), clusters, pooled, t_good,
                           self.saturation)

@@ -345,8 +345,8 @@ def _score_summary(result: Any, report: bool = True) -> str:
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("test", nargs=-1, required=True)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for metrics.json, metrics.csv, scenarios.csv, records.parquet "
-                   "and evaluate.html (created if missing).")
+              help="Folder for metrics.json, metrics.csv, scenarios.csv, records.parquet, "
+                   "operating_points.csv and evaluate.html (created if missing).")
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               help="YAML file whose score: section overrides the model's.")
 @click.option("--set", "overrides", multiple=True, metavar="score.KEY=VALUE",

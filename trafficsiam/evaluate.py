@@ -59,6 +59,7 @@ from trafficsiam import artifact, read
 from trafficsiam.artifact import Artifact
 from trafficsiam.config import ScoreConfig
 from trafficsiam.errors import InputError, OutputError
+from trafficsiam.model import embed
 
 log = logging.getLogger("trafficsiam")
 
@@ -125,7 +126,7 @@ def ari_nmi(labels: np.ndarray, group: np.ndarray | None) -> tuple[float, float]
 
 
 def known_scores(labels: np.ndarray, scenario: np.ndarray | None,
-                 known: Iterable[str]) -> tuple[float, float]:
+                 known: Iterable[str], f1: bool = True) -> tuple[float, float]:
     """(accuracy, macro F1) on the records of known scenarios: a record is right when it
     is explained by its own scenario; flagged records (scenario None) count as
     `(flagged)`, a class of their own that is never right. F1 is averaged over the known
@@ -137,11 +138,14 @@ def known_scores(labels: np.ndarray, scenario: np.ndarray | None,
     if not mask.any():
         return _nan(), _nan()
     truth = y[mask]
-    pred = np.array([FLAGGED if s is None or s != s else str(s) for s in scenario[mask]])
-    present = sorted(set(truth))
+    named = np.asarray(scenario, dtype=object)[mask]
+    pred = np.where(pd.isna(named), FLAGGED, named).astype(str)
     accuracy = float((pred == truth).mean())
-    f1 = float(f1_score(truth, pred, labels=present, average="macro", zero_division=0))
-    return accuracy, f1
+    if not f1:  # the accuracy alone (operating points: no sklearn per row)
+        return accuracy, _nan()
+    present = sorted(set(truth))
+    macro = float(f1_score(truth, pred, labels=present, average="macro", zero_division=0))
+    return accuracy, macro
 
 
 def share(mask: np.ndarray, among: np.ndarray) -> float:
@@ -313,25 +317,30 @@ def operating_points(
     known = {str(k) for k in art.manifest["scenarios"]}
     good, novel = y == good_label, ~np.isin(y, list(known))
     known_bad = ~novel & ~good
-    of_known = ~novel
     # a home cluster's scenario by index (home + 1: -1 is "none")
     scenario_of = {c: s for c, s in art.cluster_scenarios.items() if c >= 0}
-    lookup = np.full(max(scenario_of, default=-1) + 2, FLAGGED, dtype=object)
+    lookup = np.full(max(scenario_of, default=-1) + 2, None, dtype=object)
     for c, name in scenario_of.items():
         lookup[c + 1] = name
     emb = np.ascontiguousarray(emb, dtype=np.float64)
     x = np.ascontiguousarray(x, dtype=np.float32)
     rows = []
-    # the distances do not depend on the thresholds: measured once, judged per row
-    measured = art.scorer(cfg.novelty_quantile, cfg.min_calibration_records,
-                          cfg.anomaly_saturation).measure(emb, x)
+    # The distances depend on no threshold: the test records and the stored held-out
+    # records are measured once; each row recalibrates from the latter (as
+    # `Artifact.scorer` would at that quantile) and judges the former.
+    scorer = art.scorer(cfg.novelty_quantile, cfg.min_calibration_records,
+                        cfg.anomaly_saturation)
+    measured = scorer.measure(emb, x)
+    held = scorer.measure(art.holdout[art.embedding_columns].to_numpy(np.float64),
+                          art.inputs["holdout"])
+    held_good = (art.holdout["scenario"].astype(str) == good_label).to_numpy()
     for q in sorted({*OPERATING_QUANTILES, float(cfg.novelty_quantile)}):
-        scorer = art.scorer(q, cfg.min_calibration_records, cfg.anomaly_saturation)
+        thresholds = (scorer.thresholds if q == cfg.novelty_quantile else
+                      scorer.thresholds_from(held, q, cfg.min_calibration_records, held_good))
         for radius in (False, True):
-            a = scorer.judge(measured, good_within_radius=radius)
+            a = scorer.judge(measured, good_within_radius=radius, thresholds=thresholds)
             called_good = a.explained & np.isin(a.home, scorer.good_clusters)
-            # known_accuracy as `known_scores` counts it: explained by its own scenario
-            own = a.explained & (lookup[a.home + 1] == y)
+            scenario = masked(lookup[a.home + 1], a.explained)
             rows.append({
                 "novelty_quantile": q, "good_within_radius": radius,
                 "configured": bool(q == cfg.novelty_quantile
@@ -340,7 +349,7 @@ def operating_points(
                 "good_false_alarm": share(~called_good, good),
                 "novel_called_good": share(called_good, novel),
                 "known_called_good": share(called_good, known_bad),
-                "known_accuracy": share(own, of_known),
+                "known_accuracy": known_scores(y, scenario, known, f1=False)[0],
                 "flagged": share(~a.explained, np.ones(len(y), dtype=bool)),
             })
     return pd.DataFrame(rows)
@@ -449,13 +458,12 @@ def evaluate(
             "record needs a label to be evaluated"
         )
     y = labels.astype(str).to_numpy()
-    features = scored[list(art.schema.columns)]
-    embedding = art.embed(features)
+    x, _ = art.normaliser.transform(scored[list(art.schema.columns)])
+    embedding = embed(art.model, x)  # = art.embed, with x kept for the operating points
     pred = predictions_from_scored(scored, embedding)
     values = metrics(y, pred, known, good_label, seed=seed)
     table = per_scenario(y, pred, known)
-    points = operating_points(art, art.normaliser.transform(features)[0], embedding, y,
-                              config or art.config.score, seed=seed)
+    points = operating_points(art, x, embedding, y, config or art.config.score, seed=seed)
     novel = sorted(set(y) - set(known))
     info = {
         "model": str(art.path), "model_id": art.model_id,
