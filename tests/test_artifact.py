@@ -107,6 +107,34 @@ def test_newer_format_version_is_refused(model_copy):
         artifact.load(model_copy)
 
 
+def test_format_3_models_keep_their_saturated_distance(model_copy, fitted):
+    """A model written before the saturated anomaly's k-means fits (format 3) loads; a
+    saturated anomaly is then to its good prototypes as one fit, as
+    format 3 calibrated it."""
+    from safetensors.numpy import load_file, save_file
+
+    from trafficsiam.calibrate import saturated_distance
+
+    inputs = load_file(str(model_copy / "inputs.safetensors"))
+    del inputs["anomaly_prototypes"], inputs["anomaly_set"]
+    save_file(inputs, str(model_copy / "inputs.safetensors"))
+    m = json.loads((model_copy / "manifest.json").read_text())
+    m["format_version"] = 3
+    m.pop("anomaly")
+    m["files"]["inputs.safetensors"] = artifact.sha256_file(model_copy / "inputs.safetensors")
+    (model_copy / "manifest.json").write_text(json.dumps(m))
+    old = artifact.load(model_copy)
+    x = old.inputs["holdout"][:300]
+    scorer = old.scorer(saturation=0.25)
+    np.testing.assert_array_equal(
+        scorer.good_distance(x),
+        saturated_distance(x, old.inputs["good_prototypes"], 0.25))
+    # the format 4 original measures the mean over its fits instead
+    current = artifact.load(fitted[0].path).scorer(saturation=0.25)
+    assert scorer.anomaly_prototypes is None and current.anomaly_prototypes is not None
+    assert not np.allclose(current.good_distance(x), scorer.good_distance(x))
+
+
 def test_format_2_models_score_with_the_distance_they_were_calibrated_with(model_copy, fitted):
     """A model written before the good-traffic prototypes (format 2: no `good_prototypes`,
     no `anomaly_saturation`) loads; its anomaly is the plain distance to the good

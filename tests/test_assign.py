@@ -381,11 +381,83 @@ def _two_good_clusters(seed: int):
     return x, clusterer, labels, protos, owner, good, held_good, good_protos
 
 
+def test_saturated_anomaly_is_the_mean_over_the_fits() -> None:
+    """With the anomaly's k-means fits, the saturated anomaly is the mean over the fits
+    of the brute-force saturated distance to each fit's `ANOMALY_CANDIDATES` nearest;
+    the Euclidean anomaly ignores the fits (the good prototypes, as before)."""
+    from trafficsiam.calibrate import ANOMALY_CANDIDATES, KnownScorer, nearest_distance
+
+    x, clusterer, labels, protos, owner, good, held_good, good_protos = _two_good_clusters(6)
+    rng = np.random.default_rng(6)
+    fits = [x[held_good][rng.choice(int(held_good.sum()), 12, replace=False)]
+            for _ in range(3)]
+    stacked = np.concatenate(fits).astype(np.float32)
+    owner_fit = np.repeat(np.arange(3), 12)
+    q = _queries(x, 6).astype(np.float32)
+    want = np.mean([_saturated_brute(q, f.astype(np.float32), 0.5, ANOMALY_CANDIDATES)
+                    for f in fits], axis=0)
+    kw = dict(good_clusters=good, good_prototypes=good_protos,
+              anomaly_prototypes=stacked, anomaly_set=owner_fit)
+    sat = KnownScorer(Assigner.from_clusterer(clusterer), labels, protos, owner,
+                      saturation=0.5, **kw)
+    np.testing.assert_allclose(sat.good_distance(q), want, rtol=1e-5, atol=1e-5)
+    # the first fit alone (or all prototypes as one fit) is not the mean
+    assert not np.allclose(sat.good_distance(q), _saturated_brute(
+        q, fits[0].astype(np.float32), 0.5, ANOMALY_CANDIDATES), atol=1e-3)
+    assert not np.allclose(sat.good_distance(q), _saturated_brute(
+        q, stacked, 0.5, ANOMALY_CANDIDATES), atol=1e-3)
+    euclid = KnownScorer(sat.assigner, labels, protos, owner, saturation=None, **kw)
+    np.testing.assert_array_equal(euclid.good_distance(q), nearest_distance(q, good_protos))
+
+
+def _failures_moving(inputs: int, shift: float, n: int, seed: int):
+    """Held-out records for `choose_saturation`: good traffic (Gaussian, 20 inputs), its
+    k-means prototypes, and n failures that move `inputs` inputs by `shift`."""
+    from trafficsiam.calibrate import build_prototypes
+
+    rng = np.random.default_rng(seed)
+    good = rng.normal(size=(4000, 20)).astype(np.float32)
+    protos, _ = build_prototypes(good[:3000], np.zeros(3000, np.int64), 32)
+    bad = rng.normal(size=(n, 20)).astype(np.float32)
+    bad[:, :inputs] += shift
+    x = np.concatenate([good[3000:], bad])
+    return x, np.r_[np.ones(1000, bool), np.zeros(n, bool)], protos
+
+
+@pytest.mark.parametrize("inputs, shift, want", [(1, 8.0, None), (2, 5.0, None),
+                                                 (10, 2.0, 0.25), (20, 1.5, 0.25)])
+def test_auto_saturation_follows_how_many_inputs_the_failures_move(inputs, shift, want) -> None:
+    """score.anomaly_saturation auto: failures that move one or two inputs far keep the
+    Euclidean distance; failures that move many inputs at once get the saturated one."""
+    from trafficsiam.calibrate import choose_saturation
+
+    x, is_good, protos = _failures_moving(inputs, shift, 300, inputs)
+    choice = choose_saturation(x, is_good, protos, 0.99)
+    assert choice.saturation == want
+    assert choice.failure_records > 250
+    assert (choice.failure_inputs > choice.good_inputs) == (want is not None)
+    assert ("saturated" in choice.describe()) == (want is not None)
+
+
+def test_auto_saturation_without_evidence_stays_euclidean() -> None:
+    """Too few failure records outside good traffic's radius, or no good records: the
+    Euclidean distance, with the count that was too small."""
+    from trafficsiam.calibrate import AUTO_MIN_RECORDS, choose_saturation
+
+    x, is_good, protos = _failures_moving(20, 1.5, AUTO_MIN_RECORDS - 5, 1)
+    choice = choose_saturation(x, is_good, protos, 0.99)
+    assert choice.saturation is None and choice.failure_inputs is None
+    assert 0 < choice.failure_records < AUTO_MIN_RECORDS
+    assert str(AUTO_MIN_RECORDS) in choice.describe()
+    assert choose_saturation(x, np.zeros(len(x), bool), protos, 0.99).saturation is None
+
+
 def test_anomaly_uses_the_good_traffic_prototypes_and_falls_back() -> None:
     """KnownScorer's anomaly: the saturated distance to the good-traffic prototypes over
-    the threshold calibrated on held-out good records; without good prototypes given,
-    the good clusters' prototypes (models of format 2); without a good threshold, the
-    novelty."""
+    the threshold calibrated on held-out good records (without the saturated anomaly's
+    k-means fits, as format 3 models: one fit of the good prototypes); without good
+    prototypes given, the good clusters' prototypes (models of format 2); without a
+    good threshold, the novelty."""
     from trafficsiam.calibrate import KnownScorer, nearest_distance
 
     x, clusterer, labels, protos, owner, good, held_good, good_protos = _two_good_clusters(5)

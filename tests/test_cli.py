@@ -1,5 +1,6 @@
 """CLI: exit codes and the exact one-line messages a user sees."""
 
+import json
 import subprocess
 import sys
 
@@ -40,6 +41,20 @@ def test_fit_prints_summary_and_writes_model(tmp_path, synth_small):
     assert "read 3000 records, 3 scenarios, 12 feature columns" in res.output
     assert f"saved to {tmp_path / 'm'}" in res.output
     assert (tmp_path / "m" / "manifest.json").is_file()
+    # the sample data's failures move one or two KPIs: auto keeps the Euclidean anomaly
+    assert "ts_anomaly: Euclidean: the known failures differ from good traffic in" in res.output
+
+
+def test_fit_prints_a_configured_anomaly_saturation(tmp_path, synth_small):
+    data = tmp_path / "d.parquet"
+    synth_small.to_parquet(data)
+    res = run("fit", data, "--out", tmp_path / "m", *FAST[:-1],
+              "--set", "score.anomaly_saturation=0.5")
+    assert res.exit_code == 0, res.output
+    assert "ts_anomaly: saturated at 0.5 (score.anomaly_saturation)" in res.output
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["anomaly"]["rule"] == "configured"
+    assert manifest["calibration"]["anomaly_saturation"] == 0.5
 
 
 def test_fit_missing_label_column_is_one_line_exit_2_and_no_output(tmp_path, synth_small):

@@ -37,32 +37,36 @@ def measured(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_unseen_attacks_rank_above_normal_traffic(measured):
-    model, _ = measured
-    # Ranked by ts_anomaly (Euclidean distance to the good-traffic prototypes). 10
-    # epochs, seeds 0-2: AUROC 0.937-0.940, recall 0.76-0.77; IsolationForest
-    # 0.954-0.956 and 0.77-0.78. With the good clusters' prototypes these were
-    # 0.927-0.939 and 0.56-0.77; ranked by ts_novelty 0.877-0.931 and 0.30-0.72.
-    assert model["novel_auroc"] > 0.92
-    assert model["novel_recall_at_5pct_fpr"] > 0.70
+def test_unseen_attacks_rank_above_normal_traffic_ahead_of_isolation_forest(measured):
+    """The issue's CI assertion: the default configuration stays ahead of IsolationForest
+    on novel AUROC. Ranked by ts_anomaly, which the fit made saturated (NSL-KDD's known
+    attacks differ from normal traffic in many inputs at once). 10 epochs, seeds 0-2:
+    AUROC 0.965 / 0.964 / 0.967 against IsolationForest's 0.956 / 0.955 / 0.954; recall
+    at 5 % false alarms 0.813 / 0.814 / 0.811 against 0.771 / 0.776 / 0.773."""
+    model, rivals = measured
+    forest = rivals["isolation-forest"]
+    assert model["novel_auroc"] > forest["novel_auroc"] + 0.005
+    assert model["novel_auroc"] > 0.96
+    assert model["novel_recall_at_5pct_fpr"] > forest["novel_recall_at_5pct_fpr"] + 0.02
 
 
 @pytest.mark.slow
-def test_saturated_anomaly_ranks_unseen_attacks_higher(measured, tmp_path):
-    """score.anomaly_saturation=0.25, measured on the same model without refitting
-    (evaluate recalibrates on the stored held-out records): most unseen attacks change
-    many fields at once, while KDDTest+'s normal traffic drifts in single fields, so the
-    saturated distance ranks them better. Seeds 0-2: 0.950-0.968 against 0.937-0.940
-    (IsolationForest 0.954-0.956: ahead on the full training set, 0.956 vs 0.952, not
-    reliably on this subset)."""
+def test_the_fit_chose_the_saturated_anomaly_and_it_ranks_higher(measured, tmp_path):
+    """score.anomaly_saturation auto chose the saturated distance at fit; the Euclidean
+    one on the same model (null, recalibrated on the stored held-out records without a
+    refit) ranks unseen attacks lower (seeds 0-2: 0.937-0.940), because KDDTest+'s
+    normal traffic drifts in single fields; the verdict does not use the anomaly."""
     model, _ = measured
     art = api.load(model["path"])
-    cfg = art.config.score.model_copy(update={"anomaly_saturation": 0.25})
-    saturated = evaluate(art, [str(TEST)], tmp_path, quiet=True, report=False,
-                         config=cfg).metrics
-    assert saturated["novel_auroc"] > max(0.945, model["novel_auroc"])
-    # the verdict does not use the anomaly
-    assert saturated["novel_called_good"] == model["novel_called_good"]
+    assert art.manifest["anomaly"]["rule"] == "auto"
+    assert art.manifest["anomaly"]["saturation"] == 0.25
+    assert (art.manifest["anomaly"]["failure_inputs"]
+            > art.manifest["anomaly"]["good_inputs"] + 1)
+    cfg = art.config.score.model_copy(update={"anomaly_saturation": None})
+    euclid = evaluate(art, [str(TEST)], tmp_path, quiet=True, report=False,
+                      config=cfg).metrics
+    assert euclid["novel_auroc"] < model["novel_auroc"] - 0.015
+    assert euclid["novel_called_good"] == model["novel_called_good"]
 
 
 @pytest.mark.slow
@@ -86,8 +90,8 @@ def test_seen_attack_types_are_explained(measured):
 def test_a_second_opinion_cuts_false_alarms_on_drifted_normal_traffic(measured):
     """The operating points of the same model: at novelty_quantile 0.95 with
     good_within_radius, KDDTest+'s drifted normal traffic raises fewer alarms and fewer
-    new attacks are called good than at the default (seeds 0-2: false alarms 0.047 /
-    0.037 / 0.049 against 0.047 / 0.074 / 0.107, novel->good 0.305 / 0.275 / 0.236
+    new attacks are called good than at the default (seeds 0-2: false alarms 0.043 /
+    0.034 / 0.048 against 0.047 / 0.074 / 0.107, novel->good 0.276 / 0.209 / 0.208
     against 0.447 / 0.473 / 0.269); the configured row is the run's own."""
     import pandas as pd
 

@@ -270,15 +270,19 @@ def test_another_anomaly_saturation_recalibrates_the_anomaly(model, batch, tmp_p
     """score.anomaly_saturation at scoring: the anomaly threshold is recalibrated on the
     stored held-out good records with that saturation (1.0 stays the same quantile of
     them); the novelty thresholds and the verdicts do not move."""
-    from trafficsiam.calibrate import saturated_distance
+    from trafficsiam.calibrate import saturated_anomaly
 
+    # the sample data's failures move one or two KPIs: auto chose the Euclidean distance
     stored = model.scorer()
     assert stored.saturation is None and stored.thresholds.saturation is None
+    assert model.manifest["anomaly"]["rule"] == "auto"
+    assert model.manifest["anomaly"]["saturation"] is None
     sat = model.scorer(saturation=0.5)
     assert sat.thresholds.saturation == 0.5
     held_good = (model.holdout["scenario"] == model.manifest["good_label"]).to_numpy()
-    want = np.quantile(saturated_distance(model.inputs["holdout"][held_good],
-                                          model.inputs["good_prototypes"], 0.5), 0.99)
+    want = np.quantile(saturated_anomaly(model.inputs["holdout"][held_good],
+                                         model.inputs["anomaly_prototypes"],
+                                         model.inputs["anomaly_set"], 0.5), 0.99)
     assert sat.thresholds.good == pytest.approx(want)
     assert sat.thresholds.clusters == stored.thresholds.clusters
 

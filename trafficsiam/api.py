@@ -22,7 +22,7 @@ import pandas as pd
 
 from trafficsiam import artifact, cluster, read, validate
 from trafficsiam.assign import Assigner
-from trafficsiam.calibrate import KnownScorer, build_prototypes
+from trafficsiam.calibrate import ANOMALY_SETS, KnownScorer, build_prototypes, choose_saturation
 from trafficsiam.config import Config, config_to_dict
 from trafficsiam.model import embed
 from trafficsiam.normalise import Normaliser
@@ -35,7 +35,8 @@ from trafficsiam.train import train
 log = logging.getLogger("trafficsiam")
 
 # The good-traffic prototypes (ts_anomaly) are fitted on at most this many good training
-# records: k-means with 256 centres on 60,000 records x 71 inputs takes about 3 s here.
+# records: k-means with 256 centres on 60,000 records x 71 inputs takes about 3 s here,
+# the saturated anomaly's 4 fits of 128 about twice as long again.
 GOOD_PROTOTYPE_RECORDS = 65536
 
 
@@ -160,19 +161,31 @@ def fit(
     prototypes, prototype_cluster = build_prototypes(
         x[ref_rows], clustered.labels, cfg.cluster.prototypes, cfg.train.seed
     )
-    good_prototypes = good_traffic_prototypes(
+    good_prototypes, anomaly_prototypes, anomaly_set = good_traffic_prototypes(
         x, trained.train_idx[train_scenarios == str(data_cfg.good_label)],
         cfg.cluster.prototypes, rng, cfg.train.seed)
+    held_good = scenarios[trained.val_idx].astype(str) == str(data_cfg.good_label)
+    if cfg.score.anomaly_saturation == "auto":
+        choice = choose_saturation(x[trained.val_idx], held_good, good_prototypes,
+                                   cfg.score.novelty_quantile)
+        saturation = choice.saturation
+        anomaly: dict[str, Any] = {"rule": "auto", **choice.to_dict(),
+                                   "why": choice.describe()}
+    else:
+        saturation = cfg.score.anomaly_saturation
+        kind = "Euclidean" if saturation is None else f"saturated at {saturation:g}"
+        anomaly = {"rule": "configured", "saturation": saturation,
+                   "why": f"{kind} (score.anomaly_saturation)"}
+    log.info("ts_anomaly: %s", anomaly["why"])
     assigner = Assigner.from_clusterer(clustered.clusterer)
     good_clusters = clustered.table.loc[clustered.table["is_good"], "cluster"]
     scorer = KnownScorer(assigner, clustered.labels, prototypes, prototype_cluster,
                          good_clusters=good_clusters[good_clusters >= 0].tolist(),
-                         good_prototypes=good_prototypes,
-                         saturation=cfg.score.anomaly_saturation)
+                         good_prototypes=good_prototypes, saturation=saturation,
+                         anomaly_prototypes=anomaly_prototypes, anomaly_set=anomaly_set)
     thresholds = scorer.calibrate(
         emb[trained.val_idx], x[trained.val_idx], cfg.score.novelty_quantile,
-        cfg.score.min_calibration_records,
-        good=scenarios[trained.val_idx].astype(str) == str(data_cfg.good_label),
+        cfg.score.min_calibration_records, good=held_good,
     )
     clock.lap("calibrate")
     history = pd.DataFrame(trained.history)
@@ -203,6 +216,7 @@ def fit(
             "table": clustered.table.to_dict(orient="records"),
         },
         "calibration": thresholds.to_dict(),
+        "anomaly": anomaly,
         "training": {
             "rows": {"train": int(len(trained.train_idx)), "validation": int(len(trained.val_idx))},
             "best_epoch": trained.best_epoch,
@@ -235,7 +249,8 @@ def fit(
     written = artifact.save(
         Path(out), manifest, trained.model, reference, holdout,
         {"prototypes": prototypes, "prototype_cluster": prototype_cluster,
-         "good_prototypes": good_prototypes, "holdout": x[trained.val_idx]},
+         "good_prototypes": good_prototypes, "anomaly_prototypes": anomaly_prototypes,
+         "anomaly_set": anomaly_set, "holdout": x[trained.val_idx]},
         assigner, clustered.table, history,
         force=force, extras=write_report,
     )
@@ -251,14 +266,19 @@ def fit(
 def good_traffic_prototypes(
     x: np.ndarray, good_rows: np.ndarray, per_cluster: int, rng: np.random.Generator,
     seed: int,
-) -> np.ndarray:
-    """k-means prototypes of the good training records (`calibrate`, anomaly): at most
-    `GOOD_PROTOTYPE_RECORDS` of them, a reproducible sample; [0, D] without any."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """k-means prototypes of the good training records (`calibrate`, anomaly), fitted on
+    at most `GOOD_PROTOTYPE_RECORDS` of them, a reproducible sample: (`per_cluster`
+    prototypes for the Euclidean distance, `calibrate.ANOMALY_SETS` fits of half as many
+    for the saturated one stacked, the fit of each); [0, D] without any."""
     if len(good_rows) > GOOD_PROTOTYPE_RECORDS:
         good_rows = np.sort(rng.choice(good_rows, GOOD_PROTOTYPE_RECORDS, replace=False))
-    protos, _ = build_prototypes(x[good_rows], np.zeros(len(good_rows), np.int64),
-                                 per_cluster, seed)
-    return protos
+    one = np.zeros(len(good_rows), np.int64)
+    protos, _ = build_prototypes(x[good_rows], one, per_cluster, seed)
+    fits = [build_prototypes(x[good_rows], one, max(1, per_cluster // 2), seed + 1 + s)[0]
+            for s in range(ANOMALY_SETS)]
+    owner = np.concatenate([np.full(len(f), s, np.int64) for s, f in enumerate(fits)])
+    return protos, np.concatenate(fits).astype(np.float32), owner
 
 
 def load(path: str | Path) -> artifact.Artifact:

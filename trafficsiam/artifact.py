@@ -12,8 +12,10 @@
                           scoring never refits HDBSCAN (spec in manifest["assign"])
     inputs.safetensors    input-space novelty: k-means prototypes of each cluster's
                           normalised inputs (`prototypes`, `prototype_cluster`), of the
-                          good training records (`good_prototypes`, ts_anomaly) and the
-                          held-out records' normalised inputs (`holdout`, recalibration)
+                          good training records (`good_prototypes`, ts_anomaly; and
+                          `anomaly_prototypes` with `anomaly_set`, the k-means fits of the
+                          saturated anomaly) and the held-out records' normalised inputs
+                          (`holdout`, recalibration)
     clusters.csv          one row per cluster (and one for noise)
     history.csv           loss per epoch
     features_by_cluster.csv, examples.csv, report.html
@@ -56,10 +58,12 @@ from trafficsiam.normalise import Normaliser
 from trafficsiam.validate import FeatureSchema
 
 FORMAT = "trafficsiam-model"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # Format 1 (before `score`) lacks inputs.safetensors and the novelty thresholds. Format 2
 # lacks the good-traffic prototypes (ts_anomaly is then the plain distance to the good
-# clusters' prototypes); an older trafficsiam refuses format 3 rather than misread it.
+# clusters' prototypes); format 3 the saturated anomaly's k-means fits (its saturated
+# distance is then to the good prototypes, as one fit). An older trafficsiam refuses a
+# newer format rather than misread it.
 MIN_FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
@@ -245,9 +249,10 @@ class Artifact:
                                                self.clusters["scenario"], strict=True)}
 
     def scorer(self, quantile: float | None = None, min_records: int | None = None,
-               saturation: float | None | Literal["stored"] = "stored") -> KnownScorer:
+               saturation: float | None | Literal["stored", "auto"] = "stored") -> KnownScorer:
         """The `KnownScorer` of this model; thresholds as calibrated at fit unless the
-        quantile, minimum or anomaly saturation (None: Euclidean) differ, then
+        quantile, minimum or anomaly saturation (None: Euclidean; "auto": the one chosen
+        at fit, as "stored") differ, then
         recalibrated on the stored held-out records. A model without good-traffic
         prototypes (format 2) keeps the Euclidean distance to its good clusters'
         prototypes that it was calibrated with, whatever `saturation`."""
@@ -255,7 +260,7 @@ class Artifact:
         q = stored.quantile if quantile is None else float(quantile)
         n = stored.min_records if min_records is None else int(min_records)
         good_prototypes = self.inputs.get("good_prototypes")
-        c = (stored.saturation if saturation == "stored" or good_prototypes is None
+        c = (stored.saturation if saturation in ("stored", "auto") or good_prototypes is None
              else None if saturation is None else float(saturation))
         key = (q, n, c)
         if key not in self._scorers:
@@ -269,6 +274,8 @@ class Artifact:
                 good_clusters=[int(c) for c in good if int(c) >= 0],
                 good_prototypes=good_prototypes,
                 saturation=c,
+                anomaly_prototypes=self.inputs.get("anomaly_prototypes"),
+                anomaly_set=self.inputs.get("anomaly_set"),
             )
             if key == (stored.quantile, stored.min_records, stored.saturation):
                 scorer.thresholds = stored

@@ -30,17 +30,22 @@ For each record (its embedding e and normalised inputs x):
    modelled on its own, apart from the clusters: k-means prototypes of all good training
    records (`api.good_traffic_prototypes`; HDBSCAN leaves good records at cluster edges
    as noise, and the reference is a sample). The distance to the nearest one is
-   Euclidean or, with `score.anomaly_saturation` c, *saturated*: per input, the squared
-   difference counts up to c ** 2 and no further, ``sqrt(sum_j min((x_j - p_j) ** 2,
-   c ** 2))`` to the nearest of the `ANOMALY_CANDIDATES` Euclidean-nearest prototypes
-   (`saturated_distance`), so that one input far off (a counter good training traffic
-   never set) cannot outweigh the rest. Over the `quantile` of the same distance on
-   the held-out good records. Novelty asks "is this still its scenario?"; a new attack
-   that lands near a known attack is not novel but is anomalous, and ranking by anomaly
-   is what tells new failures from good traffic (BENCHMARKS.md, detection quality).
-   Without good records it is the novelty; models fitted before the good-traffic
-   prototypes (format 2) measure the Euclidean distance to their good clusters'
-   prototypes, as they were calibrated.
+   Euclidean or *saturated* at c: per input, the squared difference counts up to
+   c ** 2 and no further, ``sqrt(sum_j min((x_j - p_j) ** 2, c ** 2))`` to the nearest
+   of the `ANOMALY_CANDIDATES` Euclidean-nearest prototypes, averaged over
+   `ANOMALY_SETS` k-means fits of good traffic (`saturated_anomaly`), so that one input
+   far off (a counter good training traffic never set) cannot outweigh the rest.
+   ``score.anomaly_saturation: auto`` (the default) chooses at fit from the held-out
+   records (`choose_saturation`): saturated when the known failures differ from good
+   traffic in more inputs at once than good traffic's own spread, Euclidean when they
+   move one or two inputs far (a number or null sets it). Over the `quantile` of the
+   same distance on the held-out good records. Novelty asks "is this still its
+   scenario?"; a new attack that lands near a known attack is not novel but is
+   anomalous, and ranking by anomaly is what tells new failures from good traffic
+   (BENCHMARKS.md, detection quality). Without good records it is the novelty; models
+   fitted before the good-traffic prototypes (format 2) measure the Euclidean distance
+   to their good clusters' prototypes, format 3 models the saturated one to their good
+   prototypes as one fit, as they were calibrated.
 6. with `score.good_within_radius`, two opinions are needed to flag a record: one that
    step 4 leaves unexplained but whose anomaly is <= 1 (its inputs inside good
    traffic's `quantile` radius) is explained as good traffic instead, by the good
@@ -65,13 +70,22 @@ from sklearn.cluster import KMeans
 
 from trafficsiam.assign import NOISE, Assigner
 
-# The anomaly's saturated distance is taken to this many good prototypes, the nearest by
-# Euclidean distance, and the least is kept: the saturated and the Euclidean nearest
-# differ when one far input dominates the Euclidean distance. NSL-KDD, c = 0.2-0.25,
-# k-means on 90 % of the normal training records, three k-means seeds (BENCHMARKS.md
-# §5): novel AUROC 0.954-0.962 with 1 candidate, 0.958-0.966 with 2, 0.959-0.964 with
-# 4, 0.962-0.966 with 8 (the saturated sums cost 4x those of 2).
+# The saturated anomaly is the mean over `ANOMALY_SETS` k-means fits of good traffic,
+# each with half of `cluster.prototypes`, of the saturated distance to the nearest of the
+# record's `ANOMALY_CANDIDATES` Euclidean-nearest prototypes of that fit. NSL-KDD, c =
+# 0.25, novel AUROC / recall at 5 % (BENCHMARKS.md §5; offline, training seeds 0-2, the
+# full training set and the 20 % subset): one fit of 256 (the first version) 0.952-0.963
+# / 0.82 and 0.944-0.955 / 0.81-0.82, moving with the k-means seed; 4 fits of 128
+# 0.965-0.967 / 0.81 and 0.964-0.967 / 0.80-0.81; 4 of 64 with 8 candidates ranks higher
+# (0.966-0.970) but recalls less at 5 % (0.75-0.78).
+ANOMALY_SETS = 4
 ANOMALY_CANDIDATES = 2
+# score.anomaly_saturation "auto": the saturation chosen at fit when the known failures
+# move more inputs at once than good traffic's own spread does (`choose_saturation`).
+AUTO_SATURATION = 0.25
+# ... and the fewest held-out failure records outside good traffic's radius that the
+# choice is made on; with fewer, the distance stays Euclidean.
+AUTO_MIN_RECORDS = 30
 # A threshold of exactly 0 (a cluster of identical records) would make every other
 # distance infinitely novel: floor it.
 MIN_THRESHOLD = 1e-9
@@ -181,6 +195,79 @@ def saturated_distance(
     return np.sqrt(out.astype(np.float64))
 
 
+def saturated_anomaly(
+    x: np.ndarray, prototypes: np.ndarray, prototype_set: np.ndarray, saturation: float,
+) -> np.ndarray:
+    """The mean over the k-means fits (`prototype_set` numbers each prototype's fit) of
+    `saturated_distance` to that fit's prototypes (module doc, 5.; float64)."""
+    sets = np.unique(prototype_set)
+    if len(sets) == 0:
+        return np.full(len(x), np.inf)
+    total = np.zeros(len(x), dtype=np.float64)
+    for s in sets:
+        total += saturated_distance(x, prototypes[prototype_set == s], saturation)
+    return total / len(sets)
+
+
+def effective_inputs(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """Per row, how many inputs its difference from the nearest prototype is spread
+    over: the participation ratio ``(sum_j r_j^2)^2 / sum_j r_j^4`` of the squared
+    differences r_j^2 (1: one input; D: all alike)."""
+    r2 = np.square(np.asarray(x, np.float64) - prototypes[nearest_prototype(x, prototypes)])
+    total = r2.sum(axis=1)
+    return np.square(total) / np.maximum(np.square(r2).sum(axis=1), np.finfo(float).tiny)
+
+
+@dataclass(frozen=True)
+class SaturationChoice:
+    """What `choose_saturation` saw and chose (saved in the manifest, printed by fit)."""
+
+    saturation: float | None
+    failure_inputs: float | None  # median effective inputs of the far failure records
+    good_inputs: float | None  # ... of the held-out good records
+    failure_records: int  # held-out failure records outside good traffic's radius
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"saturation": self.saturation, "failure_inputs": self.failure_inputs,
+                "good_inputs": self.good_inputs, "failure_records": self.failure_records}
+
+    def describe(self) -> str:
+        kind = "Euclidean" if self.saturation is None else f"saturated at {self.saturation:g}"
+        if self.failure_inputs is None or self.good_inputs is None:
+            return (f"{kind} ({self.failure_records} held-out failure records outside good "
+                    f"traffic's radius, under the {AUTO_MIN_RECORDS} the choice needs)")
+        return (f"{kind}: the known failures differ from good traffic in "
+                f"{self.failure_inputs:.1f} inputs at once, good traffic's own spread "
+                f"in {self.good_inputs:.1f} ({self.failure_records} held-out failure records)")
+
+
+def choose_saturation(
+    x: np.ndarray, is_good: np.ndarray, good_prototypes: np.ndarray, quantile: float,
+) -> SaturationChoice:
+    """``score.anomaly_saturation: auto``, decided on held-out training records: the
+    anomaly counts inputs (saturated at `AUTO_SATURATION`) when the known failures that
+    lie outside good traffic's `quantile` radius differ from good traffic in more inputs
+    at once (median `effective_inputs`) than the held-out good records differ from their
+    own nearest prototypes; otherwise it stays Euclidean. Failures that move one or two
+    inputs far (a latency spike) need the Euclidean distance, which lets one input
+    count fully; failures that change many fields at once (scans, floods) are told from
+    good traffic that drifted in one field by counting fields (BENCHMARKS.md §5)."""
+    is_good = np.asarray(is_good, dtype=bool)
+    if len(good_prototypes) == 0 or not is_good.any():
+        return SaturationChoice(None, None, None, 0)
+    x = np.asarray(x, dtype=np.float32)
+    distance = nearest_distance(x, good_prototypes)
+    radius = float(np.quantile(distance[is_good], quantile))
+    far = ~is_good & (distance > radius)
+    n = int(far.sum())
+    if n < AUTO_MIN_RECORDS:
+        return SaturationChoice(None, None, None, n)
+    failure = float(np.median(effective_inputs(x[far], good_prototypes)))
+    good = float(np.median(effective_inputs(x[is_good], good_prototypes)))
+    return SaturationChoice(AUTO_SATURATION if failure > good else None,
+                            round(failure, 3), round(good, 3), n)
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """Per-cluster novelty thresholds (and the pooled fallback), calibrated on held-out data."""
@@ -271,6 +358,8 @@ class KnownScorer:
         good_clusters: Iterable[int] = (),
         good_prototypes: np.ndarray | None = None,
         saturation: float | None = None,
+        anomaly_prototypes: np.ndarray | None = None,
+        anomaly_set: np.ndarray | None = None,
     ) -> None:
         self.assigner = assigner
         self.reference_clusters = np.asarray(reference_clusters, dtype=np.int64)
@@ -283,11 +372,20 @@ class KnownScorer:
             good_prototypes = self.prototypes[np.isin(self.prototype_cluster, self.good_clusters)]
         self.good_prototypes = np.ascontiguousarray(good_prototypes, dtype=np.float32)
         self.saturation = None if saturation is None else float(saturation)
+        # the saturated anomaly's k-means fits (None: a format 3 model, whose saturated
+        # distance is to its good prototypes, as one fit)
+        self.anomaly_prototypes = (None if anomaly_prototypes is None
+                                   else np.ascontiguousarray(anomaly_prototypes, np.float32))
+        self.anomaly_set = None if anomaly_set is None else np.asarray(anomaly_set, np.int64)
 
     def good_distance(self, x: np.ndarray) -> np.ndarray:
-        """Input distance to the nearest good-traffic prototype, Euclidean or saturated
-        (module doc, 5.; inf: no good prototypes)."""
-        return saturated_distance(x, self.good_prototypes, self.saturation)
+        """Input distance to good traffic: Euclidean to the nearest good-traffic
+        prototype, or saturated (module doc, 5.; inf: no good prototypes)."""
+        if self.saturation is None:
+            return nearest_distance(x, self.good_prototypes)
+        if self.anomaly_prototypes is None or self.anomaly_set is None:
+            return saturated_distance(x, self.good_prototypes, self.saturation)
+        return saturated_anomaly(x, self.anomaly_prototypes, self.anomaly_set, self.saturation)
 
     def input_distance(self, x: np.ndarray, home: np.ndarray) -> np.ndarray:
         """Distance to the nearest prototype of each record's home cluster."""

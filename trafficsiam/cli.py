@@ -227,6 +227,7 @@ def _fit_summary(result: Any) -> str:
         lines.append(
             f"  {row.cluster:>7}  {row.name:<{width}}  {row.size:>6}  {row.purity:>6.3f}"
         )
+    lines.append(f"ts_anomaly: {m['anomaly']['why']}")
     cleaning = data["cleaning"]
     if cleaning["missing_imputed"]:
         parts = ", ".join(f"{k} {v}" for k, v in cleaning["missing_imputed"].items())

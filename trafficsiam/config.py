@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from trafficsiam.errors import ConfigError
 
@@ -134,9 +141,19 @@ class ScoreConfig(_Section):
     min_calibration_records: int = Field(30, ge=1)
     # ts_anomaly (distance to good traffic): empty = Euclidean; a number c = saturated,
     # each normalised input's squared difference counting up to c^2, so that one input
-    # far off cannot outweigh the rest (robust standard deviations; calibrated at fit, a
-    # different value at scoring recalibrates; BENCHMARKS.md for when it helps).
-    anomaly_saturation: float | None = Field(None, gt=0)
+    # far off cannot outweigh the rest (robust standard deviations); auto = chosen at fit
+    # from the held-out records: saturated at 0.25 when the known failures differ from
+    # good traffic in more inputs at once than good traffic's own spread, else Euclidean
+    # (at scoring: the fit's choice). Calibrated at fit; another value at scoring
+    # recalibrates (BENCHMARKS.md §5).
+    anomaly_saturation: float | Literal["auto"] | None = "auto"
+
+    @field_validator("anomaly_saturation")
+    @classmethod
+    def _positive_saturation(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, float) and not value > 0:
+            raise ValueError("must be greater than 0, auto, or empty (Euclidean)")
+        return value
     # Two opinions to flag: a record no cluster explains but whose ts_anomaly is <= 1
     # (inputs inside good traffic's novelty_quantile radius) is called good, by its
     # nearest good cluster in the inputs (BENCHMARKS.md §5).
