@@ -328,7 +328,7 @@ def _saturated_brute(q: np.ndarray, protos: np.ndarray, c: float, m: int) -> np.
     return np.sqrt(np.take_along_axis(sat, near, axis=1).min(axis=1))
 
 
-@pytest.mark.parametrize("candidates", [1, 2, 5])
+@pytest.mark.parametrize("candidates", [1, 2, 3, 5])
 def test_saturated_distance_matches_its_definition(candidates: int) -> None:
     """calibrate.saturated_distance against the brute-force definition, across the
     product's row blocks; None is the Euclidean nearest distance; no prototypes: inf."""
