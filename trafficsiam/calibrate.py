@@ -228,11 +228,15 @@ def saturated_anomaly(
     return total / len(sets)
 
 
-def effective_inputs(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
-    """Per row, how many inputs its difference from the nearest prototype is spread
-    over: the participation ratio ``(sum_j r_j^2)^2 / sum_j r_j^4`` of the squared
-    differences r_j^2 (1: one input; D: all alike)."""
-    r2 = np.square(np.asarray(x, np.float64) - prototypes[nearest_prototype(x, prototypes)])
+def squared_differences(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """[rows, D] float64: each row's squared difference from its nearest prototype."""
+    nearest = prototypes[nearest_prototype(x, prototypes)]
+    return np.square(np.asarray(x, np.float64) - nearest)
+
+
+def effective_inputs(r2: np.ndarray) -> np.ndarray:
+    """Per row of squared differences r_j^2, how many inputs they are spread over: the
+    participation ratio ``(sum_j r_j^2)^2 / sum_j r_j^4`` (1: one input; D: all alike)."""
     total = r2.sum(axis=1)
     return np.square(total) / np.maximum(np.square(r2).sum(axis=1), np.finfo(float).tiny)
 
@@ -274,15 +278,14 @@ def choose_saturation(
     is_good = np.asarray(is_good, dtype=bool)
     if len(good_prototypes) == 0 or not is_good.any():
         return SaturationChoice(None, None, None, 0)
-    x = np.asarray(x, dtype=np.float32)
-    distance = nearest_distance(x, good_prototypes)
-    radius = float(np.quantile(distance[is_good], quantile))
-    far = ~is_good & (distance > radius)
+    r2 = squared_differences(np.asarray(x, dtype=np.float32), good_prototypes)
+    distance = r2.sum(axis=1)  # squared: the same order as the distance
+    far = ~is_good & (distance > float(np.quantile(distance[is_good], quantile)))
     n = int(far.sum())
     if n < AUTO_MIN_RECORDS:
         return SaturationChoice(None, None, None, n)
-    failure = float(np.median(effective_inputs(x[far], good_prototypes)))
-    good = float(np.median(effective_inputs(x[is_good], good_prototypes)))
+    inputs = effective_inputs(r2)
+    failure, good = float(np.median(inputs[far])), float(np.median(inputs[is_good]))
     return SaturationChoice(AUTO_SATURATION if failure > good else None,
                             round(failure, 3), round(good, 3), n)
 
