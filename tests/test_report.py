@@ -348,6 +348,25 @@ def test_report_model_folder_writes_beside_it_and_leaves_it_loadable(fitted, tmp
     assert 'id="curves"' in text and "validation loss" in text
 
 
+def test_model_page_says_which_anomaly_distance_and_why(fitted, tmp_path):
+    """The page's tiles name the ts_anomaly distance the fit chose and its evidence; a
+    model written before the choice (format 3) shows only what it was calibrated with."""
+    import shutil
+
+    manifest = fitted[0].manifest
+    text = (fitted[0].path / "report.html").read_text()
+    inputs = f"{manifest['anomaly']['failure_inputs']:.1f}"
+    assert "ts_anomaly distance" in text and "Euclidean" in text
+    assert f"chosen at fit: known failures differ in {inputs} inputs at once" in text
+    folder = tmp_path / "old"
+    shutil.copytree(fitted[0].path, folder)
+    old = json.loads((folder / "manifest.json").read_text())
+    del old["anomaly"]
+    (folder / "manifest.json").write_text(json.dumps(old))
+    again = report(folder, tmp_path / "old.html").read_text()
+    assert "ts_anomaly distance" in again and "chosen at fit" not in again
+
+
 def test_a_model_fitted_before_reports_still_gets_a_page(fitted, tmp_path):
     import shutil
 

@@ -138,12 +138,31 @@ def model_page(manifest: dict[str, Any], clusters: pd.DataFrame, history: pd.Dat
         ("validation loss", cards.number(float(best["val_loss"])),
          f"triplet accuracy {cards.percent(best['val_triplet_accuracy'])}"),
     ]
+    tiles.append(_anomaly_tile(manifest))
     data = {"map": figures.map_figure(traces, projection, fields),
             "curves": figures.curves_figure(history, tr.get("best_epoch"))}
     return cards.page("report_model.html.j2", data,
                       title=f"trafficsiam model {manifest['model_id']}", manifest=manifest,
                       tiles=tiles, cards=card_list, map_points=data["map"]["points"],
                       profiled=features is not None)
+
+
+def _anomaly_tile(manifest: dict[str, Any]) -> tuple[str, str, str]:
+    """Which ts_anomaly distance the model uses, and why (`calibrate.choose_saturation`;
+    models before the choice: only what they were calibrated with)."""
+    saturation = manifest["calibration"].get("anomaly_saturation")
+    value = "Euclidean" if saturation is None else f"saturated at {float(saturation):g}"
+    anomaly = manifest.get("anomaly") or {}
+    if anomaly.get("rule") == "configured":
+        return ("ts_anomaly distance", value, "set by score.anomaly_saturation")
+    if anomaly.get("failure_inputs") is not None:
+        return ("ts_anomaly distance", value,
+                f"chosen at fit: known failures differ in {anomaly['failure_inputs']:.1f} "
+                f"inputs at once, good traffic in {anomaly['good_inputs']:.1f}")
+    if anomaly.get("rule") == "auto":
+        return ("ts_anomaly distance", value,
+                f"chosen at fit: {anomaly['failure_records']} failure records, too few to choose")
+    return ("ts_anomaly distance", value, "")
 
 
 def write_fit_files(folder: Path, manifest: dict[str, Any], clusters: pd.DataFrame,
