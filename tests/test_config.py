@@ -43,6 +43,24 @@ def test_negative_epochs_refused():
         build_config({"train": {"epochs": -1}})
 
 
+@pytest.mark.parametrize("text", ["-1", "0", "lots", "true", "inf", "[0.25]"])
+def test_bad_anomaly_saturation_names_key_value_and_the_choices(text):
+    with pytest.raises(ConfigError) as err:
+        build_config({}, [parse_override(f"score.anomaly_saturation={text}")], "--set")
+    message = str(err.value)
+    assert message.startswith("--set: config key 'score.anomaly_saturation' has value ")
+    assert "expected a number > 0, auto (chosen at fit), or empty (Euclidean)" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("text, want", [("0.3", 0.3), ("2", 2.0), ("auto", "auto"),
+                                        ("null", None), ("", None)])
+def test_anomaly_saturation_takes_a_number_auto_or_empty(text, want):
+    cfg = build_config({}, [parse_override(f"score.anomaly_saturation={text}")], "--set")
+    assert cfg.score.anomaly_saturation == want
+    assert Config().score.anomaly_saturation == "auto"
+
+
 def test_beta_below_n_refused():
     with pytest.raises(ConfigError) as err:
         build_config({"model": {"embedding_dim": 8}, "loss": {"beta": 4}})

@@ -72,12 +72,13 @@ from trafficsiam.assign import NOISE, Assigner
 
 # The saturated anomaly is the mean over `ANOMALY_SETS` k-means fits of good traffic,
 # each with half of `cluster.prototypes`, of the saturated distance to the nearest of the
-# record's `ANOMALY_CANDIDATES` Euclidean-nearest prototypes of that fit. NSL-KDD, c =
-# 0.25, novel AUROC / recall at 5 % (BENCHMARKS.md §5; offline, training seeds 0-2, the
-# full training set and the 20 % subset): one fit of 256 (the first version) 0.952-0.963
-# / 0.82 and 0.944-0.955 / 0.81-0.82, moving with the k-means seed; 4 fits of 128
-# 0.965-0.967 / 0.81 and 0.964-0.967 / 0.80-0.81; 4 of 64 with 8 candidates ranks higher
-# (0.966-0.970) but recalls less at 5 % (0.75-0.78).
+# record's `ANOMALY_CANDIDATES` Euclidean-nearest prototypes of that fit (each fit on its
+# own quarter of the good records: `api.good_traffic_prototypes`). NSL-KDD, c = 0.25,
+# novel AUROC / recall at 5 % (BENCHMARKS.md §5; offline, training seeds 0-2, the full
+# training set and the 20 % subset): one fit of 256 (the first version) 0.952-0.963 /
+# 0.81-0.83 and 0.944-0.955 / 0.81-0.82, moving with the k-means seed; 4 fits of 128
+# 0.964-0.966 / 0.81-0.82 and 0.963-0.968 / 0.81-0.82; 4 of 64 with 8 candidates ranks
+# higher (0.966-0.970) but recalls less at 5 % (0.75-0.78).
 ANOMALY_SETS = 4
 ANOMALY_CANDIDATES = 2
 # score.anomaly_saturation "auto": the saturation chosen at fit when the known failures

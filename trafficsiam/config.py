@@ -147,13 +147,6 @@ class ScoreConfig(_Section):
     # (at scoring: the fit's choice). Calibrated at fit; another value at scoring
     # recalibrates (BENCHMARKS.md §5).
     anomaly_saturation: float | Literal["auto"] | None = "auto"
-
-    @field_validator("anomaly_saturation")
-    @classmethod
-    def _positive_saturation(cls, value: float | str | None) -> float | str | None:
-        if isinstance(value, float) and not value > 0:
-            raise ValueError("must be greater than 0, auto, or empty (Euclidean)")
-        return value
     # Two opinions to flag: a record no cluster explains but whose ts_anomaly is <= 1
     # (inputs inside good traffic's novelty_quantile radius) is called good, by its
     # nearest good cluster in the inputs (BENCHMARKS.md §5).
@@ -174,6 +167,22 @@ class ScoreConfig(_Section):
     top_features: int = Field(5, ge=1)
     # Records per processing batch (memory is proportional to it, not to the input).
     batch_size: int = Field(65_536, ge=1)
+
+    @field_validator("anomaly_saturation", mode="before")
+    @classmethod
+    def _saturation(cls, value: Any) -> float | str | None:
+        if value is None or value == "auto":
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if isinstance(value, bool) or not number > 0 or number == float("inf"):
+            raise ValueError(
+                f"config key 'score.anomaly_saturation' has value {value!r}: expected a "
+                "number > 0, auto (chosen at fit), or empty (Euclidean); fix it (see "
+                "configs/default.yaml)")
+        return number
 
 
 class Config(_Section):
