@@ -253,9 +253,9 @@ class Artifact:
         """The `KnownScorer` of this model; thresholds as calibrated at fit unless the
         quantile, minimum or anomaly saturation (None: Euclidean; "auto": the one chosen
         at fit, as "stored") differ, then recalibrated on the stored held-out records. A
-        model without good-traffic
-        prototypes (format 2) keeps the Euclidean distance to its good clusters'
-        prototypes that it was calibrated with, whatever `saturation`."""
+        model without good-traffic prototypes (format 2) keeps the Euclidean distance to
+        its good clusters' prototypes that it was calibrated with, whatever
+        `saturation`."""
         stored = Thresholds.from_dict(self.manifest["calibration"])
         q = stored.quantile if quantile is None else float(quantile)
         n = stored.min_records if min_records is None else int(min_records)
