@@ -176,7 +176,7 @@ def fit(
         kind = "Euclidean" if saturation is None else f"saturated at {saturation:g}"
         anomaly = {"rule": "configured", "saturation": saturation,
                    "why": f"{kind} (score.anomaly_saturation)"}
-    log.info("ts_anomaly: %s", anomaly["why"])
+    log.debug("ts_anomaly: %s", anomaly["why"])  # the CLI summary prints it
     assigner = Assigner.from_clusterer(clustered.clusterer)
     good_clusters = clustered.table.loc[clustered.table["is_good"], "cluster"]
     scorer = KnownScorer(assigner, clustered.labels, prototypes, prototype_cluster,
