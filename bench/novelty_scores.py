@@ -8,8 +8,12 @@ For each model folder (fitted on NSL-KDD KDDTrain+, e.g. by bench/quality.py):
 
 * `novelty`: the product's ts_novelty (unlike the record's *home* scenario), and its two
   parts, the embedding distance and the input distance, each over its threshold;
-* `good prototypes`: input distance to the nearest prototype of a good-traffic cluster
-  (how unlike *good traffic*, whatever the home);
+* `ts_anomaly`: the product's ranking score, as the fit chose it (`score.anomaly_saturation`
+  auto), and both of its distances: Euclidean to the nearest of the good-traffic
+  prototypes, and saturated at 0.25, the mean over the 4 k-means fits (how unlike *good
+  traffic*, whatever the home);
+* `good clusters' prototypes`: input distance to the nearest prototype of a good-traffic
+  cluster (the first `ts_anomaly`);
 * `good density`: a nearest-component Gaussian-mixture score of the good training
   records in input space (64 k-means centres; per centre weight w and mean squared
   radius s2: min over centres of d2 / 2 s2 + 2 ln s2 - ln w), which also sees a record
@@ -79,7 +83,11 @@ def scores(art: Artifact, train: Path, test: Path) -> dict[str, np.ndarray]:
         "novelty (product)": assessed.novelty,
         "  embedding part": assessed.embedding_distance / t_emb,
         "  input part": assessed.input_distance / t_in,
-        "good prototypes": nearest_distance(data.x_test, protos),
+        "ts_anomaly (product: as the fit chose)": assessed.anomaly,
+        "  Euclidean, good-traffic prototypes": art.scorer(saturation=None).good_distance(
+            data.x_test),
+        "  saturated at 0.25, 4 fits": art.scorer(saturation=0.25).good_distance(data.x_test),
+        "good clusters' prototypes": nearest_distance(data.x_test, protos),
         "good density": good_density(x_good, seed)(data.x_test),
         "good kNN": knn.kneighbors(data.x_test)[0].mean(1),
         "embedding kNN to good": emb_knn.kneighbors(emb)[0].mean(1),
