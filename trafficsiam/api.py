@@ -35,8 +35,9 @@ from trafficsiam.train import train
 log = logging.getLogger("trafficsiam")
 
 # The good-traffic prototypes (ts_anomaly) are fitted on at most this many good training
-# records: k-means with 256 centres on 60,000 records x 71 inputs takes about 3 s here,
-# the saturated anomaly's 4 fits of 128, each on a quarter of them, another 1.5 s.
+# records: k-means with 256 centres on NSL-KDD's 67,343 normal records x 71 inputs takes
+# 5.1 s here, the saturated anomaly's 4 fits of 128, each on a quarter of them, another
+# 1.3 s (bench/anomaly_cost.py).
 GOOD_PROTOTYPE_RECORDS = 65536
 
 

@@ -248,6 +248,27 @@ class Artifact:
         return {int(c): str(s) for c, s in zip(self.clusters["cluster"],
                                                self.clusters["scenario"], strict=True)}
 
+    @property
+    def cluster_lookup(self) -> tuple[np.ndarray, np.ndarray]:
+        """(scenario name, is good traffic) by cluster id, the verdict's lookups (`score`,
+        `evaluate.operating_points`): arrays of max(cluster) + 1 (at least 1) entries,
+        None / False where no cluster has that id."""
+        table = self.clusters
+        top = max(int(table["cluster"].max()) + 1, 1)
+        scenario_of = np.full(top, None, dtype=object)
+        is_good = np.zeros(top, dtype=bool)
+        for c, s, g in zip(table["cluster"], table["scenario"], table["is_good"], strict=True):
+            if int(c) >= 0:
+                scenario_of[int(c)] = str(s)
+                is_good[int(c)] = bool(g)
+        return scenario_of, is_good
+
+    @property
+    def holdout_good(self) -> np.ndarray:
+        """Which held-out records are good traffic (the anomaly's calibration)."""
+        return (self.holdout["scenario"].astype(str)
+                == str(self.manifest["good_label"])).to_numpy()
+
     def scorer(self, quantile: float | None = None, min_records: int | None = None,
                saturation: float | None | Literal["stored", "auto"] = "stored") -> KnownScorer:
         """The `KnownScorer` of this model; thresholds as calibrated at fit unless the
@@ -265,13 +286,12 @@ class Artifact:
         key = (q, n, c)
         if key not in self._scorers:
             points = self.reference[self.embedding_columns].to_numpy(np.float64)
-            good = self.clusters.loc[self.clusters["is_good"].astype(bool), "cluster"]
             scorer = KnownScorer(
                 Assigner.from_arrays(points, self.assign_arrays, self.manifest["assign"]),
                 self.reference["cluster"].to_numpy(np.int64),
                 self.inputs["prototypes"],
                 self.inputs["prototype_cluster"],
-                good_clusters=[int(c) for c in good if int(c) >= 0],
+                good_clusters=np.flatnonzero(self.cluster_lookup[1]).tolist(),
                 good_prototypes=good_prototypes,
                 saturation=c,
                 anomaly_prototypes=self.inputs.get("anomaly_prototypes"),
@@ -281,10 +301,8 @@ class Artifact:
                 scorer.thresholds = stored
             else:
                 emb = self.holdout[self.embedding_columns].to_numpy(np.float64)
-                held_good = (self.holdout["scenario"].astype(str)
-                             == str(self.manifest["good_label"])).to_numpy()
                 scorer.thresholds = scorer.calibrate(emb, self.inputs["holdout"], q, n,
-                                                     good=held_good)
+                                                     good=self.holdout_good)
             self._scorers[key] = scorer
         return self._scorers[key]
 

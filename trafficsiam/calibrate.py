@@ -196,8 +196,9 @@ def saturated_distance(
 
 
 # Up to this many candidates are found by repeated argmin over the block's product, more
-# by argpartition: along the prototype axis argpartition costs 0.84 us/row for 2 of 128
-# prototypes, two argmins 0.36 (71 inputs, one thread; BENCHMARKS.md §5).
+# by argpartition, which is slow along the prototype axis: the saturated distance to 2 of
+# 128 prototypes costs 1.32 us/row with it, 0.77 with two argmins (random records, 71
+# inputs, one thread; BENCHMARKS.md §5).
 ARGMIN_CANDIDATES = 3
 
 

@@ -317,11 +317,7 @@ def operating_points(
     known = {str(k) for k in art.manifest["scenarios"]}
     good, novel = y == good_label, ~np.isin(y, list(known))
     known_bad = ~novel & ~good
-    # a home cluster's scenario by index (home + 1: -1 is "none")
-    scenario_of = {c: s for c, s in art.cluster_scenarios.items() if c >= 0}
-    lookup = np.full(max(scenario_of, default=-1) + 2, None, dtype=object)
-    for c, name in scenario_of.items():
-        lookup[c + 1] = name
+    scenario_of, is_good = art.cluster_lookup  # as `score` names the verdicts
     emb = np.ascontiguousarray(emb, dtype=np.float64)
     x = np.ascontiguousarray(x, dtype=np.float32)
     rows = []
@@ -333,14 +329,15 @@ def operating_points(
     measured = scorer.measure(emb, x)
     held = scorer.measure(art.holdout[art.embedding_columns].to_numpy(np.float64),
                           art.inputs["holdout"])
-    held_good = (art.holdout["scenario"].astype(str) == good_label).to_numpy()
     for q in sorted({*OPERATING_QUANTILES, float(cfg.novelty_quantile)}):
         thresholds = (scorer.thresholds if q == cfg.novelty_quantile else
-                      scorer.thresholds_from(held, q, cfg.min_calibration_records, held_good))
+                      scorer.thresholds_from(held, q, cfg.min_calibration_records,
+                                             art.holdout_good))
         for radius in (False, True):
             a = scorer.judge(measured, good_within_radius=radius, thresholds=thresholds)
-            called_good = a.explained & np.isin(a.home, scorer.good_clusters)
-            scenario = masked(lookup[a.home + 1], a.explained)
+            home = np.maximum(a.home, 0)  # explained records all have a home
+            called_good = a.explained & is_good[home]
+            scenario = masked(scenario_of[home], a.explained)
             rows.append({
                 "novelty_quantile": q, "good_within_radius": radius,
                 "configured": bool(q == cfg.novelty_quantile

@@ -135,18 +135,10 @@ class Scoring:
         self.cfg = cfg
         self.scorer: KnownScorer = art.scorer(cfg.novelty_quantile, cfg.min_calibration_records,
                                               cfg.anomaly_saturation)
-        table = art.clusters
-        top = int(table["cluster"].max()) + 1
-        self.scenario_of = np.full(max(top, 1), None, dtype=object)
-        self.is_good = np.zeros(max(top, 1), dtype=bool)
-        for c, s, g in zip(table["cluster"], table["scenario"], table["is_good"], strict=True):
-            if int(c) >= 0:
-                self.scenario_of[int(c)] = str(s)
-                self.is_good[int(c)] = bool(g)
+        self.scenario_of, self.is_good = art.cluster_lookup
         self.features = list(art.schema.columns)
         self.numeric = set(art.schema.numeric)
-        holdout_good = (art.holdout["scenario"] == art.manifest["good_label"]).to_numpy()
-        self.good_x = art.inputs["holdout"][holdout_good]
+        self.good_x = art.inputs["holdout"][art.holdout_good]
         if len(self.good_x) == 0:
             self.good_x = art.inputs["holdout"]
 
