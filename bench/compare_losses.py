@@ -87,7 +87,7 @@ def main() -> int:
     parser.add_argument("folder", nargs="?", type=Path)
     parser.add_argument("--losses", default=None)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--baselines", default="hdbscan-features,isolation-forest,knn")
+    parser.add_argument("--baselines", default="no-embedding,isolation-forest,knn")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE")
     args = parser.parse_args()

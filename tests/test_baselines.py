@@ -43,7 +43,7 @@ def test_each_baseline_on_separable_data(data, name):
         assert m["novel_called_good"] > 0.9
         return
     assert m["novel_auroc"] > 0.99, m
-    if name == "hdbscan-features":
+    if name == "no-embedding":
         assert m["known_accuracy"] > 0.9 and m["novel_called_good"] < 0.05
         assert m["map_at_r"] > 0.99  # its "embedding" is the features themselves
     else:  # novelty detectors: no scenario, no clusters
@@ -61,5 +61,5 @@ def test_baselines_are_seeded(data):
 
 def test_unknown_baseline_name():
     with pytest.raises(ConfigError, match="baseline 'svm' is not known; choose from: "
-                                          "hdbscan-features, isolation-forest, knn"):
+                                          "no-embedding, isolation-forest, knn"):
         baselines.check_names(["knn", "svm"])

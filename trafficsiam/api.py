@@ -22,7 +22,7 @@ import pandas as pd
 
 from trafficsiam import artifact, cluster, read, validate
 from trafficsiam.assign import Assigner
-from trafficsiam.calibrate import ANOMALY_SETS, KnownScorer, build_prototypes, choose_saturation
+from trafficsiam.calibrate import ANOMALY_QUANTILE, SCORES, fit_scorer
 from trafficsiam.config import Config, config_to_dict
 from trafficsiam.model import embed
 from trafficsiam.normalise import Normaliser
@@ -34,11 +34,9 @@ from trafficsiam.train import train
 
 log = logging.getLogger("trafficsiam")
 
-# The good-traffic prototypes (ts_anomaly) are fitted on at most this many good training
-# records: k-means with 256 centres on NSL-KDD's 67,343 normal records x 71 inputs takes
-# 5.1 s here, the saturated anomaly's 4 fits of 128, each on a quarter of them, another
-# 1.3 s (bench/anomaly_cost.py).
-GOOD_PROTOTYPE_RECORDS = 65536
+# The false-alarm rates at which fit measures the decision on held-out good records
+# (manifest "calibration", the fit summary), besides the configured one.
+REPORTED_RATES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)
 
 
 @dataclass
@@ -159,35 +157,29 @@ def fit(
         row=trained.val_idx,
         scenario=scenarios[trained.val_idx].astype(str),
     )
-    prototypes, prototype_cluster = build_prototypes(
-        x[ref_rows], clustered.labels, cfg.cluster.prototypes, cfg.train.seed
-    )
-    good_prototypes, anomaly_prototypes, anomaly_set = good_traffic_prototypes(
-        x, trained.train_idx[train_scenarios == str(data_cfg.good_label)],
-        cfg.cluster.prototypes, rng, cfg.train.seed)
-    held_good = scenarios[trained.val_idx].astype(str) == str(data_cfg.good_label)
-    if cfg.score.anomaly_saturation == "auto":
-        choice = choose_saturation(x[trained.val_idx], held_good, good_prototypes,
-                                   cfg.score.novelty_quantile)
-        saturation = choice.saturation
-        anomaly: dict[str, Any] = {"rule": "auto", **choice.to_dict(),
-                                   "why": choice.describe()}
-    else:
-        saturation = cfg.score.anomaly_saturation
-        kind = "Euclidean" if saturation is None else f"saturated at {saturation:g}"
-        anomaly = {"rule": "configured", "saturation": saturation,
-                   "why": f"{kind} (score.anomaly_saturation)"}
+    ref_codes = codes[ref_rows]
+    good_names = np.flatnonzero(names_sorted == str(data_cfg.good_label))
+    good_code = int(good_names[0]) if len(good_names) else -1
+    held_codes = codes[trained.val_idx]
+    held_emb, held_x = emb[trained.val_idx], x[trained.val_idx]
+    scorer, anomaly = fit_scorer(
+        Assigner.from_clusterer(clustered.clusterer), clustered.labels, ref_codes,
+        names_sorted, good_code, x, ref_rows,
+        trained.train_idx[train_scenarios == str(data_cfg.good_label)],
+        held_emb, held_x, held_codes, cfg, rng)
     log.debug("ts_anomaly: %s", anomaly["why"])  # the CLI summary prints it
-    assigner = Assigner.from_clusterer(clustered.clusterer)
-    good_clusters = clustered.table.loc[clustered.table["is_good"], "cluster"]
-    scorer = KnownScorer(assigner, clustered.labels, prototypes, prototype_cluster,
-                         good_clusters=good_clusters[good_clusters >= 0].tolist(),
-                         good_prototypes=good_prototypes, saturation=saturation,
-                         anomaly_prototypes=anomaly_prototypes, anomaly_set=anomaly_set)
-    thresholds = scorer.calibrate(
-        emb[trained.val_idx], x[trained.val_idx], cfg.score.novelty_quantile,
-        cfg.score.min_calibration_records, good=held_good,
-    )
+    rate = cfg.score.false_alarm_rate
+    measured = scorer.held_out_rates(held_emb, held_x, held_codes,
+                                     sorted({*REPORTED_RATES, rate}))
+    calibration = {
+        "scores": list(SCORES),
+        "held_out_records": {str(names_sorted[s]): scorer.calibration.records(s)
+                             for s in range(len(names_sorted))},
+        "false_alarm_rate": rate,
+        "held_out_good": measured,
+        "anomaly_quantile": ANOMALY_QUANTILE,
+        "anomaly_scale": scorer.anomaly_scale,
+    }
     clock.lap("calibrate")
     history = pd.DataFrame(trained.history)
     counts = pd.Series(scenarios.astype(str)).value_counts()
@@ -216,7 +208,7 @@ def fit(
             "noise_share": clustered.noise_share,
             "table": clustered.table.to_dict(orient="records"),
         },
-        "calibration": thresholds.to_dict(),
+        "calibration": calibration,
         "anomaly": anomaly,
         "training": {
             "rows": {"train": int(len(trained.train_idx)), "validation": int(len(trained.val_idx))},
@@ -249,10 +241,8 @@ def fit(
 
     written = artifact.save(
         Path(out), manifest, trained.model, reference, holdout,
-        {"prototypes": prototypes, "prototype_cluster": prototype_cluster,
-         "good_prototypes": good_prototypes, "anomaly_prototypes": anomaly_prototypes,
-         "anomaly_set": anomaly_set, "holdout": x[trained.val_idx]},
-        assigner, clustered.table, history,
+        {**scorer.tensors(), "holdout": x[trained.val_idx]},
+        scorer.assigner, clustered.table, history,
         force=force, extras=write_report,
     )
     clock.lap("save")
@@ -262,31 +252,6 @@ def fit(
                     "embeddings": trained.extra["frames"]}
     return FitResult(path=Path(out), manifest=written, clusters=clustered.table,
                      timings=clock.timings, frames=recorded)
-
-
-def good_traffic_prototypes(
-    x: np.ndarray, good_rows: np.ndarray, per_cluster: int, rng: np.random.Generator,
-    seed: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """k-means prototypes of the good training records (`calibrate`, anomaly), fitted on
-    at most `GOOD_PROTOTYPE_RECORDS` of them, a reproducible sample: (`per_cluster`
-    prototypes for the Euclidean distance, `calibrate.ANOMALY_SETS` fits of half as many
-    for the saturated one, each on its own share of the records, stacked, the fit of
-    each); [0, D] without any."""
-    if len(good_rows) > GOOD_PROTOTYPE_RECORDS:
-        good_rows = np.sort(rng.choice(good_rows, GOOD_PROTOTYPE_RECORDS, replace=False))
-    protos, _ = build_prototypes(x[good_rows], np.zeros(len(good_rows), np.int64),
-                                 per_cluster, seed)
-    # a bagged ensemble: each fit on its own quarter of the sample (as good as each on all
-    # of it, at a quarter of the k-means time; BENCHMARKS.md §5)
-    parts = [good_rows[s::ANOMALY_SETS] for s in range(ANOMALY_SETS)]
-    fits = [build_prototypes(x[rows], np.zeros(len(rows), np.int64),
-                             max(1, per_cluster // 2), seed + 1 + s)[0]
-            for s, rows in enumerate(parts) if len(rows)]
-    if not fits:
-        return protos, protos, np.zeros(0, np.int64)
-    owner = np.concatenate([np.full(len(f), s, np.int64) for s, f in enumerate(fits)])
-    return protos, np.concatenate(fits).astype(np.float32), owner
 
 
 def load(path: str | Path) -> artifact.Artifact:

@@ -10,12 +10,12 @@
     assign.safetensors    the arrays `approximate_predict` needs besides the reference
                           embeddings (core distances, condensed-tree lookups), so that
                           scoring never refits HDBSCAN (spec in manifest["assign"])
-    inputs.safetensors    input-space novelty: k-means prototypes of each cluster's
-                          normalised inputs (`prototypes`, `prototype_cluster`), of the
+    inputs.safetensors    input-space distances: k-means prototypes of each scenario's
+                          normalised inputs (`prototypes`, `prototype_scenario`), of the
                           good training records (`good_prototypes`, ts_anomaly; and
                           `anomaly_prototypes` with `anomaly_set`, the k-means fits of the
                           saturated anomaly) and the held-out records' normalised inputs
-                          (`holdout`, recalibration)
+                          (`holdout`: the decision is calibrated on them at load)
     clusters.csv          one row per cluster (and one for noise)
     history.csv           loss per epoch
     features_by_cluster.csv, examples.csv, report.html
@@ -49,7 +49,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from trafficsiam.assign import Assigner
-from trafficsiam.calibrate import KnownScorer, Thresholds
+from trafficsiam.calibrate import KnownScorer
 from trafficsiam.cluster import restore_clusterer
 from trafficsiam.config import Config, build_config
 from trafficsiam.errors import ArtifactError, OutputError, os_reason
@@ -58,13 +58,12 @@ from trafficsiam.normalise import Normaliser
 from trafficsiam.validate import FeatureSchema
 
 FORMAT = "trafficsiam-model"
-FORMAT_VERSION = 4
-# Format 1 (before `score`) lacks inputs.safetensors and the novelty thresholds. Format 2
-# lacks the good-traffic prototypes (ts_anomaly is then the plain distance to the good
-# clusters' prototypes); format 3 the saturated anomaly's k-means fits (its saturated
-# distance is then to the good prototypes, as one fit). An older trafficsiam refuses a
-# newer format rather than misread it.
-MIN_FORMAT_VERSION = 2
+FORMAT_VERSION = 5
+# Formats 1-4 were calibrated with per-cluster novelty thresholds that format 5's single
+# calibrated decision replaced (`decide`): what their verdicts meant cannot be restated
+# in p-values, so they are refused with the way out (refit). An older trafficsiam refuses
+# a newer format rather than misread it.
+MIN_FORMAT_VERSION = 5
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 REFERENCE = "reference.parquet"
@@ -219,7 +218,7 @@ class Artifact:
     assign_arrays: dict[str, np.ndarray]
     clusters: pd.DataFrame
     _clusterer: hdbscan.HDBSCAN | None = None
-    _scorers: dict[tuple[float, int, float | None], KnownScorer] = field(default_factory=dict)
+    _scorers: dict[float | None, KnownScorer] = field(default_factory=dict)
 
     @property
     def model_id(self) -> str:
@@ -269,40 +268,43 @@ class Artifact:
         return (self.holdout["scenario"].astype(str)
                 == str(self.manifest["good_label"])).to_numpy()
 
-    def scorer(self, quantile: float | None = None, min_records: int | None = None,
-               saturation: float | None | Literal["stored", "auto"] = "stored") -> KnownScorer:
-        """The `KnownScorer` of this model; thresholds as calibrated at fit unless the
-        quantile, minimum or anomaly saturation (None: Euclidean; "auto": the one chosen
-        at fit, as "stored") differ, then recalibrated on the stored held-out records. A
-        model without good-traffic prototypes (format 2) keeps the Euclidean distance to
-        its good clusters' prototypes that it was calibrated with, whatever
-        `saturation`."""
-        stored = Thresholds.from_dict(self.manifest["calibration"])
-        q = stored.quantile if quantile is None else float(quantile)
-        n = stored.min_records if min_records is None else int(min_records)
-        good_prototypes = self.inputs.get("good_prototypes")
-        c = (stored.saturation if saturation in ("stored", "auto") or good_prototypes is None
+    @property
+    def scenario_codes(self) -> dict[str, int]:
+        """Scenario name -> code (its index in manifest["scenarios"])."""
+        return {str(name): i for i, name in enumerate(self.manifest["scenarios"])}
+
+    def codes_of(self, names: pd.Series) -> np.ndarray:
+        """Scenario codes of a column of scenario names (reference, holdout)."""
+        lookup = self.scenario_codes
+        return np.array([lookup[str(n)] for n in names], dtype=np.int64)
+
+    def scorer(self, saturation: float | None | Literal["stored", "auto"] = "stored"
+               ) -> KnownScorer:
+        """The `KnownScorer` of this model, calibrated on the stored held-out records (as
+        at fit: the same records, the same numbers); with another anomaly saturation
+        (None: Euclidean; "auto": the one chosen at fit, as "stored") the anomaly is
+        measured that way and calibrated again."""
+        stored = self.manifest["anomaly"].get("saturation")
+        c = (stored if saturation in ("stored", "auto")
              else None if saturation is None else float(saturation))
-        key = (q, n, c)
+        key = None if c is None else float(c)
         if key not in self._scorers:
             points = self.reference[self.embedding_columns].to_numpy(np.float64)
             scorer = KnownScorer(
                 Assigner.from_arrays(points, self.assign_arrays, self.manifest["assign"]),
                 self.reference["cluster"].to_numpy(np.int64),
+                self.codes_of(self.reference["scenario"]),
+                self.manifest["scenarios"],
+                self.scenario_codes.get(str(self.manifest["good_label"]), -1),
                 self.inputs["prototypes"],
-                self.inputs["prototype_cluster"],
-                good_clusters=np.flatnonzero(self.cluster_lookup[1]).tolist(),
-                good_prototypes=good_prototypes,
+                self.inputs["prototype_scenario"],
+                self.inputs["good_prototypes"],
                 saturation=c,
                 anomaly_prototypes=self.inputs.get("anomaly_prototypes"),
                 anomaly_set=self.inputs.get("anomaly_set"),
             )
-            if key == (stored.quantile, stored.min_records, stored.saturation):
-                scorer.thresholds = stored
-            else:
-                emb = self.holdout[self.embedding_columns].to_numpy(np.float64)
-                scorer.thresholds = scorer.calibrate(emb, self.inputs["holdout"], q, n,
-                                                     good=self.holdout_good)
+            emb = self.holdout[self.embedding_columns].to_numpy(np.float64)
+            scorer.calibrate(emb, self.inputs["holdout"], self.codes_of(self.holdout["scenario"]))
             self._scorers[key] = scorer
         return self._scorers[key]
 
@@ -347,6 +349,13 @@ def load(path: str | Path) -> Artifact:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{manifest_path}: not a trafficsiam model manifest; refit the model")
     fv = manifest.get("format_version")
+    if isinstance(fv, int) and 1 <= fv < MIN_FORMAT_VERSION:
+        raise ArtifactError(
+            f"{manifest_path}: format version {fv} was calibrated with per-cluster novelty "
+            f"thresholds, which trafficsiam {version('trafficsiam')} replaced by one "
+            "calibrated decision (score.false_alarm_rate); refit the model with trafficsiam "
+            "fit on the same data"
+        )
     if not isinstance(fv, int) or fv > FORMAT_VERSION or fv < MIN_FORMAT_VERSION:
         raise ArtifactError(
             f"{manifest_path}: format version {fv!r} is not supported by trafficsiam "

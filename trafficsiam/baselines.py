@@ -1,9 +1,9 @@
 """Baselines: established detectors on the same normalised features as the model, measured
 with the same `evaluate.metrics`.
 
-* `hdbscan-features`: trafficsiam's own cluster, calibrate and assign stages on the
-  normalised features, without the embedding; novelty and verdict as the model's
-  (without new-type grouping: a record is explained or an outlier);
+* `no-embedding`: trafficsiam's own decision (the neighbours' vote, the scores and
+  their calibration, `calibrate.fit_scorer`) on the normalised features, without the
+  embedding: what the Siamese embedding contributes;
 * `isolation-forest`: IsolationForest fitted on good records; novelty = minus its
   score; good, or outlier above the threshold;
 * `knn`: mean Euclidean distance to the 5 nearest good records; good, or outlier above
@@ -11,9 +11,9 @@ with the same `evaluate.metrics`.
 * `random-forest`: RandomForest classifier on the training labels; novelty =
   1 - P(good); the verdict is its predicted class (good or known_error), it never flags.
 
-Thresholds are calibrated like the model's: the `score.novelty_quantile` quantile of
-held-out training records (10% of each scenario, or of the good records), never on
-test data. Each baseline is seeded (its sample, split and trees).
+Verdicts are the model's rule (`decide`) at `score.false_alarm_rate`, each score a
+conformal p-value against held-out training records (10% of each scenario, or of the
+good records), never test data. Each baseline is seeded (its sample, split and trees).
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from sklearn.neighbors import NearestNeighbors
 from trafficsiam import read
 from trafficsiam.artifact import Artifact
 from trafficsiam.assign import Assigner
-from trafficsiam.calibrate import KnownScorer, build_prototypes
+from trafficsiam.calibrate import fit_scorer
 from trafficsiam.cluster import fit_clusters
 from trafficsiam.config import Config
+from trafficsiam.decide import VERDICTS, Calibration, decide, verdict_codes
 from trafficsiam.errors import ConfigError
 from trafficsiam.evaluate import Predictions, masked
 from trafficsiam.train import split_validation
@@ -79,11 +80,19 @@ def _good_split(data: BaselineData, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(good[n_hold:]), np.sort(good[:n_hold])
 
 
-def _thresholded(novelty: np.ndarray, held_out: np.ndarray, quantile: float) -> Predictions:
-    """Good below the held-out quantile, outlier above; no scenario assignment."""
-    threshold = float(np.quantile(held_out, quantile))
-    verdict = np.where(novelty > threshold, "outlier", "good")
-    return Predictions(verdict=verdict, novelty=novelty)
+def _verdicts(explained: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """Verdict names from `decide` (no new-type grouping: unexplained is outlier)."""
+    codes = verdict_codes(explained, good, np.zeros(len(good), dtype=bool))
+    return np.asarray(VERDICTS, dtype=object)[codes].astype(str)
+
+
+def _thresholded(novelty: np.ndarray, held_out: np.ndarray, rate: float) -> Predictions:
+    """The decision on one score: its conformal p-value against the held-out good
+    records; good above `rate`, outlier at or below; no scenario assignment."""
+    calibration = Calibration.fit(held_out[:, None], np.zeros(len(held_out), np.int64))
+    p = calibration.p_values(novelty[:, None], np.zeros(len(novelty), np.int64))
+    explained, good = decide(np.ones(len(p), dtype=bool), p, p, rate)
+    return Predictions(verdict=_verdicts(explained, good), novelty=novelty)
 
 
 def isolation_forest(data: BaselineData, cfg: Config, seed: int) -> Predictions:
@@ -92,7 +101,7 @@ def isolation_forest(data: BaselineData, cfg: Config, seed: int) -> Predictions:
     forest.fit(data.x_train[fit_rows])
     return _thresholded(-forest.score_samples(data.x_test),
                         -forest.score_samples(data.x_train[hold_rows]),
-                        cfg.score.novelty_quantile)
+                        cfg.score.false_alarm_rate)
 
 
 def knn(data: BaselineData, cfg: Config, seed: int) -> Predictions:
@@ -104,10 +113,11 @@ def knn(data: BaselineData, cfg: Config, seed: int) -> Predictions:
         return index.kneighbors(x)[0].mean(axis=1)
 
     return _thresholded(score(data.x_test), score(data.x_train[hold_rows]),
-                        cfg.score.novelty_quantile)
+                        cfg.score.false_alarm_rate)
 
 
 def random_forest(data: BaselineData, cfg: Config, seed: int) -> Predictions:
+    """The predicted class is the verdict: it never flags (p-values of 1)."""
     forest = RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1)
     forest.fit(data.x_train, data.y_train)
     proba = forest.predict_proba(data.x_test)
@@ -115,13 +125,16 @@ def random_forest(data: BaselineData, cfg: Config, seed: int) -> Predictions:
     predicted = classes[proba.argmax(axis=1)]
     good_col = np.flatnonzero(classes == data.good_label)
     p_good = proba[:, good_col[0]] if good_col.size else np.zeros(len(proba))
-    verdict = np.where(predicted == data.good_label, "good", "known_error")
-    return Predictions(verdict=verdict, novelty=1.0 - p_good,
+    ones = np.ones(len(proba))
+    explained, good = decide(predicted == data.good_label, ones, ones,
+                             cfg.score.false_alarm_rate)
+    return Predictions(verdict=_verdicts(explained, good), novelty=1.0 - p_good,
                        scenario=predicted.astype(object), group=predicted)
 
 
-def hdbscan_features(data: BaselineData, cfg: Config, seed: int) -> Predictions:
-    """The model's own cluster, calibrate and assign stages with the identity embedding."""
+def no_embedding(data: BaselineData, cfg: Config, seed: int) -> Predictions:
+    """The model's own decision (vote, scores, calibration, HDBSCAN sub-modes) with the
+    normalised inputs in place of the embedding: what the Siamese embedding adds."""
     rng = np.random.default_rng(seed)
     names, codes = np.unique(data.y_train, return_inverse=True)
     train_idx, val_idx = split_validation(codes, HOLDOUT_FRACTION, rng)
@@ -129,32 +142,27 @@ def hdbscan_features(data: BaselineData, cfg: Config, seed: int) -> Predictions:
     clustered = fit_clusters(x[train_idx], data.y_train[train_idx], cfg.cluster,
                              data.good_label, rng)
     ref = train_idx[clustered.sample_idx]
-    prototypes, owner = build_prototypes(x[ref], clustered.labels, cfg.cluster.prototypes, seed)
-    scorer = KnownScorer(Assigner.from_clusterer(clustered.clusterer), clustered.labels,
-                         prototypes, owner)
-    scorer.thresholds = scorer.calibrate(x[val_idx], x[val_idx], cfg.score.novelty_quantile,
-                                         cfg.score.min_calibration_records)
+    good = np.flatnonzero(names == data.good_label)
+    good_code = int(good[0]) if len(good) else -1
+    scorer, _ = fit_scorer(Assigner.from_clusterer(clustered.clusterer), clustered.labels,
+                           codes[ref], names, good_code, x, ref,
+                           train_idx[codes[train_idx] == good_code],
+                           x[val_idx], x[val_idx], codes[val_idx], cfg, rng)
     x_test = np.ascontiguousarray(data.x_test, dtype=np.float32)
-    assessed = scorer.assess(x_test, x_test)
-    table = clustered.table.set_index("cluster")
-    home_scenario = np.array([table["scenario"].get(int(c), "") if c >= 0 else ""
-                              for c in assessed.home], dtype=object)
-    explained = assessed.explained
-    verdict = np.where(~explained, "outlier",
-                       np.where(home_scenario == data.good_label, "good", "known_error"))
-    scenario = masked(home_scenario, explained)
-    group = np.where(explained, np.char.add("c", assessed.home.astype(str)), "outlier")
-    return Predictions(verdict=verdict, novelty=assessed.novelty, scenario=scenario,
-                       group=group, embedding=data.x_test)
+    a = scorer.assess(x_test, x_test, cfg.score.false_alarm_rate)
+    scenario = masked(names[a.voted].astype(object), a.explained)
+    group = np.where(a.explained, np.char.add("c", a.cluster.astype(str)), "outlier")
+    return Predictions(verdict=_verdicts(a.explained, a.good), novelty=a.anomaly,
+                       scenario=scenario, group=group, embedding=data.x_test)
 
 
 BASELINES: dict[str, Callable[[BaselineData, Config, int], Predictions]] = {
-    "hdbscan-features": hdbscan_features,
+    "no-embedding": no_embedding,
     "isolation-forest": isolation_forest,
     "knn": knn,
     "random-forest": random_forest,
 }
-DEFAULT_BASELINES = ("hdbscan-features", "isolation-forest", "knn")
+DEFAULT_BASELINES = ("no-embedding", "isolation-forest", "knn")
 
 
 def check_names(names: list[str] | tuple[str, ...]) -> None:

@@ -1,62 +1,35 @@
-"""Known or not: assign records to the fitted clusters and measure how novel they are.
+"""Known or not: the evidence of each record and the decision's calibration.
 
-For each record (its embedding e and normalised inputs x):
+For each record (its embedding e and normalised inputs x), one kNN query in the
+embedding finds its nearest reference records (a stratified sample of the training
+records, rare scenarios kept whole; `cluster.stratified_sample`). From them:
 
-1. the ``k = 2 * min_samples`` nearest reference points in the embedding give the
-   HDBSCAN `approximate_predict` label and membership strength (`assign.Assigner`);
-2. *home*: that label, or, when HDBSCAN calls the record noise, the cluster of the
-   clustered neighbour nearest in mutual reachability (HDBSCAN leaves a few percent of
-   ordinary training records unclustered at cluster edges; without this they would all
-   be flagged);
-3. two novelty distances, each divided by its threshold for the home cluster:
+1. *the vote*: the distance-weighted labels of the `VOTE_NEIGHBOURS` nearest give each
+   scenario a share; the record's known scenario is the largest. Every training scenario
+   is known this way, whatever HDBSCAN made of it, and a cluster never gives its majority
+   label to records whose neighbours disagree;
+2. *HDBSCAN*: `approximate_predict`'s cluster and strength (`assign.Assigner`), and for
+   noise the cluster of the nearest clustered neighbour: sub-modes for ts_cluster and the
+   reports, not the verdict;
+3. *scores* under a hypothesis s (`SCORES`): 1 - the vote's share of s; the embedding
+   distance to the nearest neighbour of scenario s; the input distance to s. For good
+   traffic the input distance is ts_anomaly's: good traffic is modelled on its own by
+   k-means prototypes of all good training records (`api.good_traffic_prototypes`), the
+   distance to the nearest one Euclidean or *saturated* at c (per input, the squared
+   difference counts up to c ** 2: ``sqrt(sum_j min((x_j - p_j) ** 2, c ** 2))`` to the
+   nearest of the `ANOMALY_CANDIDATES` Euclidean-nearest prototypes, averaged over
+   `ANOMALY_SETS` k-means fits), chosen at fit by `choose_saturation` unless
+   `score.anomaly_saturation` sets it. For a failure scenario it is the distance to the
+   nearest k-means prototype of that scenario's reference records: the embedding is
+   trained to separate the known scenarios, so a new failure can land among a known
+   one's records while its raw features still differ;
+4. the scores under the voted scenario and under good traffic become p-values against
+   the held-out records of the fit (`decide.Calibration`), and `decide.decide` gives the
+   verdict at `score.false_alarm_rate`.
 
-   - *embedding*: mutual-reachability distance to the nearest reference point (how far
-     the record lies from the known dense regions of the embedding);
-   - *inputs*: Euclidean distance in the normalised input space to the nearest k-means
-     prototype of the home cluster (`build_prototypes`: up to 256 per cluster, fitted on
-     the cluster's reference records). The embedding is trained to separate the known
-     scenarios, so a new failure can land inside a known cluster; its raw features still
-     differ from the training records of that cluster, and this distance sees that.
-     Prototypes, not the records themselves: an exact kNN in 35+ dimensions runs at
-     ~55k records/s here, the prototypes at several times that, and on the sample data
-     they flag unseen failures as well (BENCHMARKS.md). With no home cluster, the
-     nearest prototype of any cluster.
-
-   ``novelty = max(embedding / T_emb[home], inputs / T_in[home])``: 1.0 is the edge of
-   what ``quantile`` of held-out training records of that cluster reach; the thresholds
-   are fixed per model, so novelty is comparable across runs of one model;
-4. *explained* = a home cluster exists and novelty <= 1;
-5. *anomaly*: how unlike good traffic the record is, whatever its home. Good traffic is
-   modelled on its own, apart from the clusters: k-means prototypes of all good training
-   records (`api.good_traffic_prototypes`; HDBSCAN leaves good records at cluster edges
-   as noise, and the reference is a sample). The distance to the nearest one is
-   Euclidean or *saturated* at c: per input, the squared difference counts up to
-   c ** 2 and no further, ``sqrt(sum_j min((x_j - p_j) ** 2, c ** 2))`` to the nearest
-   of the `ANOMALY_CANDIDATES` Euclidean-nearest prototypes, averaged over
-   `ANOMALY_SETS` k-means fits of good traffic (`saturated_anomaly`), so that one input
-   far off (a counter good training traffic never set) cannot outweigh the rest.
-   ``score.anomaly_saturation: auto`` (the default) chooses at fit from the held-out
-   records (`choose_saturation`): saturated when the known failures differ from good
-   traffic in more inputs at once than good traffic's own spread, Euclidean when they
-   move one or two inputs far (a number or null sets it). Over the `quantile` of the
-   same distance on the held-out good records. Novelty asks "is this still its
-   scenario?"; a new attack that lands near a known attack is not novel but is
-   anomalous, and ranking by anomaly is what tells new failures from good traffic
-   (BENCHMARKS.md, detection quality). Without good records it is the novelty; models
-   fitted before the good-traffic prototypes (format 2) measure the Euclidean distance
-   to their good clusters' prototypes, format 3 models the saturated one to their good
-   prototypes as one fit, as they were calibrated.
-6. with `score.good_within_radius`, two opinions are needed to flag a record: one that
-   step 4 leaves unexplained but whose anomaly is <= 1 (its inputs inside good
-   traffic's `quantile` radius) is explained as good traffic instead, by the good
-   cluster of its nearest good-cluster prototype in the inputs (its novelty is kept).
-   Normal traffic that has drifted away from the training records in the embedding
-   while its inputs still look like good traffic stops raising alarms; a new failure
-   must be unlike good traffic in the inputs to be flagged (BENCHMARKS.md §5).
-
-Thresholds come from the held-out validation records of the fit (never seen by the
-clusterer): per home cluster, the `quantile` of each distance. A cluster with fewer than
-`min_records` held-out records uses the thresholds of all held-out records.
+ts_anomaly is the good-traffic input distance over the `ANOMALY_QUANTILE` of the same
+distance on held-out good records (1.0: the edge of 99 % of good traffic), fixed per
+model: the ranking to triage by.
 """
 
 from __future__ import annotations
@@ -69,6 +42,8 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from trafficsiam.assign import NOISE, Assigner
+from trafficsiam.config import Config
+from trafficsiam.decide import Calibration, decide, rate_table
 
 # The saturated anomaly is the mean over `ANOMALY_SETS` k-means fits of good traffic,
 # each with half of `cluster.prototypes`, of the saturated distance to the nearest of the
@@ -90,6 +65,11 @@ AUTO_MIN_RECORDS = 30
 # A threshold of exactly 0 (a cluster of identical records) would make every other
 # distance infinitely novel: floor it.
 MIN_THRESHOLD = 1e-9
+# The good-traffic prototypes (ts_anomaly) are fitted on at most this many good training
+# records: k-means with 256 centres on NSL-KDD's 67,343 normal records x 71 inputs takes
+# 5.1 s here, the saturated anomaly's 4 fits of 128, each on a quarter of them, another
+# 1.3 s (bench/anomaly_cost.py).
+GOOD_PROTOTYPE_RECORDS = 65536
 
 
 def build_prototypes(
@@ -292,282 +272,317 @@ def choose_saturation(
                             round(failure, 3), round(good, 3), n)
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Per-cluster novelty thresholds (and the pooled fallback), calibrated on held-out data."""
+# --- the evidence of each record, and the decision's calibration ------------------------
 
-    quantile: float
-    min_records: int
-    clusters: dict[int, dict[str, float | int | bool]]
-    pooled: dict[str, float | int]
-    good: float | None = None  # threshold of the distance to good traffic (None: none)
-    saturation: float | None = None  # the anomaly saturation `good` was calibrated with
-
-    def lookup(self, home: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(embedding, inputs) thresholds for each record's home cluster."""
-        t_emb = np.full(home.shape, float(self.pooled["embedding"]))
-        t_in = np.full(home.shape, float(self.pooled["inputs"]))
-        for cluster, row in self.clusters.items():
-            at = home == cluster
-            t_emb[at] = float(row["embedding"])
-            t_in[at] = float(row["inputs"])
-        return t_emb, t_in
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "quantile": self.quantile,
-            "min_records": self.min_records,
-            "pooled": self.pooled,
-            "clusters": [{"cluster": c, **row} for c, row in sorted(self.clusters.items())],
-            "good": self.good,
-            "anomaly_saturation": self.saturation,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Thresholds:
-        clusters = {
-            int(row["cluster"]): {k: v for k, v in row.items() if k != "cluster"}
-            for row in data["clusters"]
-        }
-        good, saturation = data.get("good"), data.get("anomaly_saturation")
-        return cls(float(data["quantile"]), int(data["min_records"]), clusters,
-                   dict(data["pooled"]), None if good is None else float(good),
-                   None if saturation is None else float(saturation))
-
-
-@dataclass
-class Assessment:
-    """Per-record result of `KnownScorer.assess` (arrays of one length)."""
-
-    label: np.ndarray  # approximate_predict label (-1: noise)
-    strength: np.ndarray  # approximate_predict membership strength
-    home: np.ndarray  # label, or the nearest clustered neighbour's cluster; -1: none
-    embedding_distance: np.ndarray
-    input_distance: np.ndarray
-    novelty: np.ndarray
-    explained: np.ndarray  # bool
-    anomaly: np.ndarray  # unlike good traffic (module doc, 5.)
-
-    @property
-    def cluster(self) -> np.ndarray:
-        """The assignment reported: the home cluster, explained or not (the verdict says
-        whether it explains the record; an unexplained record's home is the nearest known
-        scenario, which reports and candidates use)."""
-        return self.home
+# The vote: the nearest reference records in the embedding, each weighing
+# 1 / (distance + VOTE_EPS) (an identical reference record decides).
+VOTE_NEIGHBOURS = 10
+VOTE_EPS = 1e-6
+# ts_anomaly's unit: 1.0 is what this share of the held-out good records stay under.
+ANOMALY_QUANTILE = 0.99
+# The nonconformity scores of a record under a hypothesis s (`decide.Calibration`):
+# 1 - the vote's share of s; the embedding distance to the nearest reference record of s
+# among the neighbours (the farthest neighbour's when none is); the input distance to s
+# (good traffic: ts_anomaly's distance; a failure: its k-means prototypes).
+SCORES = ("vote", "embedding", "inputs")
 
 
 @dataclass
 class Measured:
-    """Per-record distances of `KnownScorer.measure`, before thresholds."""
+    """Per-record evidence of `KnownScorer.measure`, before any rate."""
 
-    x: np.ndarray  # the normalised inputs (the radius rule needs them)
-    label: np.ndarray
+    label: np.ndarray  # HDBSCAN approximate_predict label (-1: noise)
+    strength: np.ndarray  # its membership strength
+    home: np.ndarray  # label, or the nearest clustered neighbour's cluster; -1: none
+    voted: np.ndarray  # the scenario code the neighbours vote for
+    voted_scores: np.ndarray  # [n, 3] `SCORES` under the voted scenario
+    good_scores: np.ndarray  # [n, 3] `SCORES` under good traffic (inf: no good records)
+    good_distance: np.ndarray  # the input distance to good traffic (ts_anomaly, unscaled)
+
+
+@dataclass
+class Assessment:
+    """Per-record result of `KnownScorer.judge` (arrays of one length)."""
+
+    cluster: np.ndarray  # the HDBSCAN home cluster (-1: none), for reports and ts_cluster
     strength: np.ndarray
-    home: np.ndarray
-    embedding_distance: np.ndarray
-    input_distance: np.ndarray
-    good_distance: np.ndarray | None  # to the good-traffic prototypes (None: not measured)
+    voted: np.ndarray  # scenario code voted by the neighbours (ts_scenario)
+    p_voted: np.ndarray  # p-value of the voted scenario
+    p_good: np.ndarray  # p-value of good traffic (ts_p_good)
+    novelty: np.ndarray  # rate / p_voted: above 1 the voted scenario does not explain it
+    anomaly: np.ndarray  # good_distance over its ANOMALY_QUANTILE on held-out good
+    explained: np.ndarray  # bool
+    good: np.ndarray  # bool: the verdict is good
 
 
 class KnownScorer:
-    """Everything needed to assess records against the known clusters of one model."""
+    """Everything needed to judge records against what one model knows: the reference
+    records (embedding, scenario, HDBSCAN cluster), the input prototypes of each
+    scenario and of good traffic, and the calibration on the fit's held-out records."""
 
     def __init__(
         self,
         assigner: Assigner,
         reference_clusters: np.ndarray,
+        reference_scenarios: np.ndarray,
+        scenarios: Iterable[str],
+        good_code: int,
         prototypes: np.ndarray,
-        prototype_cluster: np.ndarray,
-        thresholds: Thresholds | None = None,
-        good_clusters: Iterable[int] = (),
-        good_prototypes: np.ndarray | None = None,
+        prototype_scenario: np.ndarray,
+        good_prototypes: np.ndarray,
         saturation: float | None = None,
         anomaly_prototypes: np.ndarray | None = None,
         anomaly_set: np.ndarray | None = None,
     ) -> None:
         self.assigner = assigner
         self.reference_clusters = np.asarray(reference_clusters, dtype=np.int64)
+        self.reference_scenarios = np.asarray(reference_scenarios, dtype=np.int64)
+        self.scenarios = [str(s) for s in scenarios]
+        self.good_code = int(good_code)  # -1: no good traffic among the scenarios
         self.prototypes = np.ascontiguousarray(prototypes, dtype=np.float32)
-        self.prototype_cluster = np.asarray(prototype_cluster, dtype=np.int64)
-        self.thresholds = thresholds
-        self.good_clusters = np.array(sorted({int(c) for c in good_clusters}), dtype=np.int64)
-        if good_prototypes is None:
-            # models fitted before the good-traffic prototypes: the good clusters' own
-            good_prototypes = self.prototypes[np.isin(self.prototype_cluster, self.good_clusters)]
+        self.prototype_scenario = np.asarray(prototype_scenario, dtype=np.int64)
         self.good_prototypes = np.ascontiguousarray(good_prototypes, dtype=np.float32)
         self.saturation = None if saturation is None else float(saturation)
-        # the saturated anomaly's k-means fits (None: a format 3 model, whose saturated
-        # distance is to its good prototypes, as one fit)
         self.anomaly_prototypes = (None if anomaly_prototypes is None
                                    else np.ascontiguousarray(anomaly_prototypes, np.float32))
         self.anomaly_set = None if anomaly_set is None else np.asarray(anomaly_set, np.int64)
+        self.calibration: Calibration | None = None
+        self.anomaly_scale = 1.0
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The input-space arrays a model folder stores (inputs.safetensors)."""
+        out = {"prototypes": self.prototypes, "prototype_scenario": self.prototype_scenario,
+               "good_prototypes": self.good_prototypes}
+        if self.anomaly_prototypes is not None and self.anomaly_set is not None:
+            out.update(anomaly_prototypes=self.anomaly_prototypes, anomaly_set=self.anomaly_set)
+        return out
+
+    # -- distances -----------------------------------------------------------------------
 
     def good_distance(self, x: np.ndarray) -> np.ndarray:
         """Input distance to good traffic: Euclidean to the nearest good-traffic
         prototype, or saturated (module doc, 5.; inf: no good prototypes)."""
+        if len(self.good_prototypes) == 0:
+            return np.full(len(x), np.inf)
         if self.saturation is None:
             return nearest_distance(x, self.good_prototypes)
         if self.anomaly_prototypes is None or self.anomaly_set is None:
             return saturated_distance(x, self.good_prototypes, self.saturation)
         return saturated_anomaly(x, self.anomaly_prototypes, self.anomaly_set, self.saturation)
 
-    def input_distance(self, x: np.ndarray, home: np.ndarray) -> np.ndarray:
-        """Distance to the nearest prototype of each record's home cluster."""
+    def scenario_distance(self, x: np.ndarray, codes: np.ndarray,
+                          good_distance: np.ndarray) -> np.ndarray:
+        """Input distance of each record to the scenario `codes` names: good traffic's
+        distance for the good scenario, else the nearest prototype of that scenario."""
         out = np.empty(len(x), dtype=np.float64)
-        for cluster in np.unique(home):
-            at = np.flatnonzero(home == cluster)
-            protos = (self.prototypes if cluster < 0
-                      else self.prototypes[self.prototype_cluster == cluster])
+        for s in np.unique(codes).tolist():
+            at = np.flatnonzero(codes == s)
+            if s == self.good_code and len(self.good_prototypes):
+                out[at] = good_distance[at]
+                continue
+            protos = self.prototypes[self.prototype_scenario == s]
             out[at] = nearest_distance(x[at], protos if len(protos) else self.prototypes)
         return out
 
-    def distances(
-        self, emb: np.ndarray, x: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(label, strength, home, embedding distance, input distance) per record."""
-        m = emb.shape[0]
-        if m == 0:
-            empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
-            return empty_i, empty_f, empty_i, empty_f, empty_f
-        # Most records are decided by their nearest `k_short` neighbours (Assigner.decided),
-        # and so is the home of most of those HDBSCAN calls noise; the others are queried
-        # again with k. The results are those of one query with k (tests/test_assign.py).
+    def neighbours(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The reference records nearest each embedding: enough for HDBSCAN's assignment
+        and for the vote (one kNN query serves both)."""
+        k = min(max(self.assigner.k, VOTE_NEIGHBOURS), len(self.reference_scenarios))
+        return self.assigner.neighbours(emb, k)
+
+    def clusters(self, dist: np.ndarray, idx: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(label, strength, home) per record from its neighbours: HDBSCAN's
+        approximate_predict, and for noise the cluster of the clustered neighbour nearest
+        in mutual reachability (reports and ts_cluster; the verdict does not use it)."""
         assigner = self.assigner
-        dist, idx = assigner.neighbours(emb, assigner.k_short)
+        dist, idx = dist[:, : assigner.k], idx[:, : assigner.k]
         mr = assigner.mutual_reachability(dist, idx)
         label, strength = assigner.predict_from_neighbours(dist, idx, mr)
-        d_emb = mr.min(axis=1)
-        home = label.copy()
-        decided = assigner.decided(dist, idx)
-        noise = np.flatnonzero(decided & (label < 0))
-        if len(noise):
-            # The home of a noise record is its clustered neighbour of least mutual
-            # reachability; by the argument of `Assigner.decided`, a clustered one among
-            # the first with core distance <= the record's own is that neighbour (the
-            # first such wins ties). Only the rest need all k.
-            near = idx[noise, : assigner.k_short]
-            ok = ((self.reference_clusters[near] >= 0)
-                  & (assigner.core_distances[near] <= dist[noise, assigner.k_short - 1, None]))
-            found = ok.any(axis=1)
-            first = ok.argmax(axis=1)
-            home[noise[found]] = self.reference_clusters[near[found, first[found]]]
-            decided[noise[~found]] = False
-        again = np.flatnonzero(~decided)
-        if len(again):
-            if dist.shape[1] < assigner.k:
-                dist, idx = assigner.neighbours(emb[again])
-            else:
-                dist, idx = dist[again], idx[again]
-            mr = assigner.mutual_reachability(dist, idx)
-            label[again], strength[again] = assigner.predict_from_neighbours(dist, idx, mr)
-            d_emb[again] = mr.min(axis=1)
-            ref_cluster = self.reference_clusters[idx]
-            mr_clustered = np.where(ref_cluster >= 0, mr, np.inf)
-            nearest = mr_clustered.argmin(axis=1)
-            rows = np.arange(len(again))
-            fallback = np.where(
-                np.isfinite(mr_clustered[rows, nearest]), ref_cluster[rows, nearest], NOISE
-            )
-            home[again] = np.where(label[again] >= 0, label[again], fallback)
-        return label, strength, home, d_emb, self.input_distance(x, home)
+        ref_cluster = self.reference_clusters[idx]
+        mr_clustered = np.where(ref_cluster >= 0, mr, np.inf)
+        nearest = mr_clustered.argmin(axis=1) if len(mr) else np.zeros(0, np.int64)
+        rows = np.arange(len(label))
+        fallback = np.where(np.isfinite(mr_clustered[rows, nearest]),
+                            ref_cluster[rows, nearest], NOISE)
+        return label, strength, np.where(label >= 0, label, fallback)
 
-    def measure(self, emb: np.ndarray, x: np.ndarray, batch_size: int = 16384,
-                good: bool = True) -> Measured:
-        """The distances of each record (steps 1-3 and 5 before any threshold), in batches
-        of `batch_size`; `good`: also the distance to good traffic (when there are good
-        prototypes). `judge` turns them into an `Assessment` for any thresholds."""
-        parts = [
-            self.distances(emb[s : s + batch_size], x[s : s + batch_size])
-            for s in range(0, max(emb.shape[0], 1), batch_size)
-        ]
-        label, strength, home, d_emb, d_in = (np.concatenate(p) for p in zip(*parts, strict=True))
-        d_good = self.good_distance(x) if good and len(self.good_prototypes) else None
-        return Measured(x, label, strength, home, d_emb, d_in, d_good)
+    def vote(self, dist: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """[n, scenarios] each scenario's share of the distance-weighted vote of the
+        `VOTE_NEIGHBOURS` nearest reference records."""
+        dist, idx = dist[:, :VOTE_NEIGHBOURS], idx[:, :VOTE_NEIGHBOURS]
+        weight = 1.0 / (dist + VOTE_EPS)
+        codes = self.reference_scenarios[idx]
+        share = np.zeros((len(dist), len(self.scenarios)), dtype=np.float64)
+        rows = np.arange(len(dist))
+        for j in range(dist.shape[1]):
+            share[rows, codes[:, j]] += weight[:, j]
+        share /= np.maximum(share.sum(axis=1, keepdims=True), np.finfo(float).tiny)
+        return share
 
-    def judge(self, m: Measured, good_within_radius: bool = False,
-              thresholds: Thresholds | None = None) -> Assessment:
-        """Novelty, explained and anomaly of measured records (steps 3-6) under this
-        scorer's thresholds, or `thresholds` (from `thresholds_from`: the same distances
-        judged at other quantiles, `evaluate.operating_points`)."""
-        th = self.thresholds if thresholds is None else thresholds
-        if th is None:
-            raise ValueError("KnownScorer has no thresholds: calibrate it first")
-        home = m.home
-        t_emb, t_in = th.lookup(home)
-        novelty = np.maximum(m.embedding_distance / t_emb, m.input_distance / t_in)
-        explained = (home >= 0) & (novelty <= 1.0)
-        if th.good is None or m.good_distance is None:
-            anomaly = novelty
+    def _scores(self, share: np.ndarray, dist: np.ndarray, idx: np.ndarray,
+                codes: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        """[n, 3] `SCORES` of each record under the scenario `codes` names."""
+        rows = np.arange(len(codes))
+        dist, idx = dist[:, :VOTE_NEIGHBOURS], idx[:, :VOTE_NEIGHBOURS]
+        same = self.reference_scenarios[idx] == codes[:, None]
+        nearest = np.where(same, dist, np.inf).min(axis=1) if len(dist) else dist[:, 0]
+        far = dist[:, -1] if dist.shape[1] else np.zeros(len(codes))
+        embedding = np.where(np.isfinite(nearest), nearest, far)
+        return np.column_stack([1.0 - share[rows, codes], embedding, inputs])
+
+    def measure_batch(self, emb: np.ndarray, x: np.ndarray) -> Measured:
+        """The evidence of one batch of records (embeddings, normalised inputs)."""
+        n = emb.shape[0]
+        if n == 0:
+            e_i, e_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
+            return Measured(e_i, e_f, e_i, e_i, np.zeros((0, 3)), np.zeros((0, 3)), e_f)
+        dist, idx = self.neighbours(emb)
+        label, strength, home = self.clusters(dist, idx)
+        share = self.vote(dist, idx)
+        voted = share.argmax(axis=1).astype(np.int64)
+        d_good = self.good_distance(x)
+        voted_scores = self._scores(share, dist, idx, voted,
+                                    self.scenario_distance(x, voted, d_good))
+        if self.good_code >= 0:
+            good_scores = voted_scores.copy()
+            at = np.flatnonzero(voted != self.good_code)
+            good = np.full(len(at), self.good_code, dtype=np.int64)
+            good_scores[at] = self._scores(share[at], dist[at], idx[at], good,
+                                           self.scenario_distance(x[at], good, d_good[at]))
         else:
-            anomaly = m.good_distance / th.good
-            if good_within_radius:
-                home, explained = self._within_good_radius(m.x, home, explained, anomaly)
-        return Assessment(m.label, m.strength, home, m.embedding_distance, m.input_distance,
-                          novelty, explained, anomaly)
+            good_scores = np.full((n, 3), np.inf)
+        return Measured(label, strength, home, voted, voted_scores, good_scores, d_good)
 
-    def assess(self, emb: np.ndarray, x: np.ndarray, batch_size: int = 16384,
-               good_within_radius: bool = False) -> Assessment:
-        """Per-record assessment (module doc); `good_within_radius` applies 6."""
-        if self.thresholds is None:
-            raise ValueError("KnownScorer has no thresholds: calibrate it first")
-        measured = self.measure(emb, x, batch_size, good=self.thresholds.good is not None)
-        return self.judge(measured, good_within_radius)
+    def measure(self, emb: np.ndarray, x: np.ndarray, batch_size: int = 16384) -> Measured:
+        """`measure_batch` over batches of `batch_size` records."""
+        parts = [self.measure_batch(emb[s : s + batch_size], x[s : s + batch_size])
+                 for s in range(0, max(emb.shape[0], 1), batch_size)]
+        return Measured(*(np.concatenate(p) for p in zip(*(vars(m).values() for m in parts),
+                                                         strict=True)))
 
-    def _within_good_radius(
-        self, x: np.ndarray, home: np.ndarray, explained: np.ndarray, anomaly: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(home, explained) with the unexplained records inside good traffic's radius
-        (anomaly <= 1) explained by the good cluster of their nearest good-cluster
-        prototype in the inputs (module doc, 6.)."""
-        at = np.flatnonzero(~explained & (anomaly <= 1.0))
-        good_protos = np.isin(self.prototype_cluster, self.good_clusters)
-        if len(at) == 0 or not good_protos.any():
-            return home, explained
-        owner = self.prototype_cluster[good_protos]
-        home, explained = home.copy(), explained.copy()
-        home[at] = owner[nearest_prototype(x[at], self.prototypes[good_protos])]
-        explained[at] = True
-        return home, explained
+    # -- calibration and judgement -------------------------------------------------------
 
-    def calibrate(
-        self, emb: np.ndarray, x: np.ndarray, quantile: float, min_records: int,
-        good: np.ndarray | None = None,
-    ) -> Thresholds:
-        """Thresholds from held-out records of known scenarios (not in the reference);
-        `good` marks the held-out records of good traffic (the anomaly threshold)."""
-        return self.thresholds_from(self.measure(emb, x, good=good is not None),
-                                    quantile, min_records, good)
+    def calibrate(self, emb: np.ndarray, x: np.ndarray, codes: np.ndarray) -> Calibration:
+        """Calibrate on held-out records of known scenarios (never in the reference):
+        the decision's p-values and ts_anomaly's unit. Returns and keeps it."""
+        codes = np.asarray(codes, dtype=np.int64)
+        if len(codes) == 0:
+            raise ValueError("no held-out records to calibrate the decision on")
+        scores = self.own_scores(emb, x, codes)
+        self.calibration = Calibration.fit(scores, codes)
+        good = codes == self.good_code
+        if good.any() and len(self.good_prototypes):
+            d = self.good_distance(x[good])
+            self.anomaly_scale = max(float(np.quantile(d, ANOMALY_QUANTILE)), MIN_THRESHOLD)
+        return self.calibration
 
-    def thresholds_from(
-        self, m: Measured, quantile: float, min_records: int, good: np.ndarray | None = None,
-    ) -> Thresholds:
-        """`calibrate` from held-out records already measured: one `measure` serves any
-        number of quantiles."""
-        home, d_emb, d_in = m.home, m.embedding_distance, m.input_distance
-        if len(home) == 0:
-            raise ValueError("no held-out records to calibrate the novelty thresholds on")
+    def own_scores(self, emb: np.ndarray, x: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """[n, 3] `SCORES` of records under the scenarios `codes` gives them."""
+        codes = np.asarray(codes, dtype=np.int64)
+        if len(codes) == 0:
+            return np.zeros((0, 3))
+        dist, idx = self.neighbours(emb)
+        share = self.vote(dist, idx)
+        d_good = self.good_distance(x)
+        return self._scores(share, dist, idx, codes, self.scenario_distance(x, codes, d_good))
 
-        def q(values: np.ndarray) -> float:
-            return max(float(np.quantile(values, quantile)), MIN_THRESHOLD)
+    def judge(self, m: Measured, rate: float) -> Assessment:
+        """The decision (`decide.decide`) on measured records at false-alarm `rate`."""
+        if self.calibration is None:
+            raise ValueError("KnownScorer has no calibration: calibrate it first")
+        p_voted = self.calibration.p_values(m.voted_scores, m.voted)
+        if self.good_code >= 0:
+            voted_good = m.voted == self.good_code
+            p_good = np.where(voted_good, p_voted, self.calibration.p_values(
+                m.good_scores, np.full(len(m.voted), self.good_code)))
+        else:
+            voted_good = np.zeros(len(m.voted), dtype=bool)
+            p_good = np.zeros(len(m.voted))
+        explained, good = decide(voted_good, p_voted, p_good, rate)
+        anomaly = m.good_distance / self.anomaly_scale
+        return Assessment(m.home, m.strength, m.voted, p_voted, p_good,
+                          rate / np.maximum(p_voted, np.finfo(float).tiny), anomaly,
+                          explained, good)
 
-        pooled: dict[str, float | int] = {
-            "embedding": q(d_emb), "inputs": q(d_in), "records": int(len(home)),
-        }
-        clusters: dict[int, dict[str, float | int | bool]] = {}
-        for cluster in np.unique(self.reference_clusters[self.reference_clusters >= 0]):
-            at = home == cluster
-            n = int(at.sum())
-            if n >= min_records:
-                row: dict[str, float | int | bool] = {
-                    "embedding": q(d_emb[at]), "inputs": q(d_in[at]), "records": n,
-                    "pooled": False,
-                }
-            else:
-                row = {"embedding": float(pooled["embedding"]), "inputs": float(pooled["inputs"]),
-                       "records": n, "pooled": True}
-            clusters[int(cluster)] = row
-        t_good = None
-        if good is not None and m.good_distance is not None and np.any(good):
-            t_good = q(m.good_distance[np.asarray(good, dtype=bool)])
-        return Thresholds(float(quantile), int(min_records), clusters, pooled, t_good,
-                          self.saturation)
+    def assess(self, emb: np.ndarray, x: np.ndarray, rate: float,
+               batch_size: int = 16384) -> Assessment:
+        """`judge(measure(...))`."""
+        return self.judge(self.measure(emb, x, batch_size), rate)
+
+    def held_out_rates(self, emb: np.ndarray, x: np.ndarray, codes: np.ndarray,
+                       rates: Iterable[float]) -> list[dict[str, float]]:
+        """What the decision flags among the held-out good records at each rate, each
+        judged as if the calibration had not seen it (leave-one-out): `fit` prints and
+        stores it; on traffic like the training data, scoring flags the same share."""
+        if self.calibration is None or self.good_code < 0:
+            return []
+        good = np.asarray(codes) == self.good_code
+        if not good.any():
+            return []
+        m = self.measure(emb[good], x[good])
+        voted_good = m.voted == self.good_code
+        p_good = self.calibration.held_out_p_values(
+            m.good_scores, np.full(len(m.voted), self.good_code))
+        p_voted = np.where(voted_good, p_good,
+                           self.calibration.p_values(m.voted_scores, m.voted))
+        return rate_table(rates, voted_good, p_voted, p_good)
+
+
+def good_traffic_prototypes(
+    x: np.ndarray, good_rows: np.ndarray, per_cluster: int, rng: np.random.Generator,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """k-means prototypes of the good training records (ts_anomaly), fitted on
+    at most `GOOD_PROTOTYPE_RECORDS` of them, a reproducible sample: (`per_cluster`
+    prototypes for the Euclidean distance, `ANOMALY_SETS` fits of half as many
+    for the saturated one, each on its own share of the records, stacked, the fit of
+    each); [0, D] without any."""
+    if len(good_rows) > GOOD_PROTOTYPE_RECORDS:
+        good_rows = np.sort(rng.choice(good_rows, GOOD_PROTOTYPE_RECORDS, replace=False))
+    protos, _ = build_prototypes(x[good_rows], np.zeros(len(good_rows), np.int64),
+                                 per_cluster, seed)
+    # a bagged ensemble: each fit on its own quarter of the sample (as good as each on all
+    # of it, at a quarter of the k-means time; BENCHMARKS.md §5)
+    parts = [good_rows[s::ANOMALY_SETS] for s in range(ANOMALY_SETS)]
+    fits = [build_prototypes(x[rows], np.zeros(len(rows), np.int64),
+                             max(1, per_cluster // 2), seed + 1 + s)[0]
+            for s, rows in enumerate(parts) if len(rows)]
+    if not fits:
+        return protos, protos, np.zeros(0, np.int64)
+    owner = np.concatenate([np.full(len(f), s, np.int64) for s, f in enumerate(fits)])
+    return protos, np.concatenate(fits).astype(np.float32), owner
+
+
+def fit_scorer(
+    assigner: Assigner, reference_clusters: np.ndarray, reference_codes: np.ndarray,
+    scenarios: Iterable[str], good_code: int, x: np.ndarray, reference_rows: np.ndarray,
+    good_rows: np.ndarray, held_emb: np.ndarray, held_x: np.ndarray, held_codes: np.ndarray,
+    cfg: Config, rng: np.random.Generator,
+) -> tuple[KnownScorer, dict[str, Any]]:
+    """The fit's `KnownScorer`, calibrated on the held-out records, and what decided
+    ts_anomaly's distance (manifest "anomaly"): the input prototypes of each scenario
+    (of its reference records `reference_rows` of `x`), those of good traffic (of its
+    training records `good_rows`), the anomaly saturation (chosen on the held-out
+    records unless configured)."""
+    seed, per = cfg.train.seed, cfg.cluster.prototypes
+    # good traffic's input distance is the anomaly's: no prototypes of its own needed
+    owners = np.where(np.asarray(reference_codes) == good_code, -1, reference_codes)
+    prototypes, owner = build_prototypes(x[reference_rows], owners, per, seed)
+    good_protos, anomaly_protos, anomaly_set = good_traffic_prototypes(
+        x, good_rows, per, rng, seed)
+    if cfg.score.anomaly_saturation == "auto":
+        choice = choose_saturation(held_x, np.asarray(held_codes) == good_code, good_protos,
+                                   ANOMALY_QUANTILE)
+        saturation = choice.saturation
+        anomaly: dict[str, Any] = {"rule": "auto", **choice.to_dict(), "why": choice.describe()}
+    else:
+        saturation = cfg.score.anomaly_saturation
+        kind = "Euclidean" if saturation is None else f"saturated at {saturation:g}"
+        anomaly = {"rule": "configured", "saturation": saturation,
+                   "why": f"{kind} (score.anomaly_saturation)"}
+    scorer = KnownScorer(assigner, reference_clusters, reference_codes, scenarios, good_code,
+                         prototypes, owner, good_protos, saturation=saturation,
+                         anomaly_prototypes=anomaly_protos, anomaly_set=anomaly_set)
+    scorer.calibrate(held_emb, held_x, held_codes)
+    return scorer, anomaly

@@ -228,6 +228,15 @@ def _fit_summary(result: Any) -> str:
             f"  {row.cluster:>7}  {row.name:<{width}}  {row.size:>6}  {row.purity:>6.3f}"
         )
     lines.append(f"ts_anomaly: {m['anomaly']['why']}")
+    cal = m["calibration"]
+    at = [r for r in cal["held_out_good"] if r["rate"] == cal["false_alarm_rate"]]
+    if at:
+        row = at[0]
+        lines.append(
+            f"decision calibrated on {sum(cal['held_out_records'].values())} held-out "
+            f"records: at score.false_alarm_rate {row['rate']:g}, {row['flagged']:.1%} of "
+            f"held-out good records flagged ({row['unlike_good']:.1%} unlike good traffic, "
+            f"{row['voted_failure']:.1%} whose neighbours vote a failure)")
     cleaning = data["cleaning"]
     if cleaning["missing_imputed"]:
         parts = ", ".join(f"{k} {v}" for k, v in cleaning["missing_imputed"].items())
@@ -267,7 +276,7 @@ def _alert_code(ctx: click.Context, param: click.Parameter, value: int | None) -
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               help="YAML file whose score: section overrides the model's.")
 @click.option("--set", "overrides", multiple=True, metavar="score.KEY=VALUE",
-              help="Override a score key, e.g. --set score.novelty_quantile=0.995.")
+              help="Override a score key, e.g. --set score.false_alarm_rate=0.005.")
 @click.option("--rescore", is_flag=True,
               help="Score every input again, even those already scored unchanged.")
 @click.option("--wait", type=float, default=0.0, show_default=True, metavar="SECONDS",
@@ -384,16 +393,14 @@ def _evaluate_summary(result: Any) -> str:
         lines.append(f"  {name:<26} {value:.4f}" if value == value else f"  {name:<26} n/a")
     points = result.operating_points
     if points is not None and len(points):
-        lines.append("operating points (score.novelty_quantile, score.good_within_radius): "
-                     "good false alarm / novel called good / known called good / known "
-                     "accuracy")
+        lines.append("operating points (score.false_alarm_rate): good false alarm / novel "
+                     "called good / known called good / known accuracy")
         for row in points.to_dict(orient="records"):
             mark = "  <- this run" if row["configured"] else ""
             cells = " / ".join("  n/a" if v != v else f"{v:.3f}" for v in (
                 row["good_false_alarm"], row["novel_called_good"],
                 row["known_called_good"], row["known_accuracy"]))
-            radius = "radius" if row["good_within_radius"] else "      "
-            lines.append(f"  {row['novelty_quantile']:<6g} {radius}  {cells}{mark}")
+            lines.append(f"  {row['false_alarm_rate']:<6g}  {cells}{mark}")
     lines.append(f"outputs in {result.out}: metrics.json, metrics.csv, scenarios.csv, "
                  "records.parquet, operating_points.csv, evaluate.html")
     return "\n".join(lines)
@@ -411,9 +418,9 @@ def _names(value: str) -> list[str]:
               help="Comma-separated loss names.")
 @click.option("--seeds", type=int, default=3, show_default=True,
               help="Seeds per loss: train.seed, train.seed + 1, ...")
-@click.option("--baselines", "baseline_names", default="hdbscan-features,isolation-forest,knn",
+@click.option("--baselines", "baseline_names", default="no-embedding,isolation-forest,knn",
               show_default=True,
-              help="Comma-separated baselines (hdbscan-features, isolation-forest, knn, "
+              help="Comma-separated baselines (no-embedding, isolation-forest, knn, "
                    "random-forest), or none.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for models/, runs/, runs.csv, comparison.csv, comparison.html.")
@@ -456,6 +463,92 @@ def _compare_summary(result: Any) -> str:
             cells.append(f"{'n/a':>24}" if mean != mean else f"{mean:>15.3f} +- {std:<5.3f}")
         lines.append(f"  {row['method']:<{width}}  " + "  ".join(cells))
     lines.append(f"outputs in {result.out}: comparison.csv, runs.csv, comparison.html")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("--unseen", required=True, metavar="A,B",
+              help="Comma-separated scenarios left out of training: all their records are "
+                   "test records, never seen by the model.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for split/, models/, runs/, runs.csv, comparison.csv, "
+                   "comparison.html, backtest.json and backtest.csv (created if missing).")
+@click.option("--split", "split_kind", type=click.Choice(["random", "time"]), default="random",
+              show_default=True,
+              help="random: a seeded share of each known scenario to test; time: the "
+                   "latest share of each (for data whose neighbouring rows are related).")
+@click.option("--test-share", type=float, default=0.3, show_default=True,
+              help="Share of each known scenario's records that goes to test.")
+@click.option("--time-column", metavar="COL",
+              help="--split time: order records by COL (datetime, number or ISO text) "
+                   "[row order].")
+@click.option("--seeds", type=int, default=1, show_default=True,
+              help="Models per run: train.seed, train.seed + 1, ... (the split stays).")
+@_training_options
+@click.option("--loss", help="Loss name [lossless-triplet].")
+@click.option("--seed", type=int, help="train.seed: the split's and the first model's seed.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
+@_handle_errors
+def backtest(
+    data: tuple[str, ...], unseen: str, out: Path, split_kind: str, test_share: float,
+    time_column: str | None, seeds: int, config_path: Path | None, label_column: str | None,
+    good_label: str | None, ignore: tuple[str, ...], epochs: int | None,
+    overrides: tuple[str, ...], loss: str | None, seed: int | None, quiet: bool,
+) -> None:
+    """How would a model do on failures it never saw, on your labelled DATA?
+
+    Leaves the --unseen scenarios out of training, splits the others into train and
+    test, fits the model and the isolation-forest, knn and random-forest baselines on
+    the training part and measures all of them on the test part: how many unseen
+    failures each calls good at the model's false alarm rate on good traffic.
+    """
+    from trafficsiam.backtest import backtest as run_backtest
+
+    _setup_logging(quiet)
+    cfg = _fit_config(config_path, label_column, good_label, ignore, loss, epochs, None, seed,
+                      overrides)
+    result = run_backtest(list(data), out, cfg, unseen=unseen, split=split_kind,
+                          test_share=test_share, time_column=time_column, seeds=seeds,
+                          quiet=quiet)
+    if not quiet:
+        click.echo(_backtest_summary(result))
+
+
+def _backtest_summary(result: Any) -> str:
+    split = result.split
+    rows = split["rows"]
+    unseen = sum(split["scenarios"][s]["test"] for s in split["unseen"])
+    lines = [f"{split['kind']} split: train {rows['train']}, test {rows['test']} records "
+             f"({unseen} of unseen {', '.join(split['unseen'])})"]
+    t = result.table
+    cols = ["good_false_alarm", "novel_called_good", "known_accuracy", "novel_auroc",
+            "novel_called_good_at_model_false_alarm"]
+    heads = ["good_false_alarm", "novel_called_good", "known_accuracy", "novel_auroc",
+             "called_good_at_model_fa"]
+    width = max(len("method"), *(len(str(m)) for m in t["method"]))
+    lines.append(f"  {'method':<{width}}  " + "  ".join(f"{h:>23}" for h in heads))
+    for method in dict.fromkeys(t["method"]):
+        part = t[t["method"] == method]
+        cells = []
+        for c in cols:
+            values = part[c].astype(float)
+            mean = values.mean()
+            std = values.std(ddof=1) if values.notna().sum() > 1 else 0.0
+            cells.append(f"{'n/a':>23}" if mean != mean else f"{mean:>14.3f} +- {std:<5.3f}")
+        lines.append(f"  {method:<{width}}  " + "  ".join(cells))
+    for entry in result.seeds:
+        ok = entry["on_or_above_best_baseline"]
+        best = entry["best_baseline"]
+        if best is not None and ok is not None:
+            lines.append(
+                f"seed {entry['seed']}: the model calls {entry['model']['novel_called_good']:.3f} "
+                f"of unseen failures good at {entry['model']['good_false_alarm']:.3f} false "
+                f"alarms; best baseline {best} {entry['best_baseline_novel_called_good']:.3f} "
+                f"at that rate: {'on or above' if ok else 'below'} it")
+    lines.append(f"outputs in {result.out}: split/, backtest.json, backtest.csv, "
+                 "comparison.csv, runs.csv")
+    lines.append(f"report: {result.out / 'comparison.html'}")
     return "\n".join(lines)
 
 

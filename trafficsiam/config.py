@@ -133,24 +133,18 @@ class ClusterConfig(_Section):
 
 
 class ScoreConfig(_Section):
-    # Novelty thresholds: this quantile of the held-out training records of each cluster
-    # (calibrated at fit; a different value at scoring recalibrates from the stored
-    # held-out records). Higher flags fewer records.
-    novelty_quantile: float = Field(0.99, gt=0.5, lt=1)
-    # A cluster with fewer held-out records than this uses the thresholds of all of them.
-    min_calibration_records: int = Field(30, ge=1)
+    # The verdict's one setting: at most about this share of the fit's held-out good
+    # records are flagged as unlike good traffic (conformal p-values, `decide`); fit
+    # measures and prints what it flags at it. Another value at scoring needs no refit.
+    false_alarm_rate: float = Field(0.01, gt=0, lt=0.5)
     # ts_anomaly (distance to good traffic): empty = Euclidean; a number c = saturated,
     # each normalised input's squared difference counting up to c^2, so that one input
     # far off cannot outweigh the rest (robust standard deviations); auto = chosen at fit
     # from the held-out records: saturated at 0.25 when the known failures differ from
     # good traffic in more inputs at once than good traffic's own spread, else Euclidean
     # (at scoring: the fit's choice). Calibrated at fit; another value at scoring
-    # recalibrates (BENCHMARKS.md §5).
+    # recalibrates.
     anomaly_saturation: float | Literal["auto"] | None = "auto"
-    # Two opinions to flag: a record no cluster explains but whose ts_anomaly is <= 1
-    # (inputs inside good traffic's novelty_quantile radius) is called good, by its
-    # nearest good cluster in the inputs (BENCHMARKS.md §5).
-    good_within_radius: bool = False
     # New error types: HDBSCAN over the unexplained records of a run. A candidate needs at
     # least this many records among the clustered ones (and at least 0.5% of them).
     new_type_min_size: int = Field(50, ge=2)

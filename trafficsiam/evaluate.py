@@ -27,7 +27,9 @@ baseline detector (`trafficsiam.baselines`) is measured by exactly the same code
 * `novel_called_good`: novel records whose verdict is `good` (a new failure reported
   as healthy);
 * `novel_grouping_ari`: candidate new types against the novel labels, over the novel
-  records and the records in a candidate;
+  records and the records in a candidate (0 when nothing was grouped);
+* `novel_grouped`: the share of the flagged novel records (new_error or outlier) that
+  are in a candidate new type;
 * `map_at_r`: MAP@R of the embedding (Musgrave et al. 2020) on a stratified sample.
 
 A metric that does not apply (no novel records, a detector that assigns no scenario)
@@ -67,7 +69,7 @@ METRICS: tuple[str, ...] = (
     "ari", "nmi", "known_accuracy", "known_macro_f1", "known_error_accuracy",
     "known_called_good", "good_false_alarm",
     "novel_auroc", "novel_recall_at_1pct_fpr", "novel_recall_at_5pct_fpr", "novel_called_good",
-    "novel_grouping_ari", "map_at_r",
+    "novel_grouping_ari", "novel_grouped", "map_at_r",
 )
 """The metrics `evaluate` reports, in the order of metrics.csv."""
 
@@ -183,10 +185,19 @@ def novel_grouping_ari(labels: np.ndarray, new_type: np.ndarray | None,
     if new_type is None or not novel.any():
         return _nan()
     in_candidate = np.array([t is not None and t == t for t in new_type], dtype=bool)
+    if not in_candidate.any():
+        return 0.0  # nothing grouped (all novel records in one "(none)" would score 1.0)
     rows = novel | in_candidate
     truth = np.where(novel[rows], np.asarray(labels)[rows].astype(str), "(known)")
     group = np.where(in_candidate[rows], np.asarray(new_type, dtype=object)[rows], "(none)")
     return float(adjusted_rand_score(truth, group.astype(str)))
+
+
+def novel_grouped(verdict: np.ndarray, novel: np.ndarray) -> float:
+    """Share of the flagged novel records (new_error or outlier) that are in a candidate
+    new type (new_error)."""
+    flagged = np.isin(verdict, ("new_error", "outlier"))
+    return share(verdict == "new_error", novel & flagged)
 
 
 def map_at_r(embedding: np.ndarray | None, labels: np.ndarray,
@@ -256,6 +267,8 @@ def metrics(labels: Sequence[str] | np.ndarray, pred: Predictions, known: Iterab
         "novel_recall_at_5pct_fpr": recall_at_fpr(novelty, novel, good, 0.05),
         "novel_called_good": share(called_good, novel),
         "novel_grouping_ari": novel_grouping_ari(y, pred.new_type, novel),
+        "novel_grouped": (novel_grouped(verdict, novel) if pred.new_type is not None
+                          else _nan()),
         "map_at_r": map_at_r(pred.embedding, y, seed=seed),
     }
 
@@ -281,17 +294,16 @@ def per_scenario(labels: np.ndarray, pred: Predictions, known: Iterable[str]) ->
     return pd.DataFrame(rows)
 
 
-# --- operating points: the verdict at other thresholds ---------------------------------------
+# --- operating points: the verdict at other false-alarm rates ---------------------------
 
-# The novelty quantiles of the operating-point table (and the configured one), each with
-# and without `score.good_within_radius`.
-OPERATING_QUANTILES: tuple[float, ...] = (0.9, 0.95, 0.97, 0.99, 0.995, 0.999)
+# The rates of the operating-point table (and the configured one).
+OPERATING_RATES: tuple[float, ...] = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)
 OPERATING_METRICS: tuple[str, ...] = (
     "good_false_alarm", "novel_called_good", "known_called_good", "known_accuracy",
     "flagged",
 )
 # Beyond this many test records, the table is measured on a reproducible random sample
-# of them (bench/evaluate_cost.py: the rows share one measurement of the distances).
+# of them (bench/evaluate_cost.py: the rows share one measurement of the evidence).
 OPERATING_MAX_RECORDS = 200_000
 
 
@@ -299,15 +311,12 @@ def operating_points(
     art: Artifact, x: np.ndarray, emb: np.ndarray, labels: np.ndarray, cfg: ScoreConfig,
     seed: int = 0, max_records: int = OPERATING_MAX_RECORDS,
 ) -> pd.DataFrame:
-    """The verdict metrics at each novelty quantile of `OPERATING_QUANTILES` (and the
-    configured one), with and without `good_within_radius`: one row each, the configured
-    setting marked. The thresholds are recalibrated from the model's stored held-out
-    records, as `score --set score.novelty_quantile=...` would; the records' distances
-    are measured once (`x` the normalised inputs, `emb` their embedding) and judged
-    under each row's thresholds;
-    new_error and outlier both count as flagged (no new-type clustering is needed).
-    Which trade-off suits the traffic (fewer false alarms or fewer failures called good)
-    is read off this table instead of refitting. Beyond `max_records` test records, a
+    """The verdict metrics at each false-alarm rate of `OPERATING_RATES` (and the
+    configured one): one row each, the configured one marked, as `score --set
+    score.false_alarm_rate=...` would judge the records (`x` the normalised inputs, `emb`
+    their embedding; the evidence is measured once). new_error and outlier both count
+    as flagged (no new-type clustering is needed). Which trade-off suits the traffic is
+    read off this table instead of refitting. Beyond `max_records` test records, a
     random sample of that many (seeded; column `records`)."""
     y = np.asarray(labels).astype(str)
     if len(y) > max_records:
@@ -317,38 +326,24 @@ def operating_points(
     known = {str(k) for k in art.manifest["scenarios"]}
     good, novel = y == good_label, ~np.isin(y, list(known))
     known_bad = ~novel & ~good
-    scenario_of, is_good = art.cluster_lookup  # as `score` names the verdicts
-    emb = np.ascontiguousarray(emb, dtype=np.float64)
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    names = np.array(art.manifest["scenarios"], dtype=object)
+    scorer = art.scorer(cfg.anomaly_saturation)
+    measured = scorer.measure(np.ascontiguousarray(emb, dtype=np.float64),
+                              np.ascontiguousarray(x, dtype=np.float32))
     rows = []
-    # The distances depend on no threshold: the test records and the stored held-out
-    # records are measured once; each row recalibrates from the latter (as
-    # `Artifact.scorer` would at that quantile) and judges the former.
-    scorer = art.scorer(cfg.novelty_quantile, cfg.min_calibration_records,
-                        cfg.anomaly_saturation)
-    measured = scorer.measure(emb, x)
-    held = scorer.measure(art.holdout[art.embedding_columns].to_numpy(np.float64),
-                          art.inputs["holdout"])
-    for q in sorted({*OPERATING_QUANTILES, float(cfg.novelty_quantile)}):
-        thresholds = (scorer.thresholds if q == cfg.novelty_quantile else
-                      scorer.thresholds_from(held, q, cfg.min_calibration_records,
-                                             art.holdout_good))
-        for radius in (False, True):
-            a = scorer.judge(measured, good_within_radius=radius, thresholds=thresholds)
-            home = np.maximum(a.home, 0)  # explained records all have a home
-            called_good = a.explained & is_good[home]
-            scenario = masked(scenario_of[home], a.explained)
-            rows.append({
-                "novelty_quantile": q, "good_within_radius": radius,
-                "configured": bool(q == cfg.novelty_quantile
-                                   and radius == cfg.good_within_radius),
-                "records": int(len(y)),
-                "good_false_alarm": share(~called_good, good),
-                "novel_called_good": share(called_good, novel),
-                "known_called_good": share(called_good, known_bad),
-                "known_accuracy": known_scores(y, scenario, known, f1=False)[0],
-                "flagged": share(~a.explained, np.ones(len(y), dtype=bool)),
-            })
+    for rate in sorted({*OPERATING_RATES, float(cfg.false_alarm_rate)}):
+        a = scorer.judge(measured, rate)
+        scenario = masked(names[a.voted], a.explained)
+        rows.append({
+            "false_alarm_rate": rate,
+            "configured": bool(rate == cfg.false_alarm_rate),
+            "records": int(len(y)),
+            "good_false_alarm": share(~a.good, good),
+            "novel_called_good": share(a.good, novel),
+            "known_called_good": share(a.good, known_bad),
+            "known_accuracy": known_scores(y, scenario, known, f1=False)[0],
+            "flagged": share(~a.explained, np.ones(len(y), dtype=bool)),
+        })
     return pd.DataFrame(rows)
 
 

@@ -51,6 +51,7 @@ from trafficsiam import artifact, read
 from trafficsiam.artifact import Artifact
 from trafficsiam.calibrate import KnownScorer
 from trafficsiam.config import ScoreConfig
+from trafficsiam.decide import NEW, VERDICTS, verdict_codes
 from trafficsiam.errors import InputError, OutputError, os_reason
 from trafficsiam.model import embed, one_thread
 from trafficsiam.newtypes import NewTypes, Sample, discover, row_keys
@@ -65,9 +66,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 TS_COLUMNS = ("ts_cluster", "ts_scenario", "ts_strength", "ts_novelty", "ts_anomaly",
-              "ts_verdict", "ts_new_type")
-VERDICTS = ("good", "known_error", "new_error", "outlier")
-GOOD, KNOWN, NEW, OUTLIER = range(4)
+              "ts_p_good", "ts_verdict", "ts_new_type")
 STATE_NAME = "trafficsiam-state.db"
 WORK_NAME = ".trafficsiam-work"
 SUMMARY, CLUSTERS_CSV, NEW_TYPES_CSV = "summary.json", "clusters.csv", "new_types.csv"
@@ -78,8 +77,9 @@ _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
 # `_atomic_write`'s temporary names: .<name>.<run id>.tmp
 _TMP_NAME = re.compile(r"\..+\.\d{8}T\d{6}Z-[0-9a-f]{6}\.tmp")
 # Pass 1 -> pass 2, one record per input row.
-SPOOL = np.dtype([("cluster", "<i8"), ("strength", "<f8"), ("novelty", "<f8"),
-                  ("anomaly", "<f8"), ("explained", "u1")])
+SPOOL = np.dtype([("cluster", "<i8"), ("scenario", "<i8"), ("strength", "<f8"),
+                  ("novelty", "<f8"), ("anomaly", "<f8"), ("p_good", "<f8"),
+                  ("explained", "u1"), ("good", "u1")])
 
 
 # --- the model side: one per process (the Dask engine caches it per worker) -------------
@@ -133,9 +133,8 @@ class Scoring:
         fixed_mmap_threshold()
         self.art = art
         self.cfg = cfg
-        self.scorer: KnownScorer = art.scorer(cfg.novelty_quantile, cfg.min_calibration_records,
-                                              cfg.anomaly_saturation)
-        self.scenario_of, self.is_good = art.cluster_lookup
+        self.scorer: KnownScorer = art.scorer(cfg.anomaly_saturation)
+        self.scenario_names = np.array(art.manifest["scenarios"], dtype=object)
         self.features = list(art.schema.columns)
         self.numeric = set(art.schema.numeric)
         self.good_x = art.inputs["holdout"][art.holdout_good]
@@ -215,13 +214,16 @@ class Scoring:
         frame = self.feature_frame(table, path, start)
         x, cleaned = self.art.normaliser.transform(frame)
         emb = embed(self.art.model, x, SCORE_EMBED_BATCH)
-        a = self.scorer.assess(emb, x, good_within_radius=self.cfg.good_within_radius)
+        a = self.scorer.assess(emb, x, self.cfg.false_alarm_rate)
         spool = np.zeros(len(frame), dtype=SPOOL)
         spool["cluster"] = a.cluster
+        spool["scenario"] = a.voted
         spool["strength"] = a.strength
         spool["novelty"] = a.novelty
         spool["anomaly"] = a.anomaly
+        spool["p_good"] = a.p_good
         spool["explained"] = a.explained
+        spool["good"] = a.good
         return spool, emb, x, cleaned
 
     def columns(
@@ -235,15 +237,8 @@ class Scoring:
         n = len(spool)
         cluster = spool["cluster"]
         explained = spool["explained"].astype(bool)
-        clustered = cluster >= 0
-        safe = np.where(clustered, cluster, 0)
-        verdict = np.where(
-            explained,
-            np.where(self.is_good[safe], GOOD, KNOWN),
-            np.where(pd.notna(new_type), NEW, OUTLIER),
-        ).astype(np.int8)
-        scenario = self.scenario_of[safe].copy()
-        scenario[~clustered] = None
+        verdict = verdict_codes(explained, spool["good"].astype(bool), pd.notna(new_type))
+        scenario = self.scenario_names[spool["scenario"]] if n else np.zeros(0, object)
         new_col = np.asarray(new_type, dtype=object).copy()
         new_col[explained] = None
         arrays = {
@@ -252,6 +247,7 @@ class Scoring:
             "ts_strength": pa.array(spool["strength"], pa.float64()),
             "ts_novelty": pa.array(spool["novelty"], pa.float64()),
             "ts_anomaly": pa.array(spool["anomaly"], pa.float64()),
+            "ts_p_good": pa.array(spool["p_good"], pa.float64()),
             "ts_verdict": pa.DictionaryArray.from_arrays(
                 pa.array(verdict, pa.int8()), pa.array(VERDICTS)
             ).dictionary_decode(),
@@ -902,6 +898,7 @@ def _reports(
     art = scoring.art
     total = max(tally.rows, 1)
     names = art.cluster_names
+    scenario_of, is_good = art.cluster_lookup
     cluster_rows = []
     for c in sorted({c for c, _ in tally.by_cluster} | {c for c in names if c >= 0}):
         counts = {v: tally.by_cluster.get((c, i), 0) for i, v in enumerate(VERDICTS)}
@@ -909,8 +906,8 @@ def _reports(
         cluster_rows.append({
             "cluster": c,
             "name": names.get(c, "none") if c >= 0 else "none",
-            "scenario": str(scoring.scenario_of[c]) if c >= 0 else "",
-            "is_good": bool(scoring.is_good[c]) if c >= 0 else False,
+            "scenario": str(scenario_of[c]) if c >= 0 else "",
+            "is_good": bool(is_good[c]) if c >= 0 else False,
             "records": n,
             "share": n / total,
             **counts,
@@ -956,7 +953,9 @@ def _reports(
              "features": r["_features"], "examples": r["_examples"]}
             for r in type_rows
         ],
-        "thresholds": scoring.scorer.thresholds.to_dict() if scoring.scorer.thresholds else {},
+        "decision": {"false_alarm_rate": scoring.cfg.false_alarm_rate,
+                     "anomaly_saturation": scoring.scorer.saturation,
+                     "held_out_records": art.manifest["calibration"]["held_out_records"]},
         "cleaning": {"missing_imputed": tally.missing, "clipped": tally.clipped,
                      "categorical_other": tally.other},
         "inputs": [
