@@ -24,10 +24,10 @@ distributed = pytest.importorskip("dask.distributed")
 # groups about that size (of 10, HDBSCAN finds none among them).
 # The saturated anomaly: its candidate search and float32 sums must agree bit for bit too
 # (the Euclidean nearest distance runs for the input novelty either way), and each
-# worker recalibrates it from the model's held-out records. good_within_radius: the
-# rescued records' good cluster too.
+# worker recalibrates it from the model's held-out records. A false-alarm rate of 0.05:
+# records judged by their p-values on both sides of the rate.
 CFG = ScoreConfig(batch_size=300, new_type_min_size=5, anomaly_saturation=0.25,
-                  good_within_radius=True)
+                  false_alarm_rate=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +93,12 @@ def test_dask_output_equals_local_record_for_record(runs):
         # Exact: the same batches through the same model give the same bits.
         pd.testing.assert_frame_equal(got, want, check_exact=True)
     pd.testing.assert_frame_equal(dask.new_types, local.new_types, check_exact=True)
-    # the radius rule ran: good verdicts beyond the novelty threshold, in both engines
-    rescued = sum(int(((f["ts_verdict"] == "good") & (f["ts_novelty"] > 1)).sum())
+    # the decision ran both ways: records voted good flagged by ts_p_good, in both engines
+    flagged = sum(int(((f["ts_verdict"] != "good") & (f["ts_scenario"] == "good")
+                       & (f["ts_p_good"] <= 0.05)).sum())
                   for f in (pd.read_parquet(o) for _, o, _ in dask.outputs))
-    assert rescued > 0
-    for key in ("records", "verdicts", "clusters", "new_types", "cleaning", "thresholds"):
+    assert flagged > 0
+    for key in ("records", "verdicts", "clusters", "new_types", "cleaning", "decision"):
         assert dask.summary[key] == local.summary[key], key
     assert dask.summary["engine"] == "dask"
 

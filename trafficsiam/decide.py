@@ -10,6 +10,10 @@ that one number per hypothesis has a stated meaning:
 
     p(s) = share of held-out records of scenario s that look at least as unlike s.
 
+Beyond the largest held-out value of a score, the p-value continues below the conformal
+floor 1 / (n + 1) along an exponential tail fitted to the largest held-out values: with
+fewer than 1 / rate held-out records the floor alone would never reach the rate.
+
 With ``rate`` = `score.false_alarm_rate`:
 
 * ``good``: the neighbours vote good traffic **and** p(good) > rate;
@@ -53,6 +57,35 @@ def verdict_codes(explained: np.ndarray, good: np.ndarray, grouped: np.ndarray) 
 def _exceeding(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
     """How many of `sorted_values` (ascending) are >= each of `values`."""
     return len(sorted_values) - np.searchsorted(sorted_values, values, side="left")
+
+
+def _tail_scale(sorted_values: np.ndarray) -> float:
+    """The spread of the largest held-out values (mean excess of the top tenth, at least
+    5 values, over the smallest of them): the exponential tail beyond the largest."""
+    n = len(sorted_values)
+    k = min(n, max(5, n // 10))
+    top = sorted_values[n - k :]
+    finite = top[np.isfinite(top)]
+    scale = float((finite - finite[0]).mean()) if len(finite) else 0.0
+    if not scale > 0:
+        spread = sorted_values[np.isfinite(sorted_values)]
+        scale = float(spread[-1] - spread[0]) if len(spread) else 0.0
+    return scale if scale > 0 else 1.0
+
+
+def _p_beyond(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Conformal p-values (1 + held-out >= value) / (n + 1); beyond the largest held-out
+    value, that floor times an exponential tail fitted to the largest ones, so that with
+    few held-out records (n + 1 < 1 / rate) a record far beyond all of them can still be
+    flagged, and farther is smaller."""
+    n = len(sorted_values)
+    p = (1.0 + _exceeding(sorted_values, values)) / (n + 1.0)
+    beyond = values > sorted_values[-1]
+    if beyond.any():
+        excess = (values[beyond] - sorted_values[-1]) / _tail_scale(sorted_values)
+        with np.errstate(over="ignore", invalid="ignore"):
+            p[beyond] = np.exp(-np.nan_to_num(excess, nan=np.inf, posinf=np.inf)) / (n + 1.0)
+    return p
 
 
 @dataclass
@@ -102,11 +135,16 @@ class Calibration:
                 continue
             at = np.flatnonzero(codes == s)
             n = columns.shape[1]
-            p = np.stack([_exceeding(columns[j], scores[at, j])
-                          for j in range(columns.shape[0])])
-            smallest = ((1.0 + p) / (n + 1.0)).min(axis=0)
-            below = np.searchsorted(self.combined[int(s)], smallest, side="right")
-            out[at] = (1.0 + below) / (n + 1.0)
+            smallest = np.stack([_p_beyond(columns[j], scores[at, j])
+                                 for j in range(columns.shape[0])]).min(axis=0)
+            combined = self.combined[int(s)]
+            below = np.searchsorted(combined, smallest, side="right")
+            p = (1.0 + below) / (n + 1.0)
+            # below every held-out record's smallest p-value: scaled down from the floor
+            least = combined[0]
+            under = smallest < least
+            p[under] = smallest[under] / least / (n + 1.0)
+            out[at] = p
         return out
 
     def held_out_p_values(self, scores: np.ndarray, codes: np.ndarray) -> np.ndarray:

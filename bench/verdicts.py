@@ -1,0 +1,155 @@
+"""The verdict on four kinds of traffic (issue 16): the default configuration against
+IsolationForest, kNN, a RandomForest and the same decision without the embedding, on
+the same splits, over seeds.
+
+    .venv/bin/python bench/verdicts.py                       # all four, 3 seeds
+    .venv/bin/python bench/verdicts.py --data sample,5g --seeds 1
+    .venv/bin/python bench/verdicts.py --kdd-train KDDTrain+_20Percent.parquet
+
+* sample: `trafficsiam synth` 20,000 training records (seed 1) -> 20,000 new records
+  (seed 2, `--novel`: two error types never seen);
+* nsl-kdd: KDDTrain+ -> KDDTest+ (17 attack types only in the test set);
+* ton-iot: `trafficsiam backtest`, random split, unseen injection, backdoor,
+  ransomware, mitm (the data set README's protocol), identifiers ignored;
+* 5g: `trafficsiam backtest` on site b (both files, in time order), `--split time`,
+  unseen interface-loss and vcpu-overload.
+
+Each seed fits the model with no tuning flags (labels and ignored columns only). The
+table gives, per data set and method, the mean (and range) over seeds of the verdict
+metrics, with the model's own held-out measurement (what `fit` printed) beside its
+test false alarm. Results go to bench/results/verdicts/ (git-ignored): each run's
+folders, runs.csv and tables.md. Run with OMP_NUM_THREADS=1 on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine_info  # noqa: E402
+
+from trafficsiam import synth  # noqa: E402
+from trafficsiam.backtest import backtest  # noqa: E402
+from trafficsiam.compare import compare  # noqa: E402
+from trafficsiam.config import build_config  # noqa: E402
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+COLUMNS = ("good_false_alarm", "novel_called_good", "known_accuracy", "known_called_good",
+           "novel_grouped", "novel_grouping_ari", "novel_auroc", "novel_recall_at_5pct_fpr")
+BASELINES = ("no-embedding", "isolation-forest", "knn", "random-forest")
+
+
+def config(label: str, good: str, ignore: list[str]):  # type: ignore[no-untyped-def]
+    return build_config({}, [{"data": {"label_column": label, "good_label": good,
+                                       "ignore": ignore, "rare_scenarios": "drop"}}],
+                        source="bench")
+
+
+def run_sample(out: Path, seeds: int) -> pd.DataFrame:
+    out.mkdir(parents=True, exist_ok=True)
+    synth.write(out / "train.parquet", rows=20_000, seed=1, novel=False)
+    synth.write(out / "test.parquet", rows=20_000, seed=2, novel=True)
+    cfg = config("scenario", "good", ["id", "timestamp"])
+    return compare(out / "train.parquet", out / "test.parquet", out, cfg,
+                   losses=("lossless-triplet",), seeds=seeds, baseline_names=BASELINES,
+                   quiet=True, report=False).runs
+
+
+def run_kdd(out: Path, seeds: int, train: str) -> pd.DataFrame:
+    kdd = DATASETS / "nsl-kdd"
+    cfg = config("attack", "normal", ["category", "is_attack", "difficulty"])
+    return compare(kdd / train, kdd / "KDDTest+.parquet", out, cfg,
+                   losses=("lossless-triplet",), seeds=seeds, baseline_names=BASELINES,
+                   quiet=True, report=False).runs
+
+
+def run_ton(out: Path, seeds: int) -> pd.DataFrame:
+    cfg = config("type", "normal", ["src_ip", "dst_ip", "src_port", "dst_port", "label"])
+    return backtest(DATASETS / "ton-iot" / "train_test_network.parquet", out, cfg,
+                    unseen=["injection", "backdoor", "ransomware", "mitm"], seeds=seeds,
+                    quiet=True, report=False).runs
+
+
+def run_5g(out: Path, seeds: int) -> pd.DataFrame:
+    g = DATASETS / "5gc-failures"
+    cfg = config("failure", "normal", [])
+    return backtest([g / "site_b_train.parquet", g / "site_b_test.parquet"], out, cfg,
+                    unseen=["interface-loss", "vcpu-overload"], split="time", seeds=seeds,
+                    quiet=True, report=False).runs
+
+
+def held_out_alarm(out: Path, runs: pd.DataFrame) -> pd.Series:
+    """What fit measured on held-out good records at the configured rate, per model."""
+    values = []
+    for row in runs.itertuples():
+        value = np.nan
+        if row.kind == "loss":
+            manifest = json.loads((out / "models" / f"{row.method}-seed{row.seed}"
+                                   / "manifest.json").read_text())
+            cal = manifest["calibration"]
+            at = [r for r in cal["held_out_good"] if r["rate"] == cal["false_alarm_rate"]]
+            value = at[0]["flagged"] if at else np.nan
+        values.append(value)
+    return pd.Series(values, index=runs.index)
+
+
+def table(runs: pd.DataFrame) -> str:
+    lines = ["| data | method | seeds | held-out alarm | " + " | ".join(COLUMNS) + " |",
+             "|---" * (4 + len(COLUMNS)) + "|"]
+    for (data, method), part in runs.groupby(["data", "method"], sort=False):
+        cells = []
+        for col in ("held_out_alarm", *COLUMNS):
+            v = part[col].astype(float)
+            if v.notna().sum() == 0:
+                cells.append("n/a")
+            elif len(v) > 1:
+                cells.append(f"{v.mean():.3f} ({v.min():.3f}-{v.max():.3f})")
+            else:
+                cells.append(f"{v.mean():.3f}")
+        lines.append(f"| {data} | {method} | {len(part)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="sample,5g,ton-iot,nsl-kdd")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--kdd-train", default="KDDTrain+.parquet")
+    parser.add_argument("--out", default=str(RESULTS / "verdicts"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runners = {"sample": lambda o: run_sample(o, args.seeds),
+               "5g": lambda o: run_5g(o, args.seeds),
+               "ton-iot": lambda o: run_ton(o, args.seeds),
+               "nsl-kdd": lambda o: run_kdd(o, args.seeds, args.kdd_train)}
+    frames = []
+    for name in args.data.split(","):
+        if name != "sample" and not DATASETS.is_dir():
+            print(f"{name}: skipped, {DATASETS} is absent")
+            continue
+        start = time.perf_counter()
+        runs = runners[name](out / name)
+        runs["data"] = name
+        runs["held_out_alarm"] = held_out_alarm(out / name, runs)
+        frames.append(runs)
+        print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
+        all_runs = pd.concat(frames, ignore_index=True)
+        all_runs.to_csv(out / "runs.csv", index=False)
+        text = table(all_runs)
+        (out / "tables.md").write_text(
+            f"machine: {json.dumps(machine_info())}\n\n{text}\n", encoding="utf-8")
+        print(text, flush=True)
+
+
+if __name__ == "__main__":
+    main()
