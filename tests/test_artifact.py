@@ -107,67 +107,32 @@ def test_newer_format_version_is_refused(model_copy):
         artifact.load(model_copy)
 
 
-def test_format_3_models_keep_their_saturated_distance(model_copy, fitted):
-    """A model written before the saturated anomaly's k-means fits (format 3) loads; a
-    saturated anomaly is then to its good prototypes as one fit, as
-    format 3 calibrated it."""
-    from safetensors.numpy import load_file, save_file
-
-    from trafficsiam.calibrate import saturated_distance
-
-    inputs = load_file(str(model_copy / "inputs.safetensors"))
-    del inputs["anomaly_prototypes"], inputs["anomaly_set"]
-    save_file(inputs, str(model_copy / "inputs.safetensors"))
+@pytest.mark.parametrize("old", [1, 2, 3, 4])
+def test_models_before_the_calibrated_decision_are_refused_with_a_refit_hint(model_copy, old):
+    """Formats 1-4 hold per-cluster thresholds, not the decision's calibration: one line
+    that says why and the way out, never verdicts of another meaning."""
     m = json.loads((model_copy / "manifest.json").read_text())
-    m["format_version"] = 3
-    m.pop("anomaly")
-    m["files"]["inputs.safetensors"] = artifact.sha256_file(model_copy / "inputs.safetensors")
+    m["format_version"] = old
     (model_copy / "manifest.json").write_text(json.dumps(m))
-    old = artifact.load(model_copy)
-    x = old.inputs["holdout"][:300]
-    scorer = old.scorer(saturation=0.25)
-    np.testing.assert_array_equal(
-        scorer.good_distance(x),
-        saturated_distance(x, old.inputs["good_prototypes"], 0.25))
-    # the format 4 original measures the mean over its fits instead
-    current = artifact.load(fitted[0].path).scorer(saturation=0.25)
-    assert scorer.anomaly_prototypes is None and current.anomaly_prototypes is not None
-    assert not np.allclose(current.good_distance(x), scorer.good_distance(x))
-
-
-def test_format_2_models_score_with_the_distance_they_were_calibrated_with(model_copy, fitted):
-    """A model written before the good-traffic prototypes (format 2: no `good_prototypes`,
-    no `anomaly_saturation`) loads; its anomaly is the plain distance to the good
-    clusters' prototypes over its stored threshold, whatever score.anomaly_saturation."""
-    from safetensors.numpy import load_file, save_file
-
-    from trafficsiam.calibrate import nearest_distance
-
-    inputs = load_file(str(model_copy / "inputs.safetensors"))
-    del inputs["good_prototypes"]
-    save_file(inputs, str(model_copy / "inputs.safetensors"))
-    m = json.loads((model_copy / "manifest.json").read_text())
-    m["format_version"] = 2
-    m["calibration"].pop("anomaly_saturation")
-    m["calibration"]["good"] = 2.0
-    m["files"]["inputs.safetensors"] = artifact.sha256_file(model_copy / "inputs.safetensors")
-    (model_copy / "manifest.json").write_text(json.dumps(m))
-    old = artifact.load(model_copy)
-    scorer = old.scorer(saturation=0.25)
-    assert scorer.saturation is None and scorer.thresholds.good == 2.0
-    good = old.clusters.loc[old.clusters["is_good"].astype(bool), "cluster"].astype(int)
-    protos = old.inputs["prototypes"][np.isin(old.inputs["prototype_cluster"], good)]
-    x = old.inputs["holdout"][:200]
-    emb = old.holdout[old.embedding_columns].to_numpy(np.float64)[:200]
-    np.testing.assert_array_equal(scorer.assess(emb, x).anomaly, nearest_distance(x, protos) / 2.0)
-
-
-def test_format_1_models_are_refused_with_a_refit_hint(model_copy):
-    m = json.loads((model_copy / "manifest.json").read_text())
-    m["format_version"] = 1
-    (model_copy / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(ArtifactError, match=r"format version 1 is not supported.*refit"):
+    with pytest.raises(ArtifactError, match=rf"format version {old} was calibrated with "
+                       r"per-cluster novelty thresholds.*refit the model") as err:
         artifact.load(model_copy)
+    assert "\n" not in str(err.value)
+
+
+def test_the_calibration_at_load_is_the_one_fit_measured(fitted):
+    """The decision is calibrated again at load from the stored held-out records: the
+    same anomaly unit and the same held-out false alarms as fit stored."""
+    result, _ = fitted
+    model = artifact.load(result.path)
+    scorer = model.scorer()
+    cal = result.manifest["calibration"]
+    assert scorer.anomaly_scale == cal["anomaly_scale"]
+    emb = model.holdout[model.embedding_columns].to_numpy(np.float64)
+    codes = model.codes_of(model.holdout["scenario"])
+    rates = [r["rate"] for r in cal["held_out_good"]]
+    assert scorer.held_out_rates(emb, model.inputs["holdout"], codes, rates) == \
+        cal["held_out_good"]
 
 
 def test_empty_folder_is_not_a_model(tmp_path):

@@ -80,6 +80,18 @@ def test_novel_grouping_ari():
     mixed = np.array(["n1", "n1", "n2", "n2", "n2"], dtype=object)
     assert novel_grouping_ari(labels, mixed, novel) < 1.0
     assert math.isnan(novel_grouping_ari(labels, None, novel))
+    # one novel type, nothing grouped: 0, not the 1.0 of two one-group partitions
+    one = np.array(["x", "x", "x", "good"])
+    assert novel_grouping_ari(one, np.array([None] * 4, dtype=object),
+                              np.array([True, True, True, False])) == 0.0
+
+
+def test_novel_grouped_is_the_share_of_flagged_novel_records_in_a_candidate():
+    from trafficsiam.evaluate import novel_grouped
+
+    verdict = np.array(["new_error", "outlier", "good", "new_error", "outlier"])
+    novel = np.array([True, True, True, True, False])
+    assert novel_grouped(verdict, novel) == pytest.approx(2 / 3)
 
 
 def test_map_at_r_hand_computed():
@@ -146,38 +158,36 @@ def test_evaluate_on_sample_data(fitted, novel_batch, tmp_path):
     html = (out / "evaluate.html").read_text()
     assert "Plotly.newPlot" in html and "<script src" not in html  # works offline
     assert "error_type_3" in html  # the per-scenario table names the novel types
-    assert "<h2>Operating points</h2>" in html and html.count("<td>0.995</td>") == 2
+    assert "<h2>Operating points</h2>" in html and "<th>false_alarm_rate</th>" in html
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # scoring work removed
 
 
 def test_operating_points_match_the_scored_verdicts(fitted, novel_batch, tmp_path):
-    """operating_points.csv: at the configured setting (and, via score's own config, at
-    another quantile with good_within_radius), the verdict metrics equal those of a full
-    scoring run; a higher quantile flags fewer records, the radius rule never flags more."""
+    """operating_points.csv: at the configured rate (and, via score's own config, at
+    another rate), the verdict metrics equal those of a full scoring run; a higher rate
+    flags more records."""
     from trafficsiam import api
     from trafficsiam.config import ScoreConfig
-    from trafficsiam.evaluate import OPERATING_METRICS, OPERATING_QUANTILES, operating_points
+    from trafficsiam.evaluate import OPERATING_METRICS, OPERATING_RATES, operating_points
 
     result, _ = fitted
     ev = evaluate(result.path, novel_batch, tmp_path / "plain", quiet=True, report=False)
     points = pd.read_csv(tmp_path / "plain" / "operating_points.csv")
-    assert len(points) == 2 * len(set(OPERATING_QUANTILES) | {0.99})
+    assert len(points) == len(set(OPERATING_RATES) | {0.01})
     assert points["configured"].sum() == 1
     mine = points[points["configured"]].iloc[0]
-    assert mine["novelty_quantile"] == 0.99 and not mine["good_within_radius"]
+    assert mine["false_alarm_rate"] == 0.01
     for key in OPERATING_METRICS[:-1]:
         assert mine[key] == pytest.approx(ev.metrics[key]), key
-    other = ScoreConfig(novelty_quantile=0.95, good_within_radius=True)
+    other = ScoreConfig(false_alarm_rate=0.05)
     ev2 = evaluate(result.path, novel_batch, tmp_path / "other", quiet=True, report=False,
                    config=other)
-    row = points[(points["novelty_quantile"] == 0.95) & points["good_within_radius"]].iloc[0]
+    row = points[points["false_alarm_rate"] == 0.05].iloc[0]
     for key in OPERATING_METRICS[:-1]:
         assert row[key] == pytest.approx(ev2.metrics[key]), key
-    plain = points[~points["good_within_radius"]].sort_values("novelty_quantile")
-    assert plain["flagged"].is_monotonic_decreasing and plain["flagged"].iloc[0] > 0
-    radius = points[points["good_within_radius"]].sort_values("novelty_quantile")
-    assert (radius["flagged"].to_numpy() <= plain["flagged"].to_numpy()).all()
-    assert (radius["flagged"].to_numpy() < plain["flagged"].to_numpy()).any()
+    ordered = points.sort_values("false_alarm_rate")
+    assert ordered["flagged"].is_monotonic_increasing
+    assert ordered["flagged"].iloc[-1] > ordered["flagged"].iloc[0]
     saved = json.loads((tmp_path / "plain" / "metrics.json").read_text())
     assert len(saved["operating_points"]) == len(points)
     assert (points["records"] == 2000).all()

@@ -534,8 +534,12 @@ def _backtest_summary(result: Any) -> str:
         for c in cols:
             values = part[c].astype(float)
             mean = values.mean()
-            std = values.std(ddof=1) if values.notna().sum() > 1 else 0.0
-            cells.append(f"{'n/a':>23}" if mean != mean else f"{mean:>14.3f} +- {std:<5.3f}")
+            if mean != mean:
+                cells.append(f"{'n/a':>23}")
+            elif values.notna().sum() > 1:  # several seeds: mean +- standard deviation
+                cells.append(f"{mean:>14.3f} +- {values.std(ddof=1):<5.3f}")
+            else:
+                cells.append(f"{mean:>23.3f}")
         lines.append(f"  {method:<{width}}  " + "  ".join(cells))
     for entry in result.seeds:
         ok = entry["on_or_above_best_baseline"]
