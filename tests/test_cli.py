@@ -54,7 +54,7 @@ def test_fit_prints_a_configured_anomaly_saturation(tmp_path, synth_small):
     assert "ts_anomaly: saturated at 0.5 (score.anomaly_saturation)" in res.output
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["anomaly"]["rule"] == "configured"
-    assert manifest["calibration"]["anomaly_saturation"] == 0.5
+    assert manifest["anomaly"]["saturation"] == 0.5
 
 
 def test_fit_missing_label_column_is_one_line_exit_2_and_no_output(tmp_path, synth_small):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from click.testing import CliRunner
 
 from trafficsiam import synth
@@ -23,7 +25,7 @@ def test_evaluate_prints_metrics(fitted, tmp_path):
     # the operating points, one line each, the run's own marked
     lines = res.output.splitlines()
     assert sum(line.endswith("<- this run") for line in lines) == 1
-    assert any(line.strip().startswith("0.95   radius") for line in lines)
+    assert any(line.strip().startswith("0.05 ") for line in lines)
     quiet = run("evaluate", result.path, test, "--out", tmp_path / "ev2", "--quiet")
     assert quiet.exit_code == 0 and quiet.output == ""
     assert (tmp_path / "ev2" / "metrics.json").is_file()
@@ -41,10 +43,14 @@ def test_evaluate_set_changes_the_score_settings_of_the_run(fitted, tmp_path):
     res = run("evaluate", result.path, test, "--out", tmp_path / "b", "-q",
               "--set", "score.anomaly_saturation=0.25")
     assert res.exit_code == 0, res.output
-    a, b = (json.loads((tmp_path / d / "metrics.json").read_text())["metrics"] for d in "ab")
-    assert a["novel_auroc"] != b["novel_auroc"]
-    assert a["good_false_alarm"] == b["good_false_alarm"]
-    assert a["novel_called_good"] == b["novel_called_good"]
+    res = run("evaluate", result.path, test, "--out", tmp_path / "d", "-q",
+              "--set", "score.false_alarm_rate=0.2")
+    assert res.exit_code == 0, res.output
+    a, b, d = (json.loads((tmp_path / x / "metrics.json").read_text())["metrics"]
+               for x in "abd")
+    assert a["novel_auroc"] != b["novel_auroc"]  # another ranking
+    assert a["known_accuracy"] == pytest.approx(b["known_accuracy"], abs=0.05)
+    assert d["good_false_alarm"] > a["good_false_alarm"]  # another rate
     bad = run("evaluate", result.path, test, "--out", tmp_path / "c", "--set", "train.epochs=2")
     assert bad.exit_code == 2 and "only score.* keys" in bad.output
 

@@ -60,12 +60,15 @@ def test_ts_columns_are_consistent(model, scored):
     assert f["ts_cluster"].dtype == np.int64
     assert set(f["ts_verdict"]) <= set(VERDICTS)
     assert f["ts_strength"].between(0, 1).all() and (f["ts_novelty"] >= 0).all()
-    scenarios = model.cluster_scenarios
-    clustered = f["ts_cluster"] >= 0
-    assert (f.loc[clustered, "ts_scenario"] == f.loc[clustered, "ts_cluster"].map(scenarios)).all()
-    assert f.loc[~clustered, "ts_scenario"].isna().all()
+    assert set(f["ts_scenario"]) <= set(model.manifest["scenarios"])  # the vote, always
+    assert f["ts_p_good"].between(0, 1).all()
     explained = f["ts_verdict"].isin(["good", "known_error"])
-    assert (f.loc[explained, "ts_novelty"] <= 1).all() and clustered[explained].all()
+    rate = model.config.score.false_alarm_rate
+    assert (f.loc[explained, "ts_novelty"] <= 1).all() and (f.loc[~explained, "ts_novelty"] > 1).all()
+    good = f["ts_verdict"] == "good"
+    assert (f.loc[good, "ts_p_good"] > rate).all()
+    voted_good = f["ts_scenario"] == "good"
+    assert (f.loc[voted_good & ~good, "ts_p_good"] <= rate).all()
     assert (f.loc[f["ts_verdict"] == "good", "ts_scenario"] == "good").all()
     assert (f.loc[f["ts_verdict"] == "known_error", "ts_scenario"] != "good").all()
     assert (f["ts_new_type"].notna() == (f["ts_verdict"] == "new_error")).all()
@@ -73,14 +76,14 @@ def test_ts_columns_are_consistent(model, scored):
 
 def test_ts_anomaly_ranks_unseen_failures_above_good_traffic(model, scored):
     """ts_anomaly: how unlike good traffic, calibrated on held-out good records (1.0 is
-    their `novelty_quantile`), whatever the home cluster: the novel scenarios rank above
-    good traffic, and good records rarely exceed 1."""
+    what 99 % of them stay under), whatever the vote: the novel scenarios rank above good
+    traffic, and good records rarely exceed 1."""
     from sklearn.metrics import roc_auc_score
 
     _, f = scored
     anomaly = f["ts_anomaly"].to_numpy()
     assert np.isfinite(anomaly).all() and (anomaly >= 0).all()
-    assert model.scorer().thresholds.good is not None
+    assert model.scorer().anomaly_scale > 0
     good = (f["scenario"] == "good").to_numpy()
     novel = f["scenario"].isin(synth.NOVEL_SCENARIOS).to_numpy()
     auroc = roc_auc_score(np.r_[np.ones(novel.sum()), np.zeros(good.sum())],
@@ -257,71 +260,47 @@ def test_output_names_mirror_the_folder_and_refuse_collisions(tmp_path):
         output_names([str(p) for p in paths], paths)
 
 
-def test_another_quantile_recalibrates_from_the_stored_holdout(model):
-    stored = model.scorer()
-    assert stored.thresholds.to_dict() == model.manifest["calibration"]
-    looser = model.scorer(quantile=0.999)
-    for c, row in looser.thresholds.clusters.items():
-        assert row["embedding"] >= stored.thresholds.clusters[c]["embedding"]
-    assert looser.thresholds.quantile == 0.999
+def test_another_rate_needs_no_refit(model, batch, tmp_path):
+    """score.false_alarm_rate at scoring: the same evidence judged at another rate; a
+    higher rate calls fewer records good, never more, and the vote does not move."""
+    base = api.score(model, [batch], tmp_path / "plain", config=CFG, quiet=True, report=False)
+    cfg = CFG.model_copy(update={"false_alarm_rate": 0.2})
+    loose = api.score(model, [batch], tmp_path / "loose", config=cfg, quiet=True, report=False)
+    a = pd.read_parquet(base.outputs[0][1])
+    b = pd.read_parquet(loose.outputs[0][1])
+    for col in ("ts_scenario", "ts_cluster", "ts_p_good", "ts_anomaly"):
+        pd.testing.assert_series_equal(a[col], b[col])
+    assert ((b["ts_verdict"] == "good") <= (a["ts_verdict"] == "good")).all()
+    assert (b["ts_verdict"] == "good").sum() < (a["ts_verdict"] == "good").sum()
+    assert (b.loc[b["ts_verdict"] == "good", "ts_p_good"] > 0.2).all()
 
 
 def test_another_anomaly_saturation_recalibrates_the_anomaly(model, batch, tmp_path):
-    """score.anomaly_saturation at scoring: the anomaly threshold is recalibrated on the
+    """score.anomaly_saturation at scoring: the anomaly's unit is recalibrated on the
     stored held-out good records with that saturation (1.0 stays the same quantile of
-    them); the novelty thresholds and the verdicts do not move."""
-    from trafficsiam.calibrate import saturated_anomaly
+    them); the vote does not move."""
+    from trafficsiam.calibrate import ANOMALY_QUANTILE, saturated_anomaly
 
     # the sample data's failures move one or two KPIs: auto chose the Euclidean distance
     stored = model.scorer()
-    assert stored.saturation is None and stored.thresholds.saturation is None
+    assert stored.saturation is None
     assert model.manifest["anomaly"]["rule"] == "auto"
     assert model.manifest["anomaly"]["saturation"] is None
     sat = model.scorer(saturation=0.5)
-    assert sat.thresholds.saturation == 0.5
+    assert sat.saturation == 0.5
     held_good = (model.holdout["scenario"] == model.manifest["good_label"]).to_numpy()
     want = np.quantile(saturated_anomaly(model.inputs["holdout"][held_good],
                                          model.inputs["anomaly_prototypes"],
-                                         model.inputs["anomaly_set"], 0.5), 0.99)
-    assert sat.thresholds.good == pytest.approx(want)
-    assert sat.thresholds.clusters == stored.thresholds.clusters
+                                         model.inputs["anomaly_set"], 0.5), ANOMALY_QUANTILE)
+    assert sat.anomaly_scale == pytest.approx(want)
 
     base = api.score(model, [batch], tmp_path / "plain", quiet=True, report=False)
     cfg = ScoreConfig(**{**model.config.score.model_dump(), "anomaly_saturation": 0.5})
     other = api.score(model, [batch], tmp_path / "sat", config=cfg, quiet=True, report=False)
     a = pd.read_parquet(base.outputs[0][1])
     b = pd.read_parquet(other.outputs[0][1])
-    assert (a["ts_verdict"] == b["ts_verdict"]).all()
+    assert (a["ts_scenario"] == b["ts_scenario"]).all()
     assert not np.allclose(a["ts_anomaly"], b["ts_anomaly"])
-
-
-def test_good_within_radius_calls_good_only_records_inside_good_traffic(model, batch, tmp_path):
-    """score.good_within_radius: the records whose verdict changes are exactly the
-    flagged ones with ts_anomaly <= 1; they become good, in a good cluster, with their
-    novelty kept; every other record and column is as without it."""
-    base = api.score(model, [batch], tmp_path / "plain", config=CFG, quiet=True, report=False)
-    cfg = CFG.model_copy(update={"good_within_radius": True})
-    two = api.score(model, [batch], tmp_path / "two", config=cfg, quiet=True, report=False)
-    a = pd.read_parquet(base.outputs[0][1])
-    b = pd.read_parquet(two.outputs[0][1])
-    flagged = a["ts_verdict"].isin(["new_error", "outlier"])
-    inside = flagged & (a["ts_anomaly"] <= 1)
-    assert inside.sum() > 0 and (flagged & ~inside).sum() > 0
-    # the others keep their verdict; among the flagged, new_error / outlier can swap (the
-    # candidates are clustered from fewer unexplained records)
-    kept = ~inside & ~flagged
-    assert (a.loc[kept, "ts_verdict"] == b.loc[kept, "ts_verdict"]).all()
-    assert b.loc[flagged & ~inside, "ts_verdict"].isin(["new_error", "outlier"]).all()
-    assert (b.loc[inside, "ts_verdict"] == "good").all()
-    assert (b.loc[inside, "ts_scenario"] == model.manifest["good_label"]).all()
-    assert (b.loc[inside, "ts_novelty"] > 1).all() and b["ts_new_type"][inside].isna().all()
-    for col in ("ts_novelty", "ts_anomaly", "ts_strength"):
-        np.testing.assert_array_equal(a[col], b[col])
-    same = ~inside
-    assert (a.loc[same, "ts_cluster"] == b.loc[same, "ts_cluster"]).all()
-    good = model.manifest["good_label"]
-    assert (b["ts_verdict"] == "good").sum() == (a["ts_verdict"] == "good").sum() + inside.sum()
-    assert (b.loc[inside, "ts_cluster"].map(model.cluster_scenarios) == good).all()
 
 
 def test_cli_score_exit_codes_and_summary(model, batch, tmp_path):
@@ -345,9 +324,9 @@ def test_score_config_layers(model, tmp_path):
     from trafficsiam.config import score_config
 
     path = tmp_path / "c.yaml"
-    path.write_text("score:\n  novelty_quantile: 0.995\n  examples: 2\n")
+    path.write_text("score:\n  false_alarm_rate: 0.005\n  examples: 2\n")
     cfg = score_config(model.config.score, path, [{"score": {"examples": 7}}])
-    assert (cfg.novelty_quantile, cfg.examples) == (0.995, 7)
+    assert (cfg.false_alarm_rate, cfg.examples) == (0.005, 7)
     path.write_text("model:\n  embedding_dim: 3\n")
     with pytest.raises(ConfigError, match="section 'model' cannot change when scoring"):
         score_config(model.config.score, path)
