@@ -75,7 +75,7 @@ def run_ton(out: Path, seeds: int) -> pd.DataFrame:
     cfg = config("type", "normal", ["src_ip", "dst_ip", "src_port", "dst_port", "label"])
     return backtest(DATASETS / "ton-iot" / "train_test_network.parquet", out, cfg,
                     unseen=["injection", "backdoor", "ransomware", "mitm"], seeds=seeds,
-                    quiet=True, report=False).runs
+                    quiet=True, report=False).compared.runs
 
 
 def run_5g(out: Path, seeds: int) -> pd.DataFrame:
@@ -83,7 +83,7 @@ def run_5g(out: Path, seeds: int) -> pd.DataFrame:
     cfg = config("failure", "normal", [])
     return backtest([g / "site_b_train.parquet", g / "site_b_test.parquet"], out, cfg,
                     unseen=["interface-loss", "vcpu-overload"], split="time", seeds=seeds,
-                    quiet=True, report=False).runs
+                    quiet=True, report=False).compared.runs
 
 
 def held_out_alarm(out: Path, runs: pd.DataFrame) -> pd.Series:
