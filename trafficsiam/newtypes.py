@@ -3,7 +3,11 @@
 The unexplained records of a run are clustered among themselves with HDBSCAN in the
 embedding (on the sample data it separates unseen failure types cleanly, in 0.03 s for
 1,500 points, where the 35-dimensional input space mixes them; see BENCHMARKS.md). Each
-dense group is a *candidate new error type*; the scattered rest stay `outlier`.
+dense group is a *candidate new error type*; the scattered rest stay `outlier`. When the
+records form one group, HDBSCAN finds no cluster (its tree's root never splits): the
+group is then the records joined closer than scattered records would be (`_lone_group`).
+Any candidate must be clearly denser than records spread uniformly over the embedding's
+range (`_scatter_distance`), which keeps uniform noise from forming candidates.
 
 At most `max_new_points` records are clustered: a bottom-k sample by a hash of (input
 content hash, row number). That sample depends only on the data, never on how it was
@@ -31,6 +35,11 @@ from trafficsiam.config import ScoreConfig
 from trafficsiam.normalise import Normaliser
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+# Dense: closer than this share of the distance between scattered records (uniform
+# noise has few points and no cluster that close, an unseen failure type most records).
+_SCATTER_SHARE = 0.7
+# Reference points that measure that distance (fixed, so discover stays deterministic).
+_REFERENCE_POINTS = 2000
 
 
 def row_keys(file_key: str, rows: np.ndarray) -> np.ndarray:
@@ -147,6 +156,66 @@ def feature_text(row: dict[str, Any]) -> str:
             f"({row['share']:.0%} vs {row['good_share']:.0%} in good)")
 
 
+def _scatter_distance(points: np.ndarray, min_samples: int) -> float:
+    """How far apart scattered records are: the median core distance of as many points
+    spread uniformly over the embedding's range (the unit cube, widened to the sample's
+    range). Measured on at most _REFERENCE_POINTS fixed pseudo-random points, scaled to
+    the sample's size (such distances shrink as n ** (-1 / dims))."""
+    n, dims = points.shape
+    low = np.minimum(points.min(axis=0), 0.0)
+    high = np.maximum(points.max(axis=0), 1.0)
+    m = min(n, _REFERENCE_POINTS)
+    reference = np.random.default_rng(0).uniform(low, high, size=(m, dims))
+    core = core_distances(reference, min(min_samples, m))
+    return float(np.median(core)) * (m / n) ** (1.0 / dims)
+
+
+def _lone_group(clusterer: hdbscan.HDBSCAN, epsilon: float) -> np.ndarray | None:
+    """Each point's lambda (1 / the mutual-reachability distance at which it left the
+    root) when the sample forms one group: the root of the condensed tree never splits
+    into two clusters, or splits closer than `epsilon` (its parts merge back, as hdbscan
+    merges them with allow_single_cluster). None when it forms several.
+
+    hdbscan without allow_single_cluster reports no cluster (or fragments) for one
+    group; with it, it labels only the points joined within `epsilon` (a small part of
+    a 300-record group), its prediction gives noise for a lone root cluster (as does
+    `Assigner.from_clusterer`), and its EOM choice of the root could merge distinct
+    types. `discover` takes as the group the points joined closer than scattered
+    records would be (`_lone_assigner`)."""
+    raw = clusterer.condensed_tree_._raw_tree
+    root = int(raw["parent"].min())
+    splits = raw["lambda_val"][(raw["parent"] == root) & (raw["child_size"] > 1)]
+    if splits.size and 1.0 / float(splits.max()) >= epsilon:
+        return None
+    rows = raw[raw["child"] < root]  # points are numbered 0 .. root - 1
+    lam = np.zeros(root, dtype=np.float64)
+    lam[rows["child"]] = rows["lambda_val"]
+    return lam
+
+
+def _lone_assigner(
+    points: np.ndarray, core: np.ndarray, min_samples: int, lam: np.ndarray,
+    member: np.ndarray, birth: float,
+) -> Assigner:
+    """An Assigner for the lone group, as if the root had one child cluster born at
+    distance `birth` holding the members: a record joins it when its nearest
+    mutual-reachability neighbour is a member closer than `birth`, the rule that chose
+    the members."""
+    finite = lam[member & np.isfinite(lam)]
+    max_lambda = float(finite.max()) if finite.size else 1.0
+    return Assigner(
+        raw_data=np.ascontiguousarray(points, dtype=np.float64),
+        core_distances=np.asarray(core, dtype=np.float64),
+        min_samples=min_samples,
+        point_cluster=member.astype(np.int64),  # 1: the group, 0: the root (noise)
+        point_lambda=lam,
+        cluster_parent=np.array([-1, 0], dtype=np.int64),
+        cluster_birth=np.array([np.nan, 1.0 / birth]),
+        cluster_label=np.array([NOISE, 0], dtype=np.int64),
+        cluster_max_lambda=np.array([np.nan, max_lambda]),
+    )
+
+
 def discover(
     sample: Sample, cfg: ScoreConfig, good_x: np.ndarray, normaliser: Normaliser
 ) -> NewTypes:
@@ -167,9 +236,7 @@ def discover(
         min_cluster_size=min_size,
         min_samples=min_samples,
         cluster_selection_epsilon=cfg.new_type_epsilon,
-        # Not allow_single_cluster: approximate_predict cannot assign to a lone root cluster
-        # (hdbscan predicts noise for it), so that case would report a candidate no record
-        # belongs to. min_samples 3 (not 5) keeps a lone dense group a child of the root.
+        # Not allow_single_cluster: a lone group is taken apart below (`_lone_group`).
         core_dist_n_jobs=1,
     )
     # The assigner's core distances are queried while the clusterer is fitted (the fit
@@ -178,17 +245,38 @@ def discover(
     with ThreadPoolExecutor(max_workers=1) as pool:
         core = pool.submit(core_distances, points, min_samples)
         clusterer.fit(points)
-    labels = clusterer.labels_
-    found = sorted(
-        (int(c) for c in np.unique(labels) if c != NOISE),
-        key=lambda c: (-int((labels == c).sum()), int(np.flatnonzero(labels == c)[0])),
-    )
-    if not found:
-        return empty
-    # Relabel so that candidate i is the i-th largest; the assigner maps back through it.
+    # A candidate must be clearly denser than scattered records would be (uniform noise
+    # forms loose clusters of its own): the median core distance of its records under
+    # `dense`.
+    dense = _SCATTER_SHARE * _scatter_distance(points, min_samples)
+    lam = _lone_group(clusterer, cfg.new_type_epsilon)
+    if lam is not None:
+        birth = max(cfg.new_type_epsilon, dense)
+        member = lam > 1.0 / birth
+        own_core = core.result()
+        if int(member.sum()) < min_size or np.median(own_core[member]) > dense:
+            return empty
+        labels = np.where(member, 0, NOISE)
+        assigner = _lone_assigner(points, own_core, min_samples, lam, member, birth)
+        top = float(assigner.cluster_max_lambda[1])
+        strength = np.where(member, np.minimum(lam, top) / top, 0.0)
+        found = [0]
+    else:
+        labels = clusterer.labels_
+        own_core = core.result()
+        found = sorted(
+            (int(c) for c in np.unique(labels)
+             if c != NOISE and np.median(own_core[labels == c]) <= dense),
+            key=lambda c: (-int((labels == c).sum()), int(np.flatnonzero(labels == c)[0])),
+        )
+        if not found:
+            return empty
+        assigner = Assigner.from_clusterer(clusterer, own_core)
+        strength = clusterer.probabilities_
+    # Relabel so that candidate i is the i-th largest; the assigner maps back through it
+    # (a cluster that is no candidate to noise).
     rank = {c: i for i, c in enumerate(found)}
     names = [f"new-{i + 1}" for i in range(len(found))]
-    assigner = Assigner.from_clusterer(clusterer, core.result())
     remap = np.full(int(labels.max()) + 1, NOISE, dtype=np.int64)
     for c, i in rank.items():
         remap[c] = i
@@ -196,7 +284,6 @@ def discover(
         assigner.cluster_label[assigner.cluster_label >= 0]
     ]
     rows, examples = [], {}
-    strength = clusterer.probabilities_
     for c in found:
         name = names[rank[c]]
         at = np.flatnonzero(labels == c)

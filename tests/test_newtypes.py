@@ -1,0 +1,125 @@
+"""Candidate new error types (`newtypes.discover`) on synthetic 8-D embeddings in [0,1]^8:
+one group is one candidate at any sample size, two groups two, scatter none."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trafficsiam.config import NormaliseConfig, ScoreConfig
+from trafficsiam.newtypes import NewTypes, Sample, discover, row_keys
+from trafficsiam.normalise import Normaliser
+from trafficsiam.validate import FeatureSchema
+
+DIMS = 8
+FILE_KEY = "0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def normaliser() -> Normaliser:
+    frame = pd.DataFrame({"bytes": np.arange(20.0), "latency": np.arange(20.0)[::-1]})
+    schema = FeatureSchema(numeric=("bytes", "latency"), categorical=())
+    return Normaliser.fit(frame, schema, NormaliseConfig())
+
+
+def group(rng: np.random.Generator, n: int, center: float | np.ndarray,
+          sd: float = 0.02, rank: int = DIMS) -> np.ndarray:
+    """A dense group around `center`; `rank` < DIMS: spread along that many directions
+    only (a trained embedding's groups are thin), which keeps big samples fast."""
+    basis = np.linalg.qr(rng.normal(size=(DIMS, rank)))[0].T
+    pts = center + rng.normal(0.0, sd, size=(n, rank)) @ basis
+    return np.clip(pts, 0.0, 1.0).astype(np.float32)
+
+
+def scatter(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.uniform(0.0, 1.0, size=(n, DIMS)).astype(np.float32)
+
+
+def sample_of(emb: np.ndarray, capacity: int | None = None, batches: int = 1) -> Sample:
+    """The sample a scoring run would keep of these unexplained records (one file)."""
+    n = len(emb)
+    sample = Sample(capacity or n)
+    rows = np.arange(n)
+    x = np.random.default_rng(0).normal(size=(n, 2)).astype(np.float32)
+    for part in np.array_split(rows, batches)[::-1]:  # batches in any order, same sample
+        sample.offer(row_keys(FILE_KEY, part), 0, part, emb[part], x[part],
+                     np.full(len(part), 2.0))
+    return sample
+
+
+def run(emb: np.ndarray, normaliser: Normaliser, **kw: int) -> tuple[NewTypes, np.ndarray]:
+    """(the candidates, each record's candidate or None by `NewTypes.assign`)."""
+    good_x = np.random.default_rng(1).normal(size=(200, 2)).astype(np.float32)
+    found = discover(sample_of(emb, **kw), ScoreConfig(), good_x, normaliser)
+    return found, found.assign(emb)
+
+
+def test_one_group_among_few_scattered_records_is_one_candidate(normaliser):
+    rng = np.random.default_rng(11)
+    emb = np.vstack([group(rng, 300, 0.5), scatter(rng, 20)])
+    found, names = run(emb, normaliser)
+    assert found.names == ["new-1"]
+    assert (names[:300] == "new-1").mean() >= 0.95
+    assert found.table["sample_records"].tolist() == [int((names == "new-1").sum())]
+    assert len(found.examples["new-1"]) == ScoreConfig().examples
+    # records of the group that were not in the sample join it, far records do not
+    fresh = found.assign(group(rng, 500, 0.5))
+    assert (fresh == "new-1").mean() >= 0.95
+    assert (found.assign(np.zeros((5, DIMS), np.float32)) == None).all()  # noqa: E711
+
+
+def test_one_group_in_a_full_sample_is_one_candidate(normaliser):
+    rng = np.random.default_rng(12)
+    center = rng.uniform(0.3, 0.7, size=DIMS)
+    emb = np.vstack([group(rng, 19_700, center, sd=0.05, rank=3), scatter(rng, 300)])
+    found, names = run(emb, normaliser)
+    assert found.names == ["new-1"]
+    assert (names[:19_700] == "new-1").mean() >= 0.95
+    assert (names[19_700:] == None).mean() >= 0.9  # noqa: E711
+
+
+def test_one_group_beyond_the_sample_cap_is_one_candidate(normaliser):
+    """More unexplained records than `max_new_points`: the rest are assigned."""
+    rng = np.random.default_rng(13)
+    emb = np.vstack([group(rng, 2_850, 0.4), scatter(rng, 150)])
+    found, names = run(emb, normaliser, capacity=1_000)
+    assert found.names == ["new-1"]
+    assert (names[:2_850] == "new-1").mean() >= 0.95
+
+
+def test_two_separated_groups_are_two_candidates(normaliser):
+    rng = np.random.default_rng(14)
+    emb = np.vstack([group(rng, 300, 0.25), group(rng, 250, 0.75), scatter(rng, 30)])
+    found, names = run(emb, normaliser)
+    assert found.names == ["new-1", "new-2"]
+    assert (names[:300] == "new-1").mean() >= 0.95  # new-1 is the largest
+    assert (names[300:550] == "new-2").mean() >= 0.95
+
+
+@pytest.mark.parametrize("n", [300, 2_000])
+def test_scattered_records_are_no_candidate(normaliser, n):
+    found, names = run(scatter(np.random.default_rng(15), n), normaliser)
+    assert found.names == [] and found.assigner is None and len(found.table) == 0
+    assert (names == None).all()  # noqa: E711
+
+
+def test_scattered_minority_stays_outlier(normaliser):
+    rng = np.random.default_rng(16)
+    emb = np.vstack([group(rng, 300, 0.6), scatter(rng, 30)])
+    found, names = run(emb, normaliser)
+    assert found.names == ["new-1"]
+    assert (names[:300] == "new-1").mean() >= 0.95
+    assert (names[300:] == None).mean() >= 0.8  # noqa: E711
+
+
+def test_same_records_same_candidates(normaliser):
+    """Deterministic, and independent of how the records arrived (batches, order)."""
+    rng = np.random.default_rng(17)
+    emb = np.vstack([group(rng, 400, 0.3), scatter(rng, 40)])
+    first, names = run(emb, normaliser)
+    second, again = run(emb, normaliser, batches=7)
+    assert first.names == second.names == ["new-1"]
+    assert (names == again).all()
+    pd.testing.assert_frame_equal(first.table, second.table)
+    assert first.examples == second.examples
