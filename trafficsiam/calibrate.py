@@ -66,9 +66,7 @@ AUTO_MIN_RECORDS = 30
 # distance infinitely novel: floor it.
 MIN_THRESHOLD = 1e-9
 # The good-traffic prototypes (ts_anomaly) are fitted on at most this many good training
-# records: k-means with 256 centres on NSL-KDD's 67,343 normal records x 71 inputs takes
-# 5.1 s here, the saturated anomaly's 4 fits of 128, each on a quarter of them, another
-# 1.3 s (bench/anomaly_cost.py).
+# records: k-means time grows with them (BENCHMARKS.md §5, bench/anomaly_cost.py).
 GOOD_PROTOTYPE_RECORDS = 65536
 
 
@@ -494,8 +492,11 @@ class KnownScorer:
         p_voted = self.calibration.p_values(m.voted_scores, m.voted)
         if self.good_code >= 0:
             voted_good = m.voted == self.good_code
-            p_good = np.where(voted_good, p_voted, self.calibration.p_values(
-                m.good_scores, np.full(len(m.voted), self.good_code)))
+            # records voted good already have it; only the others need good's p-value
+            p_good = p_voted.copy()
+            other = np.flatnonzero(~voted_good)
+            p_good[other] = self.calibration.p_values(
+                m.good_scores[other], np.full(len(other), self.good_code))
         else:
             voted_good = np.zeros(len(m.voted), dtype=bool)
             p_good = np.zeros(len(m.voted))

@@ -171,7 +171,7 @@ def rate_table(
     voted_good = np.asarray(voted_good, dtype=bool)
     n = max(len(voted_good), 1)
     for rate in rates:
-        explained, good = decide(voted_good, p_voted, p_good, float(rate))
+        _, good = decide(voted_good, p_voted, p_good, float(rate))
         rows.append({"rate": float(rate), "flagged": float((~good).sum() / n),
                      "unlike_good": float((voted_good & ~good).sum() / n),
                      "voted_failure": float((~voted_good).sum() / n)})
