@@ -101,12 +101,45 @@ def held_out_alarm(out: Path, runs: pd.DataFrame) -> pd.Series:
     return pd.Series(values, index=runs.index)
 
 
+def between_seeds(out: Path, runs: pd.DataFrame) -> pd.Series:
+    """Candidate stability: the ARI between two seeds' candidates over the novel records
+    either seed put in a candidate (a record in none is a group of its own), the mean
+    over pairs of seeds; the same for every run of the model (NaN for baselines)."""
+    from itertools import combinations
+
+    from sklearn.metrics import adjusted_rand_score
+
+    values = pd.Series(np.nan, index=runs.index)
+    loss = runs[runs["kind"] == "loss"]
+    for method, part in loss.groupby("method"):
+        frames = {}
+        for seed in part["seed"]:
+            rec = pd.read_parquet(out / "runs" / f"{method}-seed{seed}" / "records.parquet",
+                                  columns=["known", "ts_new_type"])
+            frames[seed] = rec
+        scores = []
+        for s1, s2 in combinations(sorted(frames), 2):
+            a, b = frames[s1], frames[s2]
+            novel = ~a["known"].to_numpy(bool)
+            ta, tb = a["ts_new_type"].to_numpy(object), b["ts_new_type"].to_numpy(object)
+            either = novel & (pd.notna(ta) | pd.notna(tb))
+            if not either.any():
+                continue
+            rows = np.flatnonzero(either)
+            la = [t if pd.notna(t) else f"none-{r}" for t, r in zip(ta[rows], rows, strict=True)]
+            lb = [t if pd.notna(t) else f"none-{r}" for t, r in zip(tb[rows], rows, strict=True)]
+            scores.append(adjusted_rand_score(la, lb))
+        if scores:
+            values[part.index] = float(np.mean(scores))
+    return values
+
+
 def table(runs: pd.DataFrame) -> str:
-    lines = ["| data | method | seeds | held-out alarm | " + " | ".join(COLUMNS) + " |",
-             "|---" * (4 + len(COLUMNS)) + "|"]
+    lines = ["| data | method | seeds | held-out alarm | " + " | ".join(COLUMNS) + " | ari_between_seeds |",
+             "|---" * (5 + len(COLUMNS)) + "|"]
     for (data, method), part in runs.groupby(["data", "method"], sort=False):
         cells = []
-        for col in ("held_out_alarm", *COLUMNS):
+        for col in ("held_out_alarm", *COLUMNS, "ari_between_seeds"):
             v = part[col].astype(float)
             if v.notna().sum() == 0:
                 cells.append("n/a")
@@ -141,6 +174,7 @@ def main() -> None:
         runs = runners[name](out / name)
         runs["data"] = name
         runs["held_out_alarm"] = held_out_alarm(out / name, runs)
+        runs["ari_between_seeds"] = between_seeds(out / name, runs)
         frames.append(runs)
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
         all_runs = pd.concat(frames, ignore_index=True)

@@ -123,3 +123,20 @@ def test_same_records_same_candidates(normaliser):
     assert (names == again).all()
     pd.testing.assert_frame_equal(first.table, second.table)
     assert first.examples == second.examples
+
+
+def test_a_type_made_of_two_close_knots_is_one_candidate(normaliser):
+    # Two knots 0.2 apart (more than the configured epsilon of 0.1, much less than the
+    # spacing of scattered records) beside another type far away: an unseen type whose
+    # embedding has two sub-modes must not become two candidates on some seeds.
+    rng = np.random.default_rng(14)
+    a = np.full(DIMS, 0.3)
+    b = a.copy()
+    b[0] += 0.2
+    emb = np.vstack([group(rng, 400, a, sd=0.01), group(rng, 400, b, sd=0.01),
+                     group(rng, 600, 0.8, sd=0.01), scatter(rng, 20)])
+    found, names = run(emb, normaliser)
+    assert len(found.names) == 2
+    knots, other = names[:800], names[800:1400]
+    assert pd.Series(knots).nunique() == 1 and knots[0] is not None
+    assert (other == other[0]).all() and other[0] != knots[0]

@@ -148,8 +148,9 @@ class ScoreConfig(_Section):
     # New error types: HDBSCAN over the unexplained records of a run. A candidate needs at
     # least this many records among the clustered ones (and at least 0.5% of them).
     new_type_min_size: int = Field(50, ge=2)
-    # HDBSCAN cluster_selection_epsilon for new types: merge groups closer than this in the
-    # embedding (0.1: one unseen failure type is one candidate, not a dozen fragments).
+    # HDBSCAN cluster_selection_epsilon for new types, at least: merge groups closer than
+    # this in the embedding (one unseen failure type is one candidate, not fragments);
+    # raised to the sample's own density scale when that is larger (newtypes.discover).
     new_type_epsilon: float = Field(0.1, ge=0)
     # HDBSCAN min_samples for new types (how conservative the density estimate is).
     new_type_min_samples: int = Field(3, ge=1)

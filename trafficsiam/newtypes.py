@@ -232,10 +232,18 @@ def discover(
     if len(sample) < min_size:
         return empty
     min_samples = min(cfg.new_type_min_samples, len(sample) - 1)
+    # A candidate must be clearly denser than scattered records would be (uniform noise
+    # forms loose clusters of its own): the median core distance of its records under
+    # `dense`.
+    dense = _SCATTER_SHARE * _scatter_distance(points, min_samples)
+    # Parts of a group joined closer than `dense` are one candidate: with the configured
+    # epsilon alone, one unseen type split in two on some seeds and not others
+    # (BENCHMARKS.md §6, candidate stability).
+    epsilon = max(cfg.new_type_epsilon, dense)
     clusterer = hdbscan.HDBSCAN(
         min_cluster_size=min_size,
         min_samples=min_samples,
-        cluster_selection_epsilon=cfg.new_type_epsilon,
+        cluster_selection_epsilon=epsilon,
         # Not allow_single_cluster: a lone group is taken apart below (`_lone_group`).
         core_dist_n_jobs=1,
     )
@@ -245,13 +253,9 @@ def discover(
     with ThreadPoolExecutor(max_workers=1) as pool:
         core = pool.submit(core_distances, points, min_samples)
         clusterer.fit(points)
-    # A candidate must be clearly denser than scattered records would be (uniform noise
-    # forms loose clusters of its own): the median core distance of its records under
-    # `dense`.
-    dense = _SCATTER_SHARE * _scatter_distance(points, min_samples)
-    lam = _lone_group(clusterer, cfg.new_type_epsilon)
+    lam = _lone_group(clusterer, epsilon)
     if lam is not None:
-        birth = max(cfg.new_type_epsilon, dense)
+        birth = epsilon
         member = lam > 1.0 / birth
         own_core = core.result()
         if int(member.sum()) < min_size or np.median(own_core[member]) > dense:
