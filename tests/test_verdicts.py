@@ -103,10 +103,8 @@ def test_one_new_failure_in_a_small_batch_is_one_candidate(model, tmp_path) -> N
                                "-q"])
     assert res.exit_code == 3, res.output
     summary = json.loads((tmp_path / "s1" / "summary.json").read_text())
-    assert summary["new_types"] and summary["new_types"][0]["new_type"] == "new-1"
+    assert [t["new_type"] for t in summary["new_types"]] == ["new-1"]
     scored = pd.read_parquet(tmp_path / "s1" / "batch.parquet")
-    # the candidates are the new failure's records (one type can still come out as two
-    # candidates here: issue 16's closing note)
     grouped = scored["ts_new_type"].notna()
     assert (scored.loc[grouped, "scenario"] == "error_type_3").mean() >= 0.8
     novel = scored["scenario"] == "error_type_3"
