@@ -96,3 +96,78 @@ def test_config_is_frozen():
     cfg = Config()
     with pytest.raises(ValidationError):
         cfg.train.epochs = 3  # type: ignore[misc]
+
+
+# -- hostile config files and values (issue 18, item 5) --------------------------------
+
+
+def test_yaml_alias_bomb_is_refused_at_once_in_one_short_line(tmp_path):
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(1, 9):
+        prev, name = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: YAML aliases (*name) are not supported")
+    assert "line 2" in message and "\n" not in message and len(message) < 300
+
+
+def test_yaml_nesting_bomb_is_refused_without_recursion_error(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("train: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=r"deep.yaml: YAML nested deeper than 16 levels"):
+        load_config(path)
+
+
+def test_an_alias_in_a_set_value_is_refused():
+    with pytest.raises(ConfigError, match=r"aliases \(\*name\) are not supported"):
+        parse_override("train.epochs=[&a 1, *a]")
+
+
+def test_a_huge_or_binary_config_file_is_refused(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(ConfigError, match=r"big.yaml: 2,097,155 bytes is not a config file"):
+        load_config(big)
+    binary = tmp_path / "latin1.yaml"
+    binary.write_bytes("data:\n  good_label: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text"):
+        load_config(binary)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.seed=99999999999999999999999", "train.seed"),
+    ("train.seed=-1", "train.seed"),
+    ("model.hidden=[0]", "model.hidden"),
+    ("model.hidden=[-5, 64]", "model.hidden"),
+    ("model.hidden=[1000000000000]", "model.hidden"),
+    ("model.hidden=[8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8]", "model.hidden"),
+    ("triplets.batch_size=100000000", "triplets.batch_size"),
+    ("triplets.classes_per_batch=1000000", "triplets.classes_per_batch"),
+    ("train.learning_rate=10", "train.learning_rate"),
+    ("train.learning_rate=.nan", "train.learning_rate"),
+    ("normalise.clip=.inf", "normalise.clip"),
+    ("score.false_alarm_rate=.nan", "score.false_alarm_rate"),
+    ("score.batch_size=1000000000000", "score.batch_size"),
+    ("cluster.max_points=1000000000000", "cluster.max_points"),
+])
+def test_out_of_range_values_name_their_key(override, key):
+    with pytest.raises(ConfigError) as err:
+        build_config({}, [parse_override(override)], "--set")
+    assert f"config key '{key}' has value" in str(err.value)
+
+
+def test_a_long_value_is_cut_and_control_characters_escaped_in_the_message():
+    with pytest.raises(ConfigError) as err:
+        build_config({"train": {"epochs": "\x1b[31m" + "9" * 10_000}})
+    message = str(err.value)
+    assert "\x1b" not in message and "\\x1b[31m" in message
+    assert len(message) < 250
+
+
+def test_a_config_error_message_never_carries_raw_control_characters():
+    err = ConfigError("bad label 'a\x1b]0;pwned\x07\nb'")
+    assert str(err) == "bad label 'a\\x1b]0;pwned\\x07\\nb'"

@@ -349,8 +349,9 @@ class KnownScorer:
 
     def tensors(self) -> dict[str, np.ndarray]:
         """The input-space arrays a model folder stores (inputs.safetensors)."""
-        out = {"prototypes": self.prototypes, "prototype_scenario": self.prototype_scenario,
-               "good_prototypes": self.good_prototypes}
+        out: dict[str, np.ndarray] = {
+            "prototypes": self.prototypes, "prototype_scenario": self.prototype_scenario,
+            "good_prototypes": self.good_prototypes}
         if self.anomaly_prototypes is not None and self.anomaly_set is not None:
             out.update(anomaly_prototypes=self.anomaly_prototypes, anomaly_set=self.anomaly_set)
         return out

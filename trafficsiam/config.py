@@ -3,12 +3,17 @@
 `configs/default.yaml` mirrors these classes section by section and documents
 every key. Values are validated once, at load: an unknown key or a wrong value
 is a `ConfigError` that names the file, the key, the value and the fix.
+
+Every number has a range that a working run can use: a seed numpy and torch accept,
+layer sizes and batches that fit in memory, a learning rate that does not diverge at
+once; NaN and infinity are refused everywhere. YAML is read without aliases (an alias
+bomb expands a few lines into gigabytes) and with bounded nesting and size.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -20,11 +25,20 @@ from pydantic import (
     model_validator,
 )
 
-from trafficsiam.errors import ConfigError
+from trafficsiam.errors import ConfigError, printable
+
+# A config file is a page of settings: anything this large or this deeply nested is
+# not one (and nesting bombs reach Python's recursion limit).
+MAX_CONFIG_BYTES = 1 << 20
+MAX_NESTING = 16
+# Characters of a value quoted in a message.
+MAX_QUOTED = 60
+# The largest seed numpy's and torch's generators both take.
+MAX_SEED = 2**32 - 1
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -45,9 +59,9 @@ class NormaliseConfig(_Section):
     # keeps a single huge flow from dominating distances. 10, not 5: with the 1-99 %
     # scale, 5 cut into the failures the sample data must tell apart (error_type_1 to
     # its own scenario 0.946-0.948 vs 0.951 at 10; BENCHMARKS.md).
-    clip: float = Field(10.0, gt=0)
+    clip: float = Field(10.0, gt=0, le=1e6)
     # One-hot over at most this many most frequent values per column, plus "other".
-    max_categories: int = Field(20, ge=1)
+    max_categories: int = Field(20, ge=1, le=10_000)
     # Values rarer than this share of training rows go to "other" too.
     min_category_share: float = Field(0.001, ge=0, lt=1)
 
@@ -57,7 +71,8 @@ class ModelConfig(_Section):
     # weighted purity 0.986-0.989 (BENCHMARKS.md, sweep); 8 leaves room for data with
     # many more scenarios, while HDBSCAN's cluster time grows with N (16: ~2x of 8).
     embedding_dim: int = Field(8, ge=1, le=256)
-    hidden: tuple[int, ...] = (128, 64)
+    hidden: tuple[Annotated[int, Field(ge=1, le=16_384)], ...] = Field(
+        (128, 64), max_length=16)
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
@@ -66,16 +81,16 @@ class LossConfig(_Section):
     name: str = "lossless-triplet"
     # Lossless triplet loss scale; empty means N (the embedding dimension), the
     # smallest value for which the log argument stays positive.
-    beta: float | None = Field(None, gt=0)
-    eps: float = Field(1e-8, gt=0)
+    beta: float | None = Field(None, gt=0, le=1e9)
+    eps: float = Field(1e-8, gt=0, le=1)
     # Margin of the margin losses; empty means the loss's own default (triplet 1.0 on
     # squared distances, contrastive 1.0, hinge 0.5, kl 2.0, aam-softmax 0.2 rad,
     # am-softmax 0.25), each sized for its distance's range in the [0,1]^N cube or on
     # the sphere.
-    margin: float | None = Field(None, gt=0)
+    margin: float | None = Field(None, gt=0, le=1e3)
     # Logit scale of aam-softmax / am-softmax (16) and the initial learnable scale of
     # angular-prototypical (10); empty means those defaults.
-    scale: float | None = Field(None, gt=0)
+    scale: float | None = Field(None, gt=0, le=1e4)
 
     @model_validator(mode="after")
     def _known_name(self) -> LossConfig:
@@ -95,41 +110,42 @@ class TripletsConfig(_Section):
     strategy: Literal["random", "semi-hard", "batch-hard"] = "batch-hard"
     # Class-balanced batches of classes_per_batch x samples_per_class records; with
     # fewer scenarios than classes_per_batch, more records per scenario keep the size.
-    classes_per_batch: int = Field(16, ge=2)
-    samples_per_class: int = Field(16, ge=2)
+    classes_per_batch: int = Field(16, ge=2, le=4096)
+    samples_per_class: int = Field(16, ge=2, le=4096)
     # random strategy only: triplets per batch.
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(256, ge=1, le=1 << 20)
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(30, ge=1, le=100_000)
     # Optimiser steps per epoch; empty means one pass over the training records.
-    steps_per_epoch: int | None = Field(None, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    steps_per_epoch: int | None = Field(None, ge=1, le=10_000_000)
+    # Adam: above 1 the first steps already throw the weights out of range.
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    weight_decay: float = Field(0.0, ge=0, le=1)
     # Augmentation: each normalised input of a training record is blanked (set to 0) with
     # this probability per step, so that the embedding does not hang on single inputs.
     input_dropout: float = Field(0.0, ge=0, lt=1)
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     # Stop when the validation loss has not improved for this many epochs.
-    patience: int = Field(5, ge=1)
-    seed: int = Field(0, ge=0)
+    patience: int = Field(5, ge=1, le=100_000)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 class ClusterConfig(_Section):
     # Empty means chosen from the sample size: 0.5% of it, within [10, 200].
-    min_cluster_size: int | None = Field(None, ge=2)
-    min_samples: int | None = Field(5, ge=1)
+    min_cluster_size: int | None = Field(None, ge=2, le=10_000_000)
+    min_samples: int | None = Field(5, ge=1, le=10_000)
     cluster_selection_method: Literal["eom", "leaf"] = "eom"
     # Empty means chosen among a few candidates by how many training records land in
     # a cluster named after their own scenario (see cluster.EPSILON_CANDIDATES).
-    cluster_selection_epsilon: float | None = Field(None, ge=0)
+    cluster_selection_epsilon: float | None = Field(None, ge=0, le=1e3)
     # HDBSCAN runs on a stratified sample of at most this many training records.
-    max_points: int = Field(20_000, ge=100)
+    max_points: int = Field(20_000, ge=100, le=10_000_000)
     # k-means prototypes per cluster (at most one per 10 records) of the normalised
     # inputs, for the input-space novelty distance at scoring.
-    prototypes: int = Field(256, ge=1)
+    prototypes: int = Field(256, ge=1, le=100_000)
 
 
 class ScoreConfig(_Section):
@@ -147,21 +163,21 @@ class ScoreConfig(_Section):
     anomaly_saturation: float | Literal["auto"] | None = "auto"
     # New error types: HDBSCAN over the unexplained records of a run. A candidate needs at
     # least this many records among the clustered ones (and at least 0.5% of them).
-    new_type_min_size: int = Field(50, ge=2)
+    new_type_min_size: int = Field(50, ge=2, le=10_000_000)
     # HDBSCAN cluster_selection_epsilon for new types, at least: merge groups closer than
     # this in the embedding (one unseen failure type is one candidate, not fragments);
     # raised to the sample's own density scale when that is larger (newtypes.discover).
-    new_type_epsilon: float = Field(0.1, ge=0)
+    new_type_epsilon: float = Field(0.1, ge=0, le=1e3)
     # HDBSCAN min_samples for new types (how conservative the density estimate is).
-    new_type_min_samples: int = Field(3, ge=1)
+    new_type_min_samples: int = Field(3, ge=1, le=10_000)
     # The unexplained records clustered: at most this many (a reproducible sample); the
     # rest are assigned to the candidates found.
-    max_new_points: int = Field(20_000, ge=100)
+    max_new_points: int = Field(20_000, ge=100, le=10_000_000)
     # Per candidate: example records and distinguishing features reported.
-    examples: int = Field(5, ge=0)
-    top_features: int = Field(5, ge=1)
+    examples: int = Field(5, ge=0, le=10_000)
+    top_features: int = Field(5, ge=1, le=10_000)
     # Records per processing batch (memory is proportional to it, not to the input).
-    batch_size: int = Field(65_536, ge=1)
+    batch_size: int = Field(65_536, ge=1, le=1 << 24)
 
     @field_validator("anomaly_saturation", mode="before")
     @classmethod
@@ -174,7 +190,7 @@ class ScoreConfig(_Section):
             number = float("nan")
         if isinstance(value, bool) or not number > 0 or number == float("inf"):
             raise ValueError(
-                f"config key 'score.anomaly_saturation' has value {value!r}: expected a "
+                f"config key 'score.anomaly_saturation' has value {quote(value)}: expected a "
                 "number > 0, auto (chosen at fit), or empty (Euclidean); fix it (see "
                 "configs/default.yaml)")
         return number
@@ -202,9 +218,16 @@ class Config(_Section):
         return self
 
 
+def quote(value: Any) -> str:
+    """A value as a message quotes it: repr, control characters escaped, cut short."""
+    text = printable(repr(value))
+    return text if len(text) <= MAX_QUOTED else text[: MAX_QUOTED - 3] + "..."
+
+
 def _format_validation_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
+    # a tuple item's index is part of its location (model.hidden.0): name the key
+    loc = printable(".".join(str(p) for p in first["loc"] if not isinstance(p, int)))
     if first["type"] == "extra_forbidden":
         return (
             f"{source}: unknown config key '{loc}'; remove it or check its spelling "
@@ -216,9 +239,48 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     value = first.get("input")
     where = f"config key '{loc}'" if loc else "config"
     return (
-        f"{source}: {where} has value {value!r}: {first['msg'].lower()}; "
+        f"{source}: {where} has value {quote(value)}: {first['msg'].lower()}; "
         "fix it (see configs/default.yaml for the documented keys)"
     )
+
+
+class _ConfigYamlError(yaml.YAMLError):
+    """A YAML document this loader refuses (an alias, nesting too deep)."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None) -> None:
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+class _Loader(yaml.SafeLoader):
+    """`yaml.SafeLoader` without aliases and with bounded nesting."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _ConfigYamlError("aliases (*name) are not supported; write the value out",
+                                   event.start_mark)
+        self._depth += 1
+        if self._depth > MAX_NESTING:
+            raise _ConfigYamlError(f"nested deeper than {MAX_NESTING} levels",
+                                   self.peek_event().start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_yaml(text: str) -> Any:
+    """Parse one YAML document with `_Loader` (raises yaml.YAMLError)."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -242,7 +304,9 @@ def parse_override(text: str) -> dict[str, Any]:
     if not parts:
         raise ConfigError(f"--set {text!r}: empty key; expected SECTION.KEY=VALUE")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
+    except _ConfigYamlError as err:
+        raise ConfigError(f"--set {quote(text)}: {err.problem}") from None
     except yaml.YAMLError:
         value = raw
     nested: dict[str, Any] = {parts[-1]: value}
@@ -271,11 +335,19 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; check the path given to --config")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {size:,} bytes is not a config file (at most "
+                          f"{MAX_CONFIG_BYTES:,}); check the path given to --config")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config file as UTF-8") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
+        if isinstance(err, _ConfigYamlError):
+            raise ConfigError(f"{path}: YAML {err.problem}{where}") from None
         raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
     if loaded is None:
         return {}

@@ -7,10 +7,22 @@ import os
 import re
 
 
+def printable(text: str) -> str:
+    """`text` with every character that is not printable (control characters, terminal
+    escape sequences, line breaks, bidirectional overrides) written as its Python escape,
+    so that a value from a user's file cannot drive their terminal or break a line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 class TrafficSiamError(Exception):
-    """Base class: a problem the user can act on. The CLI prints it on one line."""
+    """Base class: a problem the user can act on. The CLI prints it on one line (any
+    character of a quoted value that is not printable escaped)."""
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        return printable(super().__str__())
 
 
 class InputError(TrafficSiamError):
