@@ -41,11 +41,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from trafficsiam import api, baselines, read
+from trafficsiam import api, baselines, read, validate
 from trafficsiam.compare import CompareResult, compare
 from trafficsiam.config import Config
 from trafficsiam.errors import ConfigError, InputError, OutputError, os_reason
 from trafficsiam.evaluate import METRICS, metrics, recall_at_fpr, write_json
+from trafficsiam.labels import clean_label
 
 log = logging.getLogger("trafficsiam")
 
@@ -154,8 +155,10 @@ def time_order(records: read.Records, column: str) -> np.ndarray:
     return np.argsort(key, kind="stable")
 
 
-def _labels(records: read.Records, column: str, good_label: str) -> np.ndarray:
-    """The label column as strings: it exists, every record has a label, the good label
+def _labels(records: read.Records, column: str, good_label: str,
+            normalise: bool) -> np.ndarray:
+    """The label column as fit spells it (`validate.read_labels`): it exists, every record
+    has a label, the good label
     is among them (fit's own checks, before anything is split; fit checks the rest on
     the training records)."""
     frame = records.frame
@@ -166,14 +169,7 @@ def _labels(records: read.Records, column: str, good_label: str) -> np.ndarray:
             f"{records.source}: label column '{column}' not found (columns: {shown}); "
             "name the scenario column with --label-column"
         )
-    missing = frame[column].isna().to_numpy()
-    if missing.any():
-        first = int(np.flatnonzero(missing)[0])
-        raise InputError(
-            f"{records.where(first)}: column '{column}' is missing a label "
-            f"({int(missing.sum())} rows without one); label every record or filter them out"
-        )
-    labels = frame[column].astype(str).to_numpy()
+    labels = validate.read_labels(records, column, normalise).to_numpy()
     if good_label not in set(labels):
         shown = ", ".join(sorted(set(labels))[:10])
         raise InputError(
@@ -261,8 +257,9 @@ def write_split(
     paths = read.resolve_inputs(specs)
     read.common_columns(paths)  # the same columns in every file, before reading them all
     records = read.read_records(paths)
-    labels = _labels(records, cfg.data.label_column, cfg.data.good_label)
-    names = parse_unseen(unseen)
+    normalise = cfg.data.label_normalise
+    labels = _labels(records, cfg.data.label_column, cfg.data.good_label, normalise)
+    names = [str(clean_label(n, normalise) or n) for n in parse_unseen(unseen)]
     check_unseen(names, sorted(set(labels)), cfg.data.good_label, cfg.data.label_column)
     order = time_order(records, time_column) if time_column is not None else None
     result = make_split(labels, names, split, float(test_share), cfg.train.seed, order)

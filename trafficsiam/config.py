@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from trafficsiam.errors import ConfigError, printable
+from trafficsiam.labels import clean_label
 
 # A config file is a page of settings: anything this large or this deeply nested is
 # not one (and nesting bombs reach Python's recursion limit).
@@ -52,6 +53,19 @@ class DataConfig(_Section):
     # A scenario with a single record has no positive pair: `error` refuses the
     # data; `drop` leaves those records out of training with a warning and a count.
     rare_scenarios: Literal["error", "drop"] = "error"
+    # Labels are always Unicode NFC and blank labels missing (trafficsiam.labels); true
+    # also folds case and whitespace, so that "Normal " and "normal" are one scenario.
+    label_normalise: bool = False
+
+    @model_validator(mode="after")
+    def _good_label_spelled_as_labels_are(self) -> DataConfig:
+        good = clean_label(self.good_label, self.label_normalise)
+        if good is None:
+            raise ValueError("data.good_label is empty; name the good-traffic scenario, "
+                             "e.g. --good-label normal")
+        if good != self.good_label:
+            object.__setattr__(self, "good_label", good)  # frozen: set once, while validating
+        return self
 
 
 class NormaliseConfig(_Section):

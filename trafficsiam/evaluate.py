@@ -61,6 +61,7 @@ from trafficsiam import artifact, read
 from trafficsiam.artifact import Artifact
 from trafficsiam.config import ScoreConfig
 from trafficsiam.errors import InputError, OutputError
+from trafficsiam.labels import clean_labels
 from trafficsiam.model import embed
 
 log = logging.getLogger("trafficsiam")
@@ -442,12 +443,12 @@ def evaluate(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     scored = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    labels = scored[label_col]
+    labels = clean_labels(scored[label_col], art.config.data.label_normalise)
     if labels.isna().any():
         row = int(np.flatnonzero(labels.isna().to_numpy())[0])
         raise InputError(
-            f"{paths[0]}: label column '{label_col}' is empty at record {row}; every test "
-            "record needs a label to be evaluated"
+            f"{paths[0]}: label column '{label_col}' is empty at record {row} (empty and "
+            "blank labels count as missing); every test record needs a label to be evaluated"
         )
     y = labels.astype(str).to_numpy()
     x, _ = art.normaliser.transform(scored[list(art.schema.columns)])

@@ -15,6 +15,7 @@ import pandas as pd
 
 from trafficsiam.config import DataConfig
 from trafficsiam.errors import InputError
+from trafficsiam.labels import clean_label, clean_labels
 from trafficsiam.read import Records
 
 log = logging.getLogger("trafficsiam")
@@ -61,6 +62,21 @@ class FeatureSchema:
         )
 
 
+def read_labels(records: Records, column: str, normalise: bool) -> pd.Series:
+    """The label column as `labels.clean_labels` spells it (str); refuses a record without
+    one (missing, empty or blank), naming the first."""
+    labels = clean_labels(records.frame[column], normalise)
+    missing = labels.isna().to_numpy()
+    if missing.any():
+        first = int(np.flatnonzero(missing)[0])
+        raise InputError(
+            f"{records.where(first)}: column '{column}' is missing a label "
+            f"({int(missing.sum())} rows without one; empty and blank labels count as "
+            "missing); label every record or filter them out"
+        )
+    return labels.astype(str)
+
+
 def check_labels(records: Records, data: DataConfig, require_good: bool = True) -> pd.Series:
     """Return the label column as strings; refuse labels that cannot train a model.
 
@@ -75,26 +91,19 @@ def check_labels(records: Records, data: DataConfig, require_good: bool = True) 
             f"{records.source}: label column '{col}' not found (columns: {shown}{more}); "
             "name the scenario column with --label-column"
         )
-    labels = frame[col]
-    missing = labels.isna().to_numpy()
-    if missing.any():
-        first = int(np.flatnonzero(missing)[0])
-        raise InputError(
-            f"{records.where(first)}: column '{col}' is missing a label "
-            f"({int(missing.sum())} rows without one); label every record or filter them out"
-        )
-    labels = labels.astype(str)
+    labels = read_labels(records, col, data.label_normalise)
     counts = labels.value_counts()
     folded: dict[str, str] = {}
     for name in counts.index:
-        key = str(name).strip().casefold()
+        key = clean_label(name, normalise=True)
         if key in folded:
             raise InputError(
                 f"{records.source}: column '{col}' has labels {folded[key]!r} and {name!r} "
                 "that differ only by case or spaces; make them identical if they are one "
-                "scenario, or rename one"
+                "scenario, rename one, or set data.label_normalise=true to fold case and "
+                "spaces"
             )
-        folded[key] = str(name)
+        folded[str(key)] = str(name)
     if len(counts) < 2:
         raise InputError(
             f"{records.source}: column '{col}' holds one scenario only ({counts.index[0]!r}); "
@@ -277,3 +286,17 @@ def numeric_matrix(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     return np.column_stack(
         [frame[c].to_numpy(dtype="float64", na_value=np.nan) for c in columns]
     )
+
+
+def training_set(
+    records: Records, data: DataConfig
+) -> tuple[Records, pd.Series, pd.Series, FeatureSchema]:
+    """What fit trains on: the records of usable scenarios (a scenario too rare to train
+    on is dropped, counted in the third value), their labels and the feature schema."""
+    labels = check_labels(records, data)
+    keep = usable(labels)
+    dropped = labels[~keep].value_counts()
+    if not keep.all():
+        records = records.subset(keep)
+        labels = labels[keep].reset_index(drop=True)
+    return records, labels, dropped, infer_schema(records, data)
