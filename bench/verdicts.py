@@ -44,6 +44,7 @@ from trafficsiam.config import build_config  # noqa: E402
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 COLUMNS = ("good_false_alarm", "novel_called_good", "known_accuracy", "known_called_good",
            "novel_grouped", "novel_grouping_ari", "novel_auroc", "novel_recall_at_5pct_fpr")
+STABILITY = ("ari_between_seeds", "grouped_in_both", "ari_between_seeds_strict")
 BASELINES = ("no-embedding", "isolation-forest", "knn", "random-forest")
 
 
@@ -101,45 +102,53 @@ def held_out_alarm(out: Path, runs: pd.DataFrame) -> pd.Series:
     return pd.Series(values, index=runs.index)
 
 
-def between_seeds(out: Path, runs: pd.DataFrame) -> pd.Series:
-    """Candidate stability: the ARI between two seeds' candidates over the novel records
-    either seed put in a candidate (a record in none is a group of its own), the mean
-    over pairs of seeds; the same for every run of the model (NaN for baselines)."""
+def between_seeds(out: Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """Candidate stability between the seeds of each model, the mean over pairs of seeds
+    (the same for every run of the model; NaN for baselines):
+
+    * `ari_between_seeds`: ARI of the two seeds' candidates over the novel records both
+      put in a candidate (are the same records grouped together?);
+    * `grouped_in_both`: the share of the novel records either seed put in a candidate
+      that both did (do both seeds group the same records?);
+    * `ari_between_seeds_strict`: ARI over the novel records either seed put in a
+      candidate, a record in none a group of its own (both questions at once)."""
     from itertools import combinations
 
     from sklearn.metrics import adjusted_rand_score
 
-    values = pd.Series(np.nan, index=runs.index)
-    loss = runs[runs["kind"] == "loss"]
-    for method, part in loss.groupby("method"):
-        frames = {}
-        for seed in part["seed"]:
-            rec = pd.read_parquet(out / "runs" / f"{method}-seed{seed}" / "records.parquet",
-                                  columns=["known", "ts_new_type"])
-            frames[seed] = rec
+    names = ["ari_between_seeds", "grouped_in_both", "ari_between_seeds_strict"]
+    values = pd.DataFrame(np.nan, index=runs.index, columns=names)
+    for method, part in runs[runs["kind"] == "loss"].groupby("method"):
+        frames = {seed: pd.read_parquet(out / "runs" / f"{method}-seed{seed}"
+                                        / "records.parquet", columns=["known", "ts_new_type"])
+                  for seed in part["seed"]}
         scores = []
         for s1, s2 in combinations(sorted(frames), 2):
-            a, b = frames[s1], frames[s2]
-            novel = ~a["known"].to_numpy(bool)
-            ta, tb = a["ts_new_type"].to_numpy(object), b["ts_new_type"].to_numpy(object)
-            either = novel & (pd.notna(ta) | pd.notna(tb))
-            if not either.any():
+            novel = ~frames[s1]["known"].to_numpy(bool)
+            ta = frames[s1]["ts_new_type"].to_numpy(object)
+            tb = frames[s2]["ts_new_type"].to_numpy(object)
+            in_a, in_b = novel & pd.notna(ta), novel & pd.notna(tb)
+            either, both = np.flatnonzero(in_a | in_b), np.flatnonzero(in_a & in_b)
+            if not len(either):
                 continue
-            rows = np.flatnonzero(either)
-            la = [t if pd.notna(t) else f"none-{r}" for t, r in zip(ta[rows], rows, strict=True)]
-            lb = [t if pd.notna(t) else f"none-{r}" for t, r in zip(tb[rows], rows, strict=True)]
-            scores.append(adjusted_rand_score(la, lb))
+            la = [t if pd.notna(t) else f"none-{r}" for t, r in zip(ta[either], either,
+                                                                      strict=True)]
+            lb = [t if pd.notna(t) else f"none-{r}" for t, r in zip(tb[either], either,
+                                                                      strict=True)]
+            scores.append((adjusted_rand_score(ta[both], tb[both]) if len(both) else 0.0,
+                           len(both) / len(either), adjusted_rand_score(la, lb)))
         if scores:
-            values[part.index] = float(np.mean(scores))
+            values.loc[part.index, names] = np.mean(scores, axis=0)
     return values
 
 
 def table(runs: pd.DataFrame) -> str:
-    lines = ["| data | method | seeds | held-out alarm | " + " | ".join(COLUMNS) + " | ari_between_seeds |",
-             "|---" * (5 + len(COLUMNS)) + "|"]
+    lines = ["| data | method | seeds | held-out alarm | "
+             + " | ".join((*COLUMNS, *STABILITY)) + " |",
+             "|---" * (4 + len(COLUMNS) + len(STABILITY)) + "|"]
     for (data, method), part in runs.groupby(["data", "method"], sort=False):
         cells = []
-        for col in ("held_out_alarm", *COLUMNS, "ari_between_seeds"):
+        for col in ("held_out_alarm", *COLUMNS, *STABILITY):
             v = part[col].astype(float)
             if v.notna().sum() == 0:
                 cells.append("n/a")
@@ -174,7 +183,7 @@ def main() -> None:
         runs = runners[name](out / name)
         runs["data"] = name
         runs["held_out_alarm"] = held_out_alarm(out / name, runs)
-        runs["ari_between_seeds"] = between_seeds(out / name, runs)
+        runs[list(STABILITY)] = between_seeds(out / name, runs)
         frames.append(runs)
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
         all_runs = pd.concat(frames, ignore_index=True)
