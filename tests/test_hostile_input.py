@@ -361,7 +361,9 @@ def test_a_million_distinct_categorical_values_are_capped_with_a_warning(caplog)
     assert norm.categories["user"] == ["frequent"]  # the rest is rarer than 0.1 %
     assert x.shape == (10_000, 1 + 1 + 1) and counts.other["user"] > 0
     assert ("column 'user' has 1000000 distinct values; one-hot encoding keeps the 1 most "
-            "frequent and puts the rest in '(other)'") in caplog.text
+            "frequent and puts the other 999999 (83.3% of the records) in '(other)' "
+            "(normalise.min_category_share: lower it to keep more, or --ignore user)"
+            ) in caplog.text
     assert seconds < 20, seconds
 
 

@@ -1,4 +1,5 @@
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -88,3 +89,21 @@ def test_numeric_inputs_are_signed_log1p_centred_and_scaled():
     want[np.isnan(raw)] = 0.0
     want = np.clip(want, -50.0, 50.0).astype(np.float32)
     assert np.array_equal(x[:, :2], want)
+
+
+def test_the_one_hot_warning_says_what_goes_to_other_and_which_setting_cut(caplog):
+    n = 2000
+    frame = pd.DataFrame({
+        "svc": [f"s{i % 30}" for i in range(n)],  # 30 values, 66 or 67 records each
+        "note": [f"free text {i}" for i in range(n)],  # every value on one record
+        "x": np.arange(n, dtype=float),
+    })
+    schema = FeatureSchema(numeric=("x",), categorical=("svc", "note"))
+    with caplog.at_level(logging.WARNING, logger="trafficsiam"):
+        Normaliser.fit(frame, schema, NormaliseConfig(max_categories=20))
+    assert ("column 'svc' has 30 distinct values; one-hot encoding keeps the 20 most frequent "
+            "and puts the other 10 (33.0% of the records) in '(other)' "
+            "(normalise.max_categories: raise it to keep more, or --ignore svc)") in caplog.text
+    assert ("column 'note' has 2000 distinct values and none is on 0.1% of the records "
+            "(normalise.min_category_share): all of it becomes '(other)'") in caplog.text
+    assert "leave it out with --ignore note" in caplog.text

@@ -156,3 +156,36 @@ def test_configured_column_missing(tiny_frame, write_parquet):
     records, _ = records_of(tiny_frame, write_parquet)
     with pytest.raises(InputError, match="configured feature column 'rtt' not found"):
         infer_schema(records, DataConfig(numeric=("rtt",)))
+
+
+def test_operations_exports_timestamps_addresses_and_counters_are_left_out(write_parquet,
+                                                                            caplog):
+    # issue 19, item 5: an export as it comes, text timestamps and addresses included
+    n = 120
+    frame = pd.DataFrame({
+        "seq": np.arange(n, dtype=np.int64),
+        "iso": pd.date_range("2026-11-01", periods=n, freq="s").strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "clf": [f"10/Oct/2026:13:{i % 60:02d}:36 -0700" for i in range(n)],
+        "syslog": [f"Nov  5 12:{i % 60:02d}:01" for i in range(n)],
+        "src_ip": [f"10.0.{i % 4}.{i % 7}" for i in range(n)],
+        "dst_ip6": [f"2001:db8::{i % 9:x}" for i in range(n)],
+        "uri": [f"/api/item/{i}" for i in range(n)],
+        "proto": ["tcp", "udp", "icmp"] * (n // 3),
+        "resp": ["200", "404", "RST", "-"] * (n // 4),
+        "bytes": np.random.default_rng(0).lognormal(size=n),
+        "packets": np.random.default_rng(1).integers(0, 50, size=n),
+        "scenario": ["good", "bad"] * (n // 2),
+    })
+    records, _ = records_of(frame, write_parquet)
+    schema = infer_schema(records, DataConfig())
+    assert schema.excluded == {"seq": "identifier", "iso": "timestamp", "clf": "timestamp",
+                               "syslog": "timestamp", "src_ip": "ip address",
+                               "dst_ip6": "ip address", "uri": "identifier"}
+    assert schema.numeric == ("bytes", "packets")
+    assert schema.categorical == ("proto", "resp")
+    assert "column 'src_ip' holds IP addresses and is not used as a feature (add --ignore " \
+           "src_ip to silence this)" in caplog.text
+    assert "column 'iso' holds timestamps as text" in caplog.text
+    # listed as a feature, a column is what the user says it is
+    forced = infer_schema(records, DataConfig(categorical=("src_ip",), numeric=("seq",)))
+    assert forced.categorical == ("src_ip",) and forced.numeric == ("seq",)

@@ -55,6 +55,28 @@ class TransformCounts:
         }
 
 
+def _warn_other(col: str, counts: pd.Series, kept: int, cfg: NormaliseConfig) -> None:
+    """Say what one-hot encoding keeps of a column and what goes to OTHER_TOKEN, and
+    what to change: the limit that cut, or --ignore where nothing is kept."""
+    total = int(counts.sum())
+    other = total - int(counts.iloc[:kept].sum())
+    rest = len(counts) - kept
+    share = f"{other / max(total, 1):.1%}"
+    if kept == 0:
+        log.warning(
+            "column '%s' has %d distinct values and none is on %g%% of the records "
+            "(normalise.min_category_share): all of it becomes '%s', a feature that says "
+            "nothing; it looks like free text or an identifier, leave it out with --ignore %s",
+            col, len(counts), 100 * cfg.min_category_share, OTHER_TOKEN, col)
+        return
+    limit = ("normalise.max_categories: raise it" if kept == cfg.max_categories
+             else "normalise.min_category_share: lower it")
+    log.warning(
+        "column '%s' has %d distinct values; one-hot encoding keeps the %d most frequent and "
+        "puts the other %d (%s of the records) in '%s' (%s to keep more, or --ignore %s)",
+        col, len(counts), kept, rest, share, OTHER_TOKEN, limit, col)
+
+
 @dataclass
 class Normaliser:
     """Fitted numeric and categorical encodings; `transform` maps a frame to the model's input."""
@@ -100,12 +122,8 @@ class Normaliser:
             counts = _as_tokens(frame[col]).value_counts(sort=False)
             counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
             keep = counts[counts >= max(1, cfg.min_category_share * n)].index[: cfg.max_categories]
-            if len(counts) > cfg.max_categories:
-                log.warning(
-                    "column '%s' has %d distinct values; one-hot encoding keeps the %d most "
-                    "frequent and puts the rest in '%s'",
-                    col, len(counts), len(keep), OTHER_TOKEN,
-                )
+            if len(keep) < len(counts):
+                _warn_other(col, counts, len(keep), cfg)
             categories[col] = [str(v) for v in keep]
         return cls(
             numeric=list(schema.numeric),

@@ -7,7 +7,9 @@ are reported as warnings, never dropped silently.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,13 +25,28 @@ log = logging.getLogger("trafficsiam")
 # A text column is taken for a numeric column with stray text when at least this
 # share of its non-missing values parse as numbers.
 NUMERIC_TEXT_SHARE = 0.9
-# A text column whose values are all distinct is an identifier, not a feature,
-# once it has this many rows (below that, all-distinct may be chance).
+# Identifiers are told apart from features once a column has this many rows (below
+# that, distinct values may be chance): a text column whose values are mostly distinct
+# (at least IDENTIFIER_SHARE of its present values), or an integer column that counts
+# (all distinct and in order: a row or flow number). One-hot encoding would put nearly
+# all of such a column in "(other)"; a float column is never one (a measurement is
+# mostly distinct too).
 IDENTIFIER_MIN_ROWS = 50
+IDENTIFIER_SHARE = 0.5
+# Text columns are recognised as timestamps or IP addresses when at least this share of
+# their distinct values (among the first SNIFF_VALUES) parse as one: operations exports
+# carry them as text, and as one-hot features they only name the hour or the host.
+SNIFF_SHARE = 0.95
+SNIFF_VALUES = 1000
+# pandas formats tried besides ISO 8601: Apache/nginx access logs, syslog, ctime.
+LOG_TIME_FORMATS = ("%d/%b/%Y:%H:%M:%S %z", "%d/%b/%Y:%H:%M:%S", "%b %d %H:%M:%S",
+                    "%a %b %d %H:%M:%S %Y")
 # Column kinds left out of the features, with the reason the warning gives.
 NOT_FEATURES = {
     "datetime": "holds timestamps",
-    "identifier": "has a distinct value on every row, like an identifier,",
+    "timestamp": "holds timestamps as text",
+    "ip address": "holds IP addresses",
+    "identifier": "has a distinct value on most rows, like an identifier,",
 }
 
 
@@ -242,6 +259,8 @@ def _column_kind(records: Records, col: str, data: DataConfig) -> str:
         return "datetime"
     _check_scalar(records, col, values)
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        if not forced and _is_counter(values):
+            return "identifier"
         _check_finite(records, col, values)
         return "numeric"
     parsed = _numeric_values(records, col, forced)
@@ -249,10 +268,60 @@ def _column_kind(records: Records, col: str, data: DataConfig) -> str:
         records.frame[col] = parsed
         _check_finite(records, col, parsed)
         return "numeric"
-    n = len(values)
-    if n >= IDENTIFIER_MIN_ROWS and values.nunique(dropna=True) == n:
-        return "identifier"
+    if not forced:
+        kind = _text_kind(values)
+        if kind is not None:
+            return kind
     return "categorical"
+
+
+def _is_counter(values: pd.Series) -> bool:
+    """An integer column numbering its rows: all distinct, in order, enough rows."""
+    if (not pd.api.types.is_integer_dtype(values) or len(values) < IDENTIFIER_MIN_ROWS
+            or values.isna().any()):
+        return False
+    return bool((values.is_monotonic_increasing or values.is_monotonic_decreasing)
+                and values.is_unique)
+
+
+def _text_kind(values: pd.Series) -> str | None:
+    """"timestamp", "ip address" or "identifier" for a text column that holds those, else
+    None (a categorical feature)."""
+    present = values.dropna().astype(str)
+    distinct = present.drop_duplicates()
+    if len(present) >= IDENTIFIER_MIN_ROWS and len(distinct) >= IDENTIFIER_SHARE * len(present):
+        kind = "identifier"
+    else:
+        kind = None
+    sniff = distinct.head(SNIFF_VALUES)
+    if len(sniff) == 0:
+        return kind
+    needed = SNIFF_SHARE * len(sniff)
+    if _share_parsed(sniff, _parses_as_ip) >= needed:
+        return "ip address"
+    # a timestamp has digits and a separator, and is longer than a year or a number
+    shaped = sniff.str.contains(r"\d", regex=True) & sniff.str.contains(r"[-:/T ]", regex=True)
+    if shaped.sum() >= needed and (sniff.str.len() >= 8).sum() >= needed:
+        parsed = pd.to_datetime(sniff, format="ISO8601", errors="coerce", utc=True).notna()
+        for fmt in LOG_TIME_FORMATS:
+            if parsed.sum() >= needed:
+                break
+            parsed |= pd.to_datetime(sniff, format=fmt, errors="coerce").notna()
+        if parsed.sum() >= needed:
+            return "timestamp"
+    return kind
+
+
+def _parses_as_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _share_parsed(values: pd.Series, parses: Callable[[str], bool]) -> int:
+    return sum(1 for v in values if parses(v))
 
 
 def _check_scalar(records: Records, col: str, values: pd.Series) -> None:
