@@ -5,6 +5,7 @@ the same splits, over seeds.
     .venv/bin/python bench/verdicts.py                       # all four, 3 seeds
     .venv/bin/python bench/verdicts.py --data sample,5g --seeds 1
     .venv/bin/python bench/verdicts.py --kdd-train KDDTrain+_20Percent.parquet
+    .venv/bin/python bench/verdicts.py --recompute   # the derived columns of runs.csv again
 
 * sample: `trafficsiam synth` 20,000 training records (seed 1) -> 20,000 new records
   (seed 2, `--novel`: two error types never seen);
@@ -17,7 +18,8 @@ the same splits, over seeds.
 Each seed fits the model with no tuning flags (labels and ignored columns only). The
 table gives, per data set and method, the mean (and range) over seeds of the verdict
 metrics, with the model's own held-out measurement (what `fit` printed) beside its
-test false alarm. Results go to bench/results/verdicts/ (git-ignored): each run's
+test false alarm; the candidates' stability between seeds; the AUROC of the model's
+other ranking, 1 - ts_p_good (`novel_auroc` ranks by ts_anomaly). Results go to bench/results/verdicts/ (git-ignored): each run's
 folders, runs.csv and tables.md. Run with OMP_NUM_THREADS=1 on a shared machine.
 """
 
@@ -44,7 +46,8 @@ from trafficsiam.config import build_config  # noqa: E402
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 COLUMNS = ("good_false_alarm", "novel_called_good", "known_accuracy", "known_called_good",
            "novel_grouped", "novel_grouping_ari", "novel_auroc", "novel_recall_at_5pct_fpr")
-STABILITY = ("ari_between_seeds", "grouped_in_both", "ari_between_seeds_strict")
+STABILITY = ("ari_between_seeds", "grouped_in_both", "ari_between_seeds_strict",
+             "p_good_auroc")
 BASELINES = ("no-embedding", "isolation-forest", "knn", "random-forest")
 
 
@@ -142,6 +145,37 @@ def between_seeds(out: Path, runs: pd.DataFrame) -> pd.DataFrame:
     return values
 
 
+def test_file(out: Path, name: str) -> tuple[Path, str]:
+    """The test records of a data set's runs and their label column."""
+    return {"sample": (out / "test.parquet", "scenario"),
+            "nsl-kdd": (DATASETS / "nsl-kdd" / "KDDTest+.parquet", "attack"),
+            "ton-iot": (out / "split" / "test.parquet", "type"),
+            "5g": (out / "split" / "test.parquet", "failure")}[name]
+
+
+def p_good_auroc(out: Path, name: str, runs: pd.DataFrame) -> pd.Series:
+    """The model's other ranking: AUROC of 1 - ts_p_good, novel against good records
+    (novel_auroc ranks by ts_anomaly); NaN for baselines."""
+    from sklearn.metrics import roc_auc_score
+
+    from trafficsiam import artifact
+    from trafficsiam.model import embed
+
+    path, label = test_file(out, name)
+    frame = pd.read_parquet(path)
+    values = pd.Series(np.nan, index=runs.index)
+    for row in runs[runs["kind"] == "loss"].itertuples():
+        model = artifact.load(out / "models" / f"{row.method}-seed{row.seed}")
+        x, _ = model.normaliser.transform(frame[list(model.schema.columns)])
+        judged = model.scorer().assess(embed(model.model, x), x,
+                                       model.config.score.false_alarm_rate)
+        y = frame[label].astype(str).to_numpy()
+        good, novel = y == model.manifest["good_label"], ~np.isin(y, model.manifest["scenarios"])
+        if novel.any() and good.any():
+            values[row.Index] = roc_auc_score(novel[good | novel], -judged.p_good[good | novel])
+    return values
+
+
 def table(runs: pd.DataFrame) -> str:
     lines = ["| data | method | seeds | held-out alarm | "
              + " | ".join((*COLUMNS, *STABILITY)) + " |",
@@ -166,6 +200,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--kdd-train", default="KDDTrain+.parquet")
     parser.add_argument("--out", default=str(RESULTS / "verdicts"))
+    parser.add_argument("--recompute", action="store_true",
+                        help="no fits: recompute the derived columns of --out's runs.csv")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
@@ -175,15 +211,20 @@ def main() -> None:
                "ton-iot": lambda o: run_ton(o, args.seeds),
                "nsl-kdd": lambda o: run_kdd(o, args.seeds, args.kdd_train)}
     frames = []
+    done = pd.read_csv(out / "runs.csv") if args.recompute else None
     for name in args.data.split(","):
         if name != "sample" and not DATASETS.is_dir():
             print(f"{name}: skipped, {DATASETS} is absent")
             continue
         start = time.perf_counter()
-        runs = runners[name](out / name)
+        if done is not None:
+            runs = done[done["data"] == name].reset_index(drop=True)
+        else:
+            runs = runners[name](out / name)
         runs["data"] = name
         runs["held_out_alarm"] = held_out_alarm(out / name, runs)
-        runs[list(STABILITY)] = between_seeds(out / name, runs)
+        runs[list(STABILITY[:3])] = between_seeds(out / name, runs)
+        runs["p_good_auroc"] = p_good_auroc(out / name, name, runs)
         frames.append(runs)
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
         all_runs = pd.concat(frames, ignore_index=True)
