@@ -19,8 +19,9 @@ Each seed fits the model with no tuning flags (labels and ignored columns only).
 table gives, per data set and method, the mean (and range) over seeds of the verdict
 metrics, with the model's own held-out measurement (what `fit` printed) beside its
 test false alarm; the candidates' stability between seeds; the AUROC of the model's
-other ranking, 1 - ts_p_good (`novel_auroc` ranks by ts_anomaly). Results go to bench/results/verdicts/ (git-ignored): each run's
-folders, runs.csv and tables.md. Run with OMP_NUM_THREADS=1 on a shared machine.
+other ranking, 1 - ts_p_good (`novel_auroc` ranks by ts_anomaly). Results go to
+bench/results/verdicts/ (git-ignored): each run's folders, runs.csv and tables.md. Run
+with OMP_NUM_THREADS=1 on a shared machine.
 """
 
 from __future__ import annotations
