@@ -1,4 +1,4 @@
-"""Scoring throughput: rows per second of `trafficsiam.score.score` beside an I/O floor,
+"""Scoring throughput: rows per second of `trafficsiam.scoring.score` beside an I/O floor,
 peak memory at two input sizes, and a profile of where a score run spends its time.
 
 Setup (in this process, not timed): a model fitted once on `synth.generate(20_000, seed=1)`
@@ -190,7 +190,7 @@ def run_floor(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("reader") == "dataset":  # diagnostic: the pyarrow.dataset scanner
         batches = ds.dataset(spec["input"], format="parquet").to_batches(
             batch_size=bs, use_threads=True)
-    else:  # as trafficsiam.score.iter_chunks reads parquet: one row group at a time
+    else:  # as trafficsiam.read.iter_chunks reads parquet: one row group at a time
         batches = pq.ParquetFile(spec["input"], pre_buffer=False).iter_batches(
             batch_size=bs, use_threads=True)
     while True:
@@ -289,28 +289,28 @@ SCORE_STAGES = (
 def _instrument() -> _Stages:
     import pyarrow.parquet as pq
 
-    import trafficsiam.score as sc
-    from trafficsiam import artifact
+    from trafficsiam import artifact, read
     from trafficsiam.assign import Assigner
     from trafficsiam.calibrate import KnownScorer
     from trafficsiam.newtypes import Sample
     from trafficsiam.normalise import Normaliser
+    from trafficsiam.scoring import batch, passes, run
 
     st = _Stages()
     st.wrap(artifact, "load", "load model")
-    st.wrap(sc, "describe", "hash inputs")
-    st.wrap(sc.Scoring, "__init__", "prepare scorer")
-    st.wrap_iter(sc, "iter_chunks", lambda path, columns, *a, **kw:
+    st.wrap(run, "describe", "hash inputs")
+    st.wrap(batch.Scoring, "__init__", "prepare scorer")
+    st.wrap_iter(read, "iter_chunks", lambda path, columns, *a, **kw:
                  "pass 1 read" if columns else "pass 2 read")
-    st.wrap(sc.Scoring, "assess", "pass 1 assess")
-    st.wrap(sc.Scoring, "feature_frame", "feature frame")
+    st.wrap(batch.Scoring, "assess", "pass 1 assess")
+    st.wrap(batch.Scoring, "feature_frame", "feature frame")
     st.wrap(Normaliser, "transform", "normalise")
-    st.wrap(sc, "embed", "embed")
+    st.wrap(batch, "embed", "embed")
     st.wrap(KnownScorer, "assess", "known scorer")
     st.wrap(Assigner, "neighbours", "neighbours")
     st.wrap(Sample, "offer", "pass 1 sample")
-    st.wrap(sc, "discover", "discover")
-    st.wrap(sc, "_finish", "pass 2 ts columns")
+    st.wrap(passes, "discover", "discover")
+    st.wrap(passes, "finish", "pass 2 ts columns")
     st.wrap(pq.ParquetWriter, "write_table", "pass 2 write")
     st.wrap(os, "fsync", "fsync")
     return st
@@ -323,7 +323,7 @@ def run_score(spec: dict[str, Any]) -> dict[str, Any]:
     import numpy as np  # noqa: F401  (imports counted in the baseline)
     import torch
 
-    import trafficsiam.score as sc
+    from trafficsiam.scoring import run as sc
 
     logging.getLogger("trafficsiam").setLevel(logging.WARNING)
     rss_imports = _rss_mib()
@@ -513,10 +513,10 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.child_result).write_text(json.dumps(result, default=str), encoding="utf-8")
         return 0
 
-    from trafficsiam.score import TS_COLUMNS
+    from trafficsiam.contract import TS_COLUMNS
 
     if FLOOR_COLUMNS != TS_COLUMNS:  # the floor must write what score writes
-        raise SystemExit(f"FLOOR_COLUMNS {FLOOR_COLUMNS} != score.TS_COLUMNS {TS_COLUMNS}")
+        raise SystemExit(f"FLOOR_COLUMNS {FLOOR_COLUMNS} != contract.TS_COLUMNS {TS_COLUMNS}")
     if args.quick:
         args.rows = [200_000, 400_000]
     sizes = sorted(set(args.rows))

@@ -20,13 +20,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from trafficsiam.contract import alert_exit_code, run_exit_code
 from trafficsiam.errors import TrafficSiamError
 
 if TYPE_CHECKING:
-    from trafficsiam.score import ScoreResult
+    from trafficsiam.scoring import ScoreResult
 
-# Codes the script gives other meanings; an alert code among them would be ambiguous.
-RESERVED = {1, 2, 75, 130, 143}
 PENDING = "inputs whose results were not committed stay pending for the next run"
 
 
@@ -40,12 +39,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _alert_code(text: str) -> int:
-    code = int(text)
-    if code != 0 and not 3 <= code <= 125 or code in RESERVED:
-        raise argparse.ArgumentTypeError(
-            f"{code} is not usable: pick 0 (never alert) or 3..125 other than 75, as "
-            "1, 2, 75 and 126 and above already mean something else")
-    return code
+    try:
+        return alert_exit_code(int(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _seconds(text: str) -> float:
@@ -147,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 143
     if not args.quiet:
         print(summarise(result, args.out))
-    return args.alert_exit_code if result.found_new_types else 0
+    return run_exit_code(result.found_new_types, args.alert_exit_code)
 
 
 if __name__ == "__main__":

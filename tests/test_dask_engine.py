@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from trafficsiam import api, dask_engine, synth
+from trafficsiam import api, synth
 from trafficsiam.config import ScoreConfig
 from trafficsiam.errors import ConfigError, InputError
-from trafficsiam.score import score
+from trafficsiam.scoring import dask_engine, passes, score
 
 distributed = pytest.importorskip("dask.distributed")
 
@@ -167,5 +167,5 @@ def test_missing_dask_is_a_clear_error(model, tmp_path, monkeypatch):
 
 def test_partition_batches_match_the_local_chunks():
     table = pa.table({"v": np.arange(1000)})
-    got = [(s, t.num_rows) for s, t in dask_engine._batches(table, 300)]
+    got = [(s, t.num_rows) for s, t in passes.batches(table, 300)]
     assert got == [(0, 300), (300, 300), (600, 300), (900, 100)]

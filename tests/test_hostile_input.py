@@ -24,9 +24,9 @@ from click.testing import CliRunner, Result
 from trafficsiam import api, synth
 from trafficsiam.cli import main
 from trafficsiam.config import DataConfig, NormaliseConfig
+from trafficsiam.contract import TS_COLUMNS
 from trafficsiam.normalise import Normaliser
 from trafficsiam.read import read_records
-from trafficsiam.score import TS_COLUMNS
 from trafficsiam.state import StateStore
 from trafficsiam.validate import check_labels, infer_schema
 

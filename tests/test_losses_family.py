@@ -251,3 +251,30 @@ def test_fit_saves_and_loads_the_head_of_the_loss(tmp_path, synth_small, name, h
     else:  # the mean: in [0,1]^N; the log-variance layer was saved and loaded too
         assert (emb >= 0).all() and (emb <= 1).all()
         assert "logvar.weight" in art.model.state_dict()
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_has_one_call_signature(name):
+    """`compute(out, labels, indices, distances)` is the kind's own formula: what the
+    training loop calls for every loss, drawn or mined triplets alike."""
+    torch.manual_seed(0)
+    loss = make_loss(name, 4, n_classes=3)
+    width = 8 if loss.head == "gaussian" else 4
+    out = torch.rand(9, width)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    a, p, n = torch.tensor([0, 3, 6]), torch.tensor([1, 4, 7]), torch.tensor([3, 6, 0])
+    got = loss.compute(out, labels, (a, p, n) if loss.takes_indices else None)
+    if loss.kind == "triplet":
+        want = loss(out[a], out[p], out[n])
+        emb = out[:, :4]
+        dist = ((emb[:, None] - emb[None]) ** 2).sum(-1)
+        assert torch.allclose(loss.compute(out, labels, (a, p, n), dist), want)
+        assert loss.terms(9, (a, p, n)) == 3
+    elif loss.kind == "pair":
+        same = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+        want = loss(out[torch.cat([a, a])], out[torch.cat([p, n])], same)
+        assert loss.terms(9, (a, p, n)) == 6
+    else:
+        want = loss(out, labels)
+        assert loss.terms(9, None) == 9
+    assert torch.equal(got, want)

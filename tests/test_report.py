@@ -17,10 +17,11 @@ from click.testing import CliRunner
 from trafficsiam import api, artifact, synth
 from trafficsiam.cli import main
 from trafficsiam.config import ScoreConfig
+from trafficsiam.contract import VERDICTS
 from trafficsiam.errors import InputError
 from trafficsiam.report import collect, figures, report
 from trafficsiam.report.collect import RecordSample
-from trafficsiam.score import VERDICTS, score
+from trafficsiam.scoring import score
 
 REPO = Path(__file__).resolve().parents[1]
 XSS = "<script>alert(1)</script>"
@@ -78,18 +79,6 @@ class Page(HTMLParser):
                                   str(a["data-effect"])))
         if tag == "script":
             self.scripts.append(a)
-
-
-def test_verdict_codes_are_scores():
-    assert [collect.V_GOOD, collect.V_KNOWN, collect.V_NEW, collect.V_OUTLIER] == [
-        VERDICTS.index(v) for v in ("good", "known_error", "new_error", "outlier")]
-
-
-def test_the_sample_knows_every_column_scoring_adds():
-    """A ts_* column the collector does not list would be kept as an input column."""
-    from trafficsiam.score import TS_COLUMNS
-
-    assert sorted([*collect.TS_KEPT, *collect.TS_NOT_KEPT]) == sorted(TS_COLUMNS)
 
 
 def _scored_table(n: int, seed: int) -> tuple[pa.Table, np.ndarray, np.ndarray]:

@@ -19,8 +19,11 @@ from click.testing import CliRunner
 from trafficsiam import api, synth
 from trafficsiam.cli import main
 from trafficsiam.config import ScoreConfig
+from trafficsiam.contract import TS_COLUMNS, VERDICTS
 from trafficsiam.errors import ConfigError, InputError, OutputError
-from trafficsiam.score import TS_COLUMNS, VERDICTS, iter_chunks, output_names, score
+from trafficsiam.read import iter_chunks
+from trafficsiam.scoring import score
+from trafficsiam.scoring.plan import output_names
 from trafficsiam.state import StateLocked, StateStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +67,8 @@ def test_ts_columns_are_consistent(model, scored):
     assert f["ts_p_good"].between(0, 1).all()
     explained = f["ts_verdict"].isin(["good", "known_error"])
     rate = model.config.score.false_alarm_rate
-    assert (f.loc[explained, "ts_novelty"] <= 1).all() and (f.loc[~explained, "ts_novelty"] > 1).all()
+    assert (f.loc[explained, "ts_novelty"] <= 1).all()
+    assert (f.loc[~explained, "ts_novelty"] > 1).all()
     good = f["ts_verdict"] == "good"
     assert (f.loc[good, "ts_p_good"] > rate).all()
     voted_good = f["ts_scenario"] == "good"
@@ -124,7 +128,7 @@ def test_chunks_have_exactly_batch_size_rows_whatever_the_row_groups(tmp_path):
     frame = synth.generate(rows=2500, seed=3)
     path = tmp_path / "f.parquet"
     frame.to_parquet(path, index=False, row_group_size=333)
-    chunks = list(iter_chunks(path, ["bytes_in"], 1000, ["bytes_in"], {"bytes_in"}))
+    chunks = list(iter_chunks(path, ["bytes_in"], 1000, ["bytes_in"]))
     assert [(s, t.num_rows) for s, t in chunks] == [(0, 1000), (1000, 1000), (2000, 500)]
     joined = np.concatenate([t.column("bytes_in").to_numpy() for _, t in chunks])
     np.testing.assert_array_equal(joined, frame["bytes_in"].to_numpy())
@@ -206,7 +210,7 @@ def test_bad_value_in_a_later_file_leaves_no_output_at_all(model, tmp_path):
 def test_input_rewritten_during_scoring_is_refused_and_not_recorded(
     model, tmp_path, monkeypatch
 ):
-    import trafficsiam.score as score_module
+    from trafficsiam.scoring import passes as score_module
 
     path = tmp_path / "a.parquet"
     synth.generate(rows=300, seed=4).to_parquet(path, index=False)

@@ -35,11 +35,12 @@ import json
 import os
 import platform
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import hdbscan
 import numpy as np
@@ -48,14 +49,28 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from trafficsiam import write as writing
 from trafficsiam.assign import Assigner
 from trafficsiam.calibrate import KnownScorer
-from trafficsiam.cluster import restore_clusterer
-from trafficsiam.config import Config, build_config
-from trafficsiam.errors import ArtifactError, OutputError, os_reason
+from trafficsiam.cluster import ClusterResult, restore_clusterer
+from trafficsiam.config import Config, build_config, config_to_dict
+from trafficsiam.contract import (
+    ASSIGN,
+    CLUSTERS,
+    HISTORY,
+    HOLDOUT,
+    INPUTS,
+    MANIFEST,
+    REFERENCE,
+    WEIGHTS,
+)
+from trafficsiam.errors import ArtifactError, OutputError
 from trafficsiam.model import HEADS, SiameseMLP, embed
 from trafficsiam.normalise import Normaliser
 from trafficsiam.validate import FeatureSchema
+
+if TYPE_CHECKING:
+    from trafficsiam.train import TrainResult
 
 FORMAT = "trafficsiam-model"
 FORMAT_VERSION = 5
@@ -64,14 +79,6 @@ FORMAT_VERSION = 5
 # in p-values, so they are refused with the way out (refit). An older trafficsiam refuses
 # a newer format rather than misread it.
 MIN_FORMAT_VERSION = 5
-MANIFEST = "manifest.json"
-WEIGHTS = "weights.safetensors"
-REFERENCE = "reference.parquet"
-HOLDOUT = "holdout.parquet"
-INPUTS = "inputs.safetensors"
-ASSIGN = "assign.safetensors"
-CLUSTERS = "clusters.csv"
-HISTORY = "history.csv"
 PACKAGES = ("trafficsiam", "torch", "numpy", "pandas", "pyarrow", "scikit-learn", "hdbscan")
 
 
@@ -100,6 +107,66 @@ def embedding_frame(emb: np.ndarray, **columns: Any) -> pd.DataFrame:
     return frame
 
 
+def fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 over the row hashes of the columns used: changes when any value changes."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    digest = hashlib.sha256(hashed.tobytes())
+    digest.update("\x1f".join(map(str, frame.columns)).encode())
+    return digest.hexdigest()
+
+
+def build_manifest(
+    cfg: Config, scenarios: Sequence[str] | np.ndarray, schema: FeatureSchema,
+    normaliser: Normaliser, trained: TrainResult, clustered: ClusterResult,
+    calibration: dict[str, Any], anomaly: dict[str, Any], data: dict[str, Any],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """manifest.json's content but for what `save` adds (format, files, model id):
+    everything needed to rebuild the model and to tell how it was fitted. `data`: the
+    training data's description (inputs, rows, fingerprint, counts, cleaning)."""
+    model = trained.model
+    return {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": package_versions(),
+        "config": config_to_dict(cfg),
+        "label_column": cfg.data.label_column,
+        "good_label": cfg.data.good_label,
+        "scenarios": [str(s) for s in scenarios],
+        "schema": schema.to_dict(),
+        "normaliser": normaliser.to_dict(),
+        "model": {
+            "in_features": int(model.in_features),
+            "hidden": list(cfg.model.hidden),
+            "embedding_dim": cfg.model.embedding_dim,
+            "dropout": cfg.model.dropout,
+            "head": model.head,
+        },
+        "clusters": {
+            "params": clustered.params,
+            "points": int(len(clustered.sample_idx)),
+            "weighted_purity": clustered.weighted_purity,
+            "explained_share": clustered.explained_share,
+            "epsilon_selection": clustered.selection,
+            "noise_share": clustered.noise_share,
+            "table": clustered.table.to_dict(orient="records"),
+        },
+        "calibration": calibration,
+        "anomaly": anomaly,
+        "training": {
+            "rows": {"train": int(len(trained.train_idx)), "validation": int(len(trained.val_idx))},
+            "best_epoch": trained.best_epoch,
+            "epochs_run": len(trained.history),
+            "stopped_early": trained.stopped_early,
+            "device": trained.device,
+            "seconds": round(trained.seconds, 3),
+            "triplets_seen": trained.triplets_seen,
+            "history": trained.history,
+        },
+        "data": data,
+        "timings": timings,
+    }
+
+
 def write_atomic_dir(
     out: Path, write: Callable[[Path], None], force: bool = False
 ) -> None:
@@ -111,11 +178,7 @@ def write_atomic_dir(
         )
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; choose another --out")
-    parent = out.parent if str(out.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"{parent}: cannot create the output folder ({err.strerror})") from None
+    parent = writing.folder(out.parent if str(out.parent) else Path("."))
     tmp = parent / f".{out.name}.partial-{os.getpid()}"
     old = parent / f".{out.name}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -129,10 +192,7 @@ def write_atomic_dir(
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not out.exists():
             old.rename(out)
-        raise OutputError(
-            f"{out}: could not write the model ({os_reason(err)}); free space on that disk "
-            "(or raise its quota or file size limit), or choose another --out"
-        ) from None
+        raise writing.failed(out, err, "the model") from None
     except BaseException:
         # Ctrl-C included: no half-written model folder stays behind.
         shutil.rmtree(tmp, ignore_errors=True)
@@ -184,22 +244,11 @@ def save(
         full["model_id"] = files[WEIGHTS][:12]
         for name in (extras(folder, full) if extras is not None else []):
             files[name] = sha256_file(_safe_member(folder, name))
-        (folder / MANIFEST).write_text(json.dumps(full, indent=2, default=json_default) + "\n")
+        (folder / MANIFEST).write_text(writing.to_json(full), encoding="utf-8")
         written.update(full)
 
     write_atomic_dir(Path(out), write, force=force)
     return written
-
-
-def json_default(value: Any) -> Any:
-    """`json.dumps` fallback for numpy scalars and arrays and paths."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 @dataclass

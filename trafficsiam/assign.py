@@ -1,11 +1,11 @@
 """Assign new points to the clusters of a fitted HDBSCAN: a vectorised
 `hdbscan.approximate_predict`.
 
-`hdbscan.approximate_predict` loops in Python over the points (~20,000 points/s). This
+`hdbscan.approximate_predict` loops in Python over the points, too slow for scoring. This
 module reproduces its semantics exactly (hdbscan 0.8.x `prediction.py`) with a batched
 kNN query and array lookups. For the euclidean metric the kNN query uses `pykdtree`
-(exact, OpenMP-parallel, about 7x the sklearn tree hdbscan uses: bench/assign_speed.py);
-other metrics keep the sklearn tree of the clusterer:
+(exact, OpenMP-parallel, several times the sklearn tree hdbscan uses: bench/assign_speed.py,
+BENCHMARKS.md "Scoring throughput"); other metrics keep the sklearn tree of the clusterer:
 
 1. query the ``2 * min_samples`` nearest training points of each new point (the library
    queries twice `min_samples`, not `min_samples`);
@@ -52,7 +52,7 @@ NOISE = -1
 _ARRAYS = ("core_distances", "point_cluster", "point_lambda", "cluster_parent",
            "cluster_birth", "cluster_label", "cluster_max_lambda")
 _TREES = {"KDTree": KDTree, "BallTree": BallTree}
-_LEAF_SIZE = 32  # pykdtree's default is 16; 32 is 5 % faster on 18,000 embeddings
+_LEAF_SIZE = 32  # pykdtree's default is 16; 32 was faster on embeddings (bench/assign_speed.py)
 _SORT_MIN = 2048  # fewer queries: not worth ordering (`Assigner._query_order`)
 
 
@@ -219,9 +219,8 @@ class Assigner:
     def _query_order(self, pts: np.ndarray) -> np.ndarray | None:
         """An order of `pts` along a Z-order curve over the training points' bounding box
         (4 bits per dimension), or None. pykdtree answers each query alone, from the
-        root: queries near each other in a row find the tree's nodes and leaves in cache.
-        On a 65,536-row batch of 8-dimensional embeddings the query takes 1.69 -> 1.37
-        us/row, the order and the un-ordering 0.15 (BENCHMARKS.md, scoring throughput).
+        root: queries near each other in a row find the tree's nodes and leaves in cache,
+        which saves more than the ordering costs (BENCHMARKS.md, "Scoring throughput").
         Every query's answer is the same in any order."""
         if self._box is None or pts.ndim != 2 or len(pts) < _SORT_MIN:
             return None

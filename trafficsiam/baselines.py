@@ -39,8 +39,8 @@ from trafficsiam.train import split_validation
 
 # The kNN baseline: mean distance to this many nearest good records (issue 6).
 KNN_NEIGHBOURS = 5
-# Trees: IsolationForest's default 100 is noisy across seeds with 71 inputs; 200 is
-# still a couple of seconds on 67k records.
+# Trees: IsolationForest's default 100 is noisy across seeds on wide inputs; 200 stays
+# cheap beside the fit (BENCHMARKS.md §5).
 FOREST_TREES = 200
 HOLDOUT_FRACTION = 0.1
 

@@ -247,17 +247,13 @@ def _fit_summary(result: Any) -> str:
     return "\n".join(lines)
 
 
-# Codes a scheduler already reads as something else: ok, failure, usage, state busy
-# (EX_TEMPFAIL), and 126+ (shell: not executable, not found, killed by a signal).
-_RESERVED_EXIT_CODES = {0, 1, 2, 75}
-
-
 def _alert_code(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    if value is not None and (value in _RESERVED_EXIT_CODES or not 3 <= value <= 125):
-        raise click.BadParameter(
-            f"{value} is reserved or out of range; pick a code in 3-125 other than 75"
-        )
-    return value
+    from trafficsiam.contract import alert_exit_code
+
+    try:
+        return None if value is None else alert_exit_code(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 @main.command()
@@ -272,7 +268,7 @@ def _alert_code(ctx: click.Context, param: click.Parameter, value: int | None) -
 @click.option("--scheduler", metavar="ADDRESS",
               help="Dask scheduler address (tcp://host:8786); default: a local cluster.")
 @click.option("--alert-exit-code", type=int, callback=_alert_code, metavar="N",
-              help="Exit with N (3-125, not 75) when a new error type was found.")
+              help="Exit with N (3-125, not 75; 0 never) when a new error type was found.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               help="YAML file whose score: section overrides the model's.")
 @click.option("--set", "overrides", multiple=True, metavar="score.KEY=VALUE",
@@ -309,6 +305,7 @@ def score(
     """
     from trafficsiam import api
     from trafficsiam.config import parse_override, score_config
+    from trafficsiam.contract import run_exit_code
 
     _setup_logging(quiet)
     if scheduler is not None and engine != "dask":
@@ -321,8 +318,9 @@ def score(
                        report=not no_report)
     if not quiet:
         click.echo(_score_summary(result, report=not no_report))
-    if result.found_new_types and alert_exit_code is not None:
-        click.get_current_context().exit(alert_exit_code)
+    code = run_exit_code(result.found_new_types, alert_exit_code)
+    if code:
+        click.get_current_context().exit(code)
 
 
 def _score_summary(result: Any, report: bool = True) -> str:

@@ -91,7 +91,7 @@ def stratified_sample(labels: np.ndarray, max_points: int, rng: np.random.Genera
 # Candidate cluster_selection_epsilon values when it is chosen automatically. The
 # lossless loss packs each scenario's sub-modes (web, streaming, DNS...) into very
 # dense knots; with epsilon 0, HDBSCAN can keep the knots and call the records
-# between them noise (40% on some seeds of the sample data). A small epsilon merges
+# between them noise (a large share on some seeds of the sample data). A small epsilon merges
 # knots closer than it. Embeddings live in [0,1]^N, so these are absolute distances.
 EPSILON_CANDIDATES = (0.0, 0.025, 0.05, 0.1, 0.2)
 # A candidate must beat a smaller epsilon by this much to be preferred: finer
@@ -127,8 +127,8 @@ def check_min_cluster_size(cfg: ClusterConfig, n_points: int) -> None:
 
 
 def make_clusterer(params: dict[str, Any]) -> hdbscan.HDBSCAN:
-    # core_dist_n_jobs=1: hdbscan's default starts a 4-process joblib pool above
-    # 16,384 points, 3-4 s per process on a 2-core machine for work that takes less.
+    # core_dist_n_jobs=1: hdbscan's default starts a joblib process pool above 16,384
+    # points, which costs more than the work it shares (BENCHMARKS.md §2).
     return hdbscan.HDBSCAN(prediction_data=True, core_dist_n_jobs=1, **params)
 
 

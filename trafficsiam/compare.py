@@ -22,11 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trafficsiam import api, baselines, read
+from trafficsiam import api, baselines, read, write
 from trafficsiam.config import Config, build_config, config_to_dict
-from trafficsiam.errors import ConfigError, InputError, OutputError
-from trafficsiam.evaluate import METRICS, Projection, evaluate, metrics, write_json
+from trafficsiam.errors import ConfigError, InputError
+from trafficsiam.evaluate import METRICS, evaluate, metrics
 from trafficsiam.losses import loss_class
+from trafficsiam.report.figures import Projection
+from trafficsiam.write import json_file as write_json
 
 log = logging.getLogger("trafficsiam")
 
@@ -103,11 +105,7 @@ def compare(
             f"{test_paths[0]}: label column '{label}' not found; the test records need the "
             "training label column (--label-column) to be evaluated"
         )
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"{out}: cannot create the output folder ({err.strerror})") from None
+    out = write.folder(out)
 
     base = config_to_dict(cfg)
     seed_values = [cfg.train.seed + k for k in range(seeds)]
@@ -165,15 +163,15 @@ def compare(
             _save_runs(out, rows)
     runs = pd.DataFrame(rows)
     table = summarise(runs)
-    table.to_csv(out / "comparison.csv", index=False)
+    write.csv(out / "comparison.csv", table)
     write_json(out / "comparison.json", {
         "train": train_specs, "test": test_specs, "losses": list(losses),
         "baselines": list(baseline_names), "seeds": seed_values,
         "table": table.to_dict(orient="records"),
     })
     if report:
-        (out / "comparison.html").write_text(
-            report_page(table, views, train_specs, test_specs, seed_values), encoding="utf-8")
+        write.text(out / "comparison.html",
+                   report_page(table, views, train_specs, test_specs, seed_values))
     if not quiet:
         log.info("compared %d losses and %d baselines over %d seed(s): %s",
                  len(losses), len(baseline_names), seeds, out / "comparison.csv")
@@ -183,9 +181,7 @@ def compare(
 def _save_runs(out: Path, rows: list[dict[str, Any]]) -> None:
     """runs.csv after every run: a long comparison stopped half-way keeps what it measured
     (written beside and renamed, so the file is always complete)."""
-    tmp = out / ".runs.csv.tmp"
-    pd.DataFrame(rows).to_csv(tmp, index=False)
-    tmp.replace(out / "runs.csv")
+    write.csv(out / "runs.csv", pd.DataFrame(rows))
 
 
 def _view(fitted: api.FitResult, evaluated: Path) -> dict[str, Any]:
@@ -195,7 +191,7 @@ def _view(fitted: api.FitResult, evaluated: Path) -> dict[str, Any]:
     frames = fitted.frames
     assert frames is not None
     emb = frames["embeddings"]  # [epochs + 1, n, N]
-    projection = Projection(emb[-1])
+    projection = Projection.fit(emb[-1], keep=0)
     records = pd.read_parquet(evaluated / "records.parquet")
     label_col = records.columns[0]
     ecols = [c for c in records.columns if c.startswith("e") and c[1:].isdigit()]

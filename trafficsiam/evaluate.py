@@ -38,7 +38,6 @@ is NaN in the JSON as null.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -57,12 +56,15 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from trafficsiam import artifact, read
+from trafficsiam import artifact, read, write
 from trafficsiam.artifact import Artifact
 from trafficsiam.config import ScoreConfig
-from trafficsiam.errors import InputError, OutputError
+from trafficsiam.errors import InputError
 from trafficsiam.labels import clean_labels
 from trafficsiam.model import embed
+from trafficsiam.report.figures import Projection
+from trafficsiam.scoring import score
+from trafficsiam.write import json_file as write_json
 
 log = logging.getLogger("trafficsiam")
 
@@ -75,7 +77,7 @@ METRICS: tuple[str, ...] = (
 """The metrics `evaluate` reports, in the order of metrics.csv."""
 
 # MAP@R compares every sampled record with every other one: a stratified sample of at
-# most this many test records keeps it to a [n, n] distance matrix (~1 s at 4,000).
+# most this many test records bounds its [n, n] distance matrix (time and memory).
 MAP_AT_R_RECORDS = 4000
 # Records per scenario in the report's embedding map.
 MAP_POINTS = 3000
@@ -379,22 +381,6 @@ def predictions_from_scored(scored: pd.DataFrame, embedding: np.ndarray | None) 
                        scenario=scenario, group=group, new_type=new_type, embedding=embedding)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def write_json(path: Path, data: Any) -> None:
-    """JSON with NaN as null (strict JSON), numpy values as Python ones."""
-    text = json.dumps(_jsonable(data), indent=2, default=artifact.json_default)
-    path.write_text(text + "\n", encoding="utf-8")
-
-
 def evaluate(
     model: str | Path | Artifact,
     test: str | Path | Sequence[str | Path],
@@ -427,14 +413,7 @@ def evaluate(
             f"{paths[0]}: label column '{label_col}' not found (columns: {shown}); the test "
             f"records need the model's label column to be evaluated"
         )
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"{out}: cannot create the output folder ({err.strerror})") from None
-
-    from trafficsiam.score import score
-
+    out = write.folder(out)
     work = Path(tempfile.mkdtemp(prefix=".evaluate-", dir=out))
     try:
         log.info("scoring %d test file(s) with model %s", len(paths), art.model_id)
@@ -471,10 +450,10 @@ def evaluate(
     }
     write_json(out / "metrics.json", {"metrics": values, **info,
                                       "operating_points": points.to_dict(orient="records")})
-    points.to_csv(out / "operating_points.csv", index=False)
-    pd.DataFrame({"metric": list(values), "value": list(values.values())}).to_csv(
-        out / "metrics.csv", index=False)
-    table.to_csv(out / "scenarios.csv", index=False)
+    write.csv(out / "operating_points.csv", points)
+    write.csv(out / "metrics.csv",
+              pd.DataFrame({"metric": list(values), "value": list(values.values())}))
+    write.csv(out / "scenarios.csv", table)
     records = pd.DataFrame({
         label_col: y, "known": np.isin(y, known), "ts_verdict": pred.verdict,
         "ts_scenario": scored["ts_scenario"], "ts_novelty": scored["ts_novelty"],
@@ -482,11 +461,10 @@ def evaluate(
     })
     for i in range(embedding.shape[1]):
         records[f"e{i}"] = embedding[:, i]
-    records.to_parquet(out / "records.parquet", index=False)
+    write.atomic(out / "records.parquet", lambda tmp: records.to_parquet(tmp, index=False))
     if report:
-        (out / "evaluate.html").write_text(
-            report_page(values, info, table, embedding, y, pred.verdict, seed, points),
-            encoding="utf-8")
+        write.text(out / "evaluate.html",
+                   report_page(values, info, table, embedding, y, pred.verdict, seed, points))
     if not quiet:
         log.info("evaluated %d records (%d of novel scenarios): %s", len(y),
                  info["novel_records"], out)
@@ -497,30 +475,13 @@ def evaluate(
 # --- the report ----------------------------------------------------------------------------
 
 
-class Projection:
-    """A 2-D view of embeddings: PCA fitted once (on the final embedding), applied to any
-    embedding of the same model (e.g. training frames), so that axes stay fixed."""
-
-    def __init__(self, emb: np.ndarray) -> None:
-        e = np.asarray(emb, dtype=np.float64)
-        self.mean = e.mean(axis=0)
-        _, _, vt = np.linalg.svd(e - self.mean, full_matrices=False)
-        basis = vt[:2].T
-        if basis.shape[1] < 2:  # N = 1: a second axis of zeros
-            basis = np.pad(basis, ((0, 0), (0, 2 - basis.shape[1])))
-        self.basis = basis
-
-    def __call__(self, emb: np.ndarray) -> np.ndarray:
-        return (np.asarray(emb, dtype=np.float64) - self.mean) @ self.basis
-
-
 def map_points(emb: np.ndarray, labels: np.ndarray, verdict: np.ndarray | None,
                seed: int = 0, limit: int = MAP_POINTS) -> dict[str, Any]:
     """A stratified sample of records for a scatter map: x, y (PCA), label, verdict."""
     from trafficsiam.cluster import stratified_sample
 
     rows = stratified_sample(np.asarray(labels).astype(str), limit, np.random.default_rng(seed))
-    xy = Projection(emb[rows])(emb[rows])
+    xy = Projection.fit(emb[rows], keep=0)(emb[rows])
     return {
         "x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
         "label": np.asarray(labels).astype(str)[rows].tolist(),
@@ -542,7 +503,7 @@ def report_page(values: dict[str, float], info: dict[str, Any], table: pd.DataFr
                  for k, v in r.items()} for r in frame.to_dict(orient="records")]
 
     return render(
-        "evaluate.html.j2", metrics=_jsonable(values), info=info, scenarios=rows_of(table),
+        "evaluate.html.j2", metrics=write.jsonable(values), info=info, scenarios=rows_of(table),
         operating=rows_of(operating), points=map_points(embedding, labels, verdict, seed),
         plotly=plotly_js(),
     )

@@ -92,8 +92,8 @@ def embed(model: SiameseMLP, x: np.ndarray, batch_size: int = 65_536) -> np.ndar
 
     The activations are applied in place (the values of `model(x)`, bit for bit): a new
     [batch, width] tensor per ReLU cost as much as the linear layers. Batches of a few
-    thousand rows stay in cache: 2,048 rows take 0.24 us/row for the default network on
-    one thread, 65,536 rows 0.46 (BENCHMARKS.md, scoring throughput)."""
+    thousand rows stay in cache, and run faster than large ones (BENCHMARKS.md,
+    "Scoring throughput")."""
     model.eval()
     device = next(model.parameters()).device
     out = np.empty((x.shape[0], model.embedding_dim), dtype=np.float32)
@@ -117,8 +117,7 @@ def one_thread() -> Iterator[None]:
     """torch and BLAS kernels on one thread for the block. Small products (a report's
     20,000 rows, a batch per core while scoring) run faster on one thread than split over
     two: the split costs more than it saves, and more still when the other core is busy
-    (the report's map took 0.3-0.4 s to embed its points after a scoring run on two
-    threads, 0.01 s on one). Thread counts are process-wide: restored on exit."""
+    (BENCHMARKS.md, "Scoring throughput"). Thread counts are process-wide: restored on exit."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -1,13 +1,16 @@
 """Read: traffic records from a parquet file, a folder of parquet files, a glob, or CSV.
 
-Only the columns a stage needs are loaded. Every row remembers which file it came
-from, so later stages can name the file and the row in their messages.
+Two ways in, used by every stage alike: `read_records` loads the columns a stage needs
+into one frame (fit, evaluate), and every row remembers which file it came from, so later
+stages can name the file and the row in their messages; `iter_chunks` streams one file in
+chunks of a fixed number of rows (score, and the report re-reading scored files).
 """
 
 from __future__ import annotations
 
 import csv
 import glob as globlib
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,11 +19,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from trafficsiam.errors import InputError
 
+log = logging.getLogger("trafficsiam")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+# How a DataFrame given in memory is named in messages and in the manifest.
+FRAME_NAME = "DataFrame"
 CSV_SUFFIXES = (".csv",)
 
 
@@ -46,6 +54,12 @@ class Records:
             file_index=self.file_index[mask],
             row_in_file=self.row_in_file[mask],
         )
+
+    def inputs(self) -> list[dict[str, object]]:
+        """The inputs as the manifest lists them: each file's path and size (a frame
+        given in memory: its name and no size)."""
+        return [{"path": str(p), "bytes": None if str(p) == FRAME_NAME else p.stat().st_size}
+                for p in self.paths]
 
     @property
     def source(self) -> str:
@@ -103,14 +117,14 @@ def resolve_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
     return unique
 
 
-def _is_csv(path: Path) -> bool:
+def is_csv(path: Path) -> bool:
     return path.suffix.lower() in CSV_SUFFIXES
 
 
 @contextmanager
-def _reading(path: Path) -> Iterator[None]:
+def reading(path: Path) -> Iterator[None]:
     """Turn a reader's exception into one line that names the file and the fix."""
-    kind = "CSV" if _is_csv(path) else "parquet"
+    kind = "CSV" if is_csv(path) else "parquet"
     try:
         yield
     except pd.errors.EmptyDataError:
@@ -118,21 +132,21 @@ def _reading(path: Path) -> Iterator[None]:
     except (pa.ArrowException, OSError, pd.errors.ParserError, UnicodeDecodeError,
             ValueError, csv.Error) as err:
         raise InputError(
-            f"{path}: not a readable {kind} file ({_first_line(err)}); "
+            f"{path}: not a readable {kind} file ({first_line(err)}); "
             "re-export it or remove it from the input"
         ) from None
     except (KeyError, TypeError, IndexError) as err:
         # A damaged footer whose pandas metadata (JSON) still parses but lacks keys.
         raise InputError(
             f"{path}: not a readable {kind} file (damaged metadata: {type(err).__name__} "
-            f"{_first_line(err)}); re-export it or remove it from the input"
+            f"{first_line(err)}); re-export it or remove it from the input"
         ) from None
 
 
 def read_columns(path: Path) -> list[str]:
     """Column names of one file, read from its schema or header without loading rows."""
-    with _reading(path):
-        if _is_csv(path):
+    with reading(path):
+        if is_csv(path):
             # The csv module, not pandas: pandas renames duplicate headers to 'a.1'.
             with path.open(newline="", encoding="utf-8") as fh:
                 header = next(csv.reader(fh), None)
@@ -164,14 +178,14 @@ def common_columns(paths: Iterable[Path]) -> list[str]:
     return first
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
 
 
 def _read_one(path: Path, columns: list[str] | None) -> pd.DataFrame:
-    with _reading(path):
-        if _is_csv(path):
+    with reading(path):
+        if is_csv(path):
             return pd.read_csv(path, usecols=columns, low_memory=False)
         return pq.read_table(path, columns=columns).to_pandas()
     raise AssertionError("unreachable")  # pragma: no cover
@@ -202,3 +216,109 @@ def read_records(paths: Sequence[Path], columns: list[str] | None = None) -> Rec
             f"{records.source}: no rows to read; export a non-empty set of records"
         )
     return records
+
+
+def from_frame(frame: pd.DataFrame, columns: list[str] | None = None) -> Records:
+    """A DataFrame held in memory as `Records` of one input named `FRAME_NAME`."""
+    frame = (frame if columns is None else frame[columns]).reset_index(drop=True)
+    records = Records(frame=frame, paths=[Path(FRAME_NAME)],
+                      file_index=np.zeros(len(frame), dtype=np.int32),
+                      row_in_file=np.arange(len(frame), dtype=np.int64))
+    if len(frame) == 0:
+        raise InputError(f"{FRAME_NAME}: no rows to read; pass a non-empty set of records")
+    return records
+
+
+def training_records(
+    data: pd.DataFrame | str | Path | Sequence[str | Path], label_column: str,
+    ignore: Sequence[str] = (),
+) -> Records:
+    """What fit reads: every column of `data` (files, or a DataFrame) but the ignored
+    ones, the label column always."""
+    if isinstance(data, pd.DataFrame):
+        names = [str(c) for c in data.columns]
+        where: object = FRAME_NAME
+    else:
+        paths = resolve_inputs(data)
+        names = common_columns(paths)
+        where = paths[0]
+    wanted = [c for c in names if c not in set(ignore) or c == label_column]
+    for col in ignore:
+        if col not in names:
+            log.warning("--ignore %s: no such column in %s; nothing to ignore", col, where)
+    if isinstance(data, pd.DataFrame):
+        frame = data.copy(deep=False)
+        frame.columns = names
+        return from_frame(frame, wanted)
+    log.info("reading %d file(s): %s", len(paths), paths[0] if len(paths) == 1 else paths[0].parent)
+    return read_records(paths, wanted)
+
+
+# --- streaming -----------------------------------------------------------------------------
+
+
+def _dataset(path: Path, numeric: Iterable[str]) -> ds.Dataset:
+    if is_csv(path):
+        header = read_columns(path)
+        numeric = set(numeric)
+        # CSV has no types: pass-through columns stay text exactly as written (ids with
+        # leading zeros survive), numeric features are parsed as float, categoricals as text.
+        types = {c: (pa.float64() if c in numeric else pa.string()) for c in header}
+        fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(
+            column_types=types, strings_can_be_null=True))
+        return ds.dataset(path, format=fmt)
+    return ds.dataset(path, format="parquet")
+
+
+def iter_chunks(
+    path: Path, columns: Sequence[str] | None, batch_size: int, numeric: Iterable[str] = (),
+) -> Iterator[tuple[int, pa.Table]]:
+    """(first row, table) for consecutive chunks of exactly `batch_size` rows (the last
+    may be shorter), whatever the file's row groups or CSV blocks; `columns` None reads
+    them all. CSV columns named in `numeric` are parsed as numbers, the others kept as
+    text. Parquet is streamed with `ParquetFile.iter_batches`, CSV with a
+    `pyarrow.dataset` scanner."""
+    with reading(path):
+        cols = list(columns) if columns else None
+        if is_csv(path):
+            batches: Iterator[pa.RecordBatch] = _dataset(path, numeric).to_batches(
+                columns=cols, batch_size=batch_size, use_threads=True)
+        else:
+            # Not pyarrow.dataset for parquet: its scanner reads row groups ahead and keeps
+            # them, so peak memory grew with the file; iter_batches without pre-buffering
+            # holds about one row group, and reads faster (BENCHMARKS.md, "Scoring throughput").
+            batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(
+                batch_size=batch_size, columns=cols, use_threads=True)
+        pending: list[pa.RecordBatch] = []
+        held = start = 0
+        for batch in batches:
+            pending.append(batch)
+            held += batch.num_rows
+            while held >= batch_size:
+                table = pa.Table.from_batches(pending, schema=batch.schema)
+                if len(pending) > 1:
+                    # A chunk that spans a row-group boundary: copy it, so that slices of
+                    # the previous row group do not keep all of its buffers alive while
+                    # the next one is decoded.
+                    table = table.combine_chunks()
+                yield start, table.slice(0, batch_size)
+                start += batch_size
+                held -= batch_size
+                rest = table.slice(batch_size)
+                pending = rest.to_batches() if held else []
+        if held:
+            yield start, pa.Table.from_batches(pending)
+
+
+def count_rows(path: Path) -> int | None:
+    """Rows of a parquet file from its footer; None for CSV (counted while reading)."""
+    if is_csv(path):
+        return None
+    with reading(path):
+        return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def input_schema(path: Path, numeric: Iterable[str] = ()) -> pa.Schema:
+    """The arrow schema `iter_chunks` yields for `path`."""
+    with reading(path):
+        return _dataset(path, numeric).schema

@@ -47,8 +47,6 @@ Every scenario gets at least two rows, whatever ``rows`` is.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,7 +54,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trafficsiam.errors import InputError, OutputError
+from trafficsiam import write as writing
+from trafficsiam.errors import InputError
 
 SCENARIOS: tuple[str, ...] = ("good", "error_type_1", "error_type_2")
 NOVEL_SCENARIOS: tuple[str, ...] = ("error_type_3", "error_type_4")
@@ -449,29 +448,13 @@ def write(path: str | Path, rows: int = 20_000, seed: int = 0, novel: bool = Fal
     """Generate and write parquet (or CSV if the suffix is .csv) atomically; return the frame.
 
     The file is written under a temporary name in the same folder and then moved into place
-    with ``os.replace``, so a reader never sees half a file. Missing folders are created.
+    (`trafficsiam.write`), so a reader never sees half a file. Missing folders are created.
     """
     frame = generate(rows=rows, seed=seed, novel=novel)
     target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(
-            f"synth: cannot create folder {str(target.parent)!r} for --out: "
-            f"{exc.strerror or exc}; pass an --out path in a writable folder"
-        ) from exc
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        if target.suffix.lower() == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise OutputError(
-            f"synth: cannot write {str(target)!r}: {exc.strerror or exc}; "
-            "pass an --out path in a writable folder"
-        ) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+    writing.folder(target.parent)
+    if target.suffix.lower() == ".csv":
+        writing.csv(target, frame)
+    else:
+        writing.atomic(target, lambda tmp: frame.to_parquet(tmp, index=False))
     return frame

@@ -6,10 +6,11 @@ Two ways to form triplets (config `triplets.strategy`):
 - `semi-hard` / `batch-hard`: online mining inside class-balanced batches of
   P classes x K records, which spends the updates on the triplets still wrong.
 
-What the loss is fed follows its kind (`losses.base`): triplet losses take the
-triplets; pair losses take each triplet as two pairs (anchor-positive, same
-scenario; anchor-negative, different), so every mining strategy applies to them
-too; class losses (prototypes, class weights) take whole class-balanced batches,
+Every loss is called the same way, `loss.compute(out, labels, indices, distances)`
+(`losses.base`): the batch's training output, its scenario codes and the (anchor,
+positive, negative) rows drawn or mined in it. Triplet losses read the triplets; pair
+losses each triplet as two pairs, so every mining strategy applies to them too; class
+losses (prototypes, class weights, `takes_indices` false) the whole class-balanced batch,
 whatever the strategy. Learnable loss parameters train with the network.
 
 The validation loss is always measured on one fixed set of random triplets
@@ -33,8 +34,8 @@ import torch
 from tqdm.auto import tqdm
 
 from trafficsiam.config import Config
-from trafficsiam.losses import Loss, TripletLoss, loss_class, make_loss
-from trafficsiam.losses.base import pairwise_squared_distances
+from trafficsiam.losses import Loss, loss_class, make_loss
+from trafficsiam.losses.base import Indices, pairwise_squared_distances
 from trafficsiam.model import SiameseMLP
 from trafficsiam.triplets import BalancedBatches, Triplets, duplicate_groups, mine, random_triplets
 
@@ -114,15 +115,6 @@ def build_loss(cfg: Config, n_classes: int | None = None) -> Loss:
     )
 
 
-def _pairs_loss(loss_fn: Loss, out: torch.Tensor, a: torch.Tensor, p: torch.Tensor,
-                n: torch.Tensor) -> torch.Tensor:
-    """A pair loss over the triplets' (a, p) pairs (same scenario) and (a, n) pairs."""
-    first = torch.cat([a, a])
-    second = torch.cat([p, n])
-    same = torch.cat([torch.ones_like(a), torch.zeros_like(n)]).to(out.dtype)
-    return loss_fn(out[first], out[second], same)
-
-
 def blank_inputs(x: torch.Tensor, rate: float) -> torch.Tensor:
     """Training augmentation (`train.input_dropout`): each normalised input of each
     record is set to 0 (a numeric input's median, no one-hot category) with probability
@@ -136,14 +128,16 @@ def _triplet_loss(
     model: SiameseMLP, loss_fn: Loss, x: torch.Tensor, t: Triplets, device: torch.device,
     input_dropout: float = 0.0,
 ) -> torch.Tensor:
+    """The loss of drawn triplets: their rows stacked (anchors, positives, negatives)."""
     idx = torch.from_numpy(np.concatenate([t.anchor, t.positive, t.negative])).to(device)
-    n = len(t)
-    rows = blank_inputs(x[idx], input_dropout)
-    if loss_fn.kind == "pair":
-        pos = torch.arange(n, device=device)
-        return _pairs_loss(loss_fn, model.forward_train(rows), pos, pos + n, pos + 2 * n)
-    emb = model(rows)
-    return loss_fn(emb[:n], emb[n : 2 * n], emb[2 * n :])
+    out = model.forward_train(blank_inputs(x[idx], input_dropout))
+    return loss_fn.compute(out, None, _stacked(len(t), device))
+
+
+def _stacked(n: int, device: torch.device) -> Indices:
+    """The (anchor, positive, negative) rows of n triplets stacked as three blocks."""
+    rows = torch.arange(n, device=device)
+    return rows, rows + n, rows + 2 * n
 
 
 def _mined_loss(
@@ -158,25 +152,18 @@ def _mined_loss(
     device: torch.device,
     input_dropout: float = 0.0,
 ) -> tuple[torch.Tensor, int]:
+    """The loss of a class-balanced batch: triplets mined in it for the losses that take
+    them, the whole batch for the others; and how many terms it averages."""
     idx = torch.from_numpy(batch).to(device)
-    rows = blank_inputs(x[idx], input_dropout)
-    if loss_fn.kind == "class":
-        return loss_fn(model.forward_train(rows), codes[idx]), len(batch)
-    if loss_fn.kind == "pair":
-        out = model.forward_train(rows)
-        emb = out[:, : model.embedding_dim]
-        a, p, n = mine(pairwise_squared_distances(emb.detach()), codes[idx], strategy,
-                       groups=groups[idx], margin=margin)
-        if len(a) == 0:
-            return out.sum() * 0.0, 0
-        return _pairs_loss(loss_fn, out, a, p, n), 2 * len(a)
-    emb = model(rows)
-    dist = pairwise_squared_distances(emb)
-    a, p, n = mine(dist.detach(), codes[idx], strategy, groups=groups[idx], margin=margin)
-    if len(a) == 0:
-        return dist.sum() * 0.0, 0
-    assert isinstance(loss_fn, TripletLoss)  # the kinds are pair, class and triplet
-    return loss_fn.from_distances(dist[a, p], dist[a, n]), len(a)
+    out = model.forward_train(blank_inputs(x[idx], input_dropout))
+    labels = codes[idx]
+    indices: Indices | None = None
+    dist = None
+    if loss_fn.takes_indices:
+        dist = pairwise_squared_distances(out[:, : model.embedding_dim])
+        indices = mine(dist.detach(), labels, strategy, groups=groups[idx], margin=margin)
+    loss = loss_fn.compute(out, labels, indices, dist)
+    return loss, loss_fn.terms(len(batch), indices)
 
 
 def train(
@@ -193,11 +180,16 @@ def train(
     of the training; recording changes nothing in the training itself.
     """
     deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    # The setting's first change imports torch._inductor (and torch._dynamo) lazily: done
+    # here, before the try, so that a Ctrl-C can only interrupt that import before
+    # training starts (exit 130), never leave it half done for the finally block below.
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
     try:
         return _train(x, codes, cfg, quiet, frame_rows)
     finally:
         # seed_everything switches deterministic mode on; leave the caller's setting as it was.
-        torch.use_deterministic_algorithms(deterministic)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
@@ -220,7 +212,7 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
     # triplet and pair losses have none, so their updates are the network's alone.
     params = [*model.parameters(), *loss_fn.parameters()]
     # fused: one kernel for the whole update instead of ~10 small ops per tensor
-    # (0.28 -> 0.06 ms per step on this CPU, BENCHMARKS.md).
+    # (BENCHMARKS.md §1).
     optimiser = torch.optim.Adam(
         params, lr=tc.learning_rate, weight_decay=tc.weight_decay, fused=True
     )
@@ -232,7 +224,7 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
     val_triplets = Triplets(val_pool[vt.anchor], val_pool[vt.positive], val_pool[vt.negative])
 
     # Class losses need whole class-balanced batches, whatever the strategy.
-    batched = trip.strategy != "random" or loss_fn.kind == "class"
+    batched = trip.strategy != "random" or not loss_fn.takes_indices
     if not batched:
         batch_records = trip.batch_size
     else:
@@ -248,7 +240,7 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
         batch_records = sampler.batch_size
     steps = tc.steps_per_epoch or max(1, math.ceil(len(train_idx) / batch_records))
     # Semi-hard mining's margin window: the triplet loss's own margin (as resolved).
-    margin = getattr(loss_fn, "margin", None) if cfg.loss.name == "triplet" else None
+    margin = loss_fn.mining_margin
     frames_idx = None if frame_rows is None else np.asarray(frame_rows, dtype=np.int64)
     frames: list[np.ndarray] = []
     if frames_idx is not None:
@@ -375,12 +367,9 @@ def _validate(
     d_ap = ((a - p) ** 2).sum(1)
     d_an = ((a - ng) ** 2).sum(1)
     accuracy = float((d_ap < d_an).float().mean())
-    if isinstance(loss_fn, TripletLoss):
-        loss = float(loss_fn.from_distances(d_ap, d_an))
-    elif loss_fn.kind == "pair":
-        pos = torch.arange(n, device=device)
-        loss = float(_pairs_loss(loss_fn, out, pos, pos + n, pos + 2 * n))
-    else:
+    if loss_fn.takes_indices:
+        loss = float(loss_fn.compute(out, codes[idx], _stacked(n, device)))
+    else:  # each record once
         records = torch.unique(idx)
-        loss = float(loss_fn(model.forward_train(x[records]), codes[records]))
+        loss = float(loss_fn.compute(model.forward_train(x[records]), codes[records]))
     return loss, accuracy

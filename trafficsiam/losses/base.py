@@ -11,6 +11,12 @@ base class of its kind does the plumbing (distances, the mean, the empty batch):
 * `ClassLoss` (kind "class"): `batch_loss(emb, labels)` over a class-balanced batch
   (prototypes, class weights); mining does not apply.
 
+Every loss has one call signature for the training loop, pytorch-metric-learning's
+`loss(embeddings, labels, indices_tuple)`: `compute(out, labels, indices, distances)`,
+where `indices` are the (anchor, positive, negative) rows of the batch that triplet and
+pair losses read (`takes_indices`), and `distances` the batch's squared distance matrix
+when the miner already holds it. The training loop has one call site for every loss.
+
 Each loss also names the embedding `head` it needs (`model.HEADS`): "sigmoid" (in
 [0,1]^N, the lossless loss's bounds), "l2" (unit sphere, the angular losses) or
 "gaussian" (sigmoid mean plus a log-variance, the KL loss).
@@ -76,13 +82,37 @@ def pairwise_squared_distances(x: Tensor) -> Tensor:
     return dist.masked_fill(eye, 0.0)
 
 
+# (anchor, positive, negative): int64 row indices into a batch, one entry per triplet.
+Indices = tuple[Tensor, Tensor, Tensor]
+
+
 class Loss(torch.nn.Module):
     """What every loss declares: its registry `name`, its `kind` ("triplet", "pair" or
-    "class", which tells the trainer what to feed it) and the embedding `head` it needs."""
+    "class"), the embedding `head` it needs, and whether it reads mined or drawn triplets
+    (`takes_indices`) or the whole class-balanced batch."""
 
     name: ClassVar[str]
     kind: ClassVar[str]
     head: ClassVar[str] = "sigmoid"
+    takes_indices: ClassVar[bool] = True
+
+    @property
+    def mining_margin(self) -> float | None:
+        """The margin of semi-hard mining's window, for losses that have one."""
+        return None
+
+    def compute(self, out: Tensor, labels: Tensor | None, indices: Indices | None = None,
+                distances: Tensor | None = None) -> Tensor:
+        """The loss of a batch: `out` the network's training output [B, D'] (the
+        embedding, or the gaussian head's mean and log-variance), `labels` the rows'
+        scenario codes [B], `indices` (anchor, positive, negative) rows of the batch and
+        `distances` its [B, B] squared distances when already computed (they must be
+        those of `out`'s embedding)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute")
+
+    def terms(self, records: int, indices: Indices | None) -> int:
+        """How many terms the loss of a batch of `records` rows averages over."""
+        return records if indices is None else len(indices[0])
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
@@ -133,6 +163,17 @@ class TripletLoss(Loss):
             return (d_ap.sum() + d_an.sum()) * 0.0
         return self.per_triplet(d_ap, d_an).mean()
 
+    def compute(self, out: Tensor, labels: Tensor | None, indices: Indices | None = None,
+                distances: Tensor | None = None) -> Tensor:
+        if indices is None:
+            raise ValueError(f"{type(self).__name__}: needs (anchor, positive, negative) indices")
+        a, p, n = indices
+        if distances is not None:
+            return self.from_distances(distances[a, p], distances[a, n])
+        anchor = out[a]
+        return self.from_distances(squared_distances(anchor, out[p]),
+                                   squared_distances(anchor, out[n]))
+
 
 class PairLoss(Loss):
     """Loss over pairs of embeddings: `same` is 1 for a pair of one scenario, 0 otherwise.
@@ -157,6 +198,19 @@ class PairLoss(Loss):
             return _empty(x1, x2)
         return self.per_pair(x1, x2, same.to(x1.dtype)).mean()
 
+    def compute(self, out: Tensor, labels: Tensor | None, indices: Indices | None = None,
+                distances: Tensor | None = None) -> Tensor:
+        """The triplets as two pairs each: (anchor, positive) of one scenario and
+        (anchor, negative) of two."""
+        if indices is None:
+            raise ValueError(f"{type(self).__name__}: needs (anchor, positive, negative) indices")
+        a, p, n = indices
+        same = torch.cat([torch.ones_like(a), torch.zeros_like(n)]).to(out.dtype)
+        return self(out[torch.cat([a, a])], out[torch.cat([p, n])], same)
+
+    def terms(self, records: int, indices: Indices | None) -> int:
+        return records if indices is None else 2 * len(indices[0])
+
 
 class ClassLoss(Loss):
     """Loss over a batch of embeddings and their integer scenario codes (0..C-1).
@@ -167,6 +221,13 @@ class ClassLoss(Loss):
     """
 
     kind: ClassVar[str] = "class"
+    takes_indices: ClassVar[bool] = False
+
+    def compute(self, out: Tensor, labels: Tensor | None, indices: Indices | None = None,
+                distances: Tensor | None = None) -> Tensor:
+        if labels is None:
+            raise ValueError(f"{type(self).__name__}: needs the records' scenario codes")
+        return self(out, labels)
 
     def batch_loss(self, emb: Tensor, labels: Tensor) -> Tensor:
         """Mean loss of the [B, D] embeddings with [B] int64 codes -> scalar."""

@@ -29,6 +29,11 @@ class TripletMarginLoss(TripletLoss):
             )
         self.margin = margin
 
+    @property
+    def mining_margin(self) -> float | None:
+        """Semi-hard mining looks for negatives within this loss's margin."""
+        return self.margin
+
     def per_triplet(self, d_ap: Tensor, d_an: Tensor) -> Tensor:
         """max(d_ap - d_an + margin, 0) per triplet."""
         return (d_ap - d_an + self.margin).clamp_min(0.0)

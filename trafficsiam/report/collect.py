@@ -26,10 +26,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trafficsiam.decide import GOOD as V_GOOD
-from trafficsiam.decide import KNOWN as V_KNOWN
-from trafficsiam.decide import NEW as V_NEW
-from trafficsiam.decide import OUTLIER as V_OUTLIER
+from trafficsiam.contract import GOOD as V_GOOD
+from trafficsiam.contract import KNOWN as V_KNOWN
+from trafficsiam.contract import NEW as V_NEW
+from trafficsiam.contract import OUTLIER as V_OUTLIER
+from trafficsiam.contract import TS_COLUMNS
 from trafficsiam.newtypes import row_keys
 
 # Group kinds.
@@ -40,10 +41,9 @@ CLUSTER, NEW_TYPE, OUTLIER, GOOD = "cluster", "new_type", "outlier", "good"
 CAPACITY = {CLUSTER: 2000, NEW_TYPE: 10_000, OUTLIER: 3000, GOOD: 4000}
 # Pass-through columns kept besides the features (the label column and ids first).
 MAX_CONTEXT = 4
-TS_KEPT = ("ts_cluster", "ts_strength", "ts_novelty", "ts_anomaly", "ts_verdict", "ts_new_type")
-# The other ts_* columns of a scored chunk: neither kept nor context (checked by a test
-# against `trafficsiam.score.TS_COLUMNS`).
+# The ts_* columns the report does not use: neither kept nor context.
 TS_NOT_KEPT = ("ts_scenario", "ts_p_good")
+TS_KEPT = tuple(c for c in TS_COLUMNS if c not in TS_NOT_KEPT)
 # Where a kept row came from (input index, row number), beside the kept columns.
 FILE, ROW = "ts_sample_file", "ts_sample_row"
 MISSING_LABEL = "(missing)"

@@ -46,7 +46,7 @@ def text(value: Any) -> str:
 def texts(values: Any) -> list[str]:
     """`text` of each value; numbers (the measurements and scores: most of the map's
     hover values, nearly all distinct) formatted in one pass, since a number needs no
-    escaping (0.23 s for the 20,000 points of a scoring map before)."""
+    escaping (a map's points are tens of thousands of values)."""
     array = np.asarray(values)
     if array.dtype.kind == "f":
         return ["" if math.isnan(v) else f"{v:.4g}" for v in array.tolist()]
@@ -57,25 +57,29 @@ def texts(values: Any) -> list[str]:
 
 @dataclass
 class Projection:
-    """Embedding -> map coordinates: identity for N <= 3, else the first two principal
-    components of the reference embeddings (signs fixed: each component's largest
-    loading is positive, so the map does not flip between LAPACK builds)."""
+    """Embedding -> map coordinates: identity for N <= `keep` (3 by default: a 3-D map),
+    else the first two principal components of the reference embeddings (signs fixed:
+    each component's largest loading is positive, so the map does not flip between LAPACK
+    builds; with one dimension the second axis is zero). Fitted once and applied to any
+    embedding of the same model, the axes stay fixed (a training animation's frames)."""
 
     mean: np.ndarray
     components: np.ndarray | None  # (2, N), None: the dimensions themselves
     explained: list[float]
 
     @classmethod
-    def fit(cls, reference: np.ndarray) -> Projection:
+    def fit(cls, reference: np.ndarray, keep: int = 3) -> Projection:
         reference = np.asarray(reference, np.float64)
         n_dims = reference.shape[1]
-        if n_dims <= 3:
+        if n_dims <= keep:
             return cls(np.zeros(n_dims), None, [])
         mean = reference.mean(axis=0)
         _, s, vt = np.linalg.svd(reference - mean, full_matrices=False)
-        comps = vt[:2]
-        signs = np.sign(comps[np.arange(2), np.argmax(np.abs(comps), axis=1)])
-        comps = comps * signs[:, None]
+        comps = np.zeros((2, n_dims))
+        comps[: min(2, len(vt))] = vt[:2]
+        rows = np.arange(2)
+        signs = np.sign(comps[rows, np.argmax(np.abs(comps), axis=1)])
+        comps = comps * np.where(signs == 0, 1.0, signs)[:, None]
         var = s**2
         explained = [float(v / var.sum()) if var.sum() > 0 else 0.0 for v in var[:2]]
         return cls(mean, comps, explained)
@@ -135,8 +139,8 @@ def map_trace(name: str, color: str, verdict: str, coords: np.ndarray,
     dicts: list[list[str]] = []
     for f in fields:
         if f in values:
-            # text() once per distinct value, not per point (20,000 points x fields: the
-            # map was 0.5 s of a 1M-row scoring run); missing values code -1 -> ""
+            # text() once per distinct value, not per point (a map has tens of thousands
+            # of points x fields); missing values code -1 -> ""
             codes, raw = pd.factorize(values[f])
             labels = np.asarray([*texts(raw), ""], dtype=object)
             shown_arr = labels[codes]

@@ -15,13 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trafficsiam import artifact, write
+from trafficsiam.contract import EXAMPLES_CSV, FEATURES_CSV, REPORT_HTML
 from trafficsiam.normalise import Normaliser
 from trafficsiam.report import cards, figures
 from trafficsiam.report.profile import Members, feature_profile, top_features
 
-FEATURES_CSV = "features_by_cluster.csv"
-EXAMPLES_CSV = "examples.csv"
-REPORT_HTML = "report.html"
 EXAMPLES = 3
 NOISE = "noise"
 
@@ -193,8 +192,6 @@ def report_model(folder: str | Path, out: str | Path | None = None) -> Path:
     """Render the report of the model folder `folder` (verified as `api.load` does) to
     `out`, by default `<folder>.report.html` beside it: the model folder itself only
     holds the files its manifest lists and hashes."""
-    from trafficsiam import artifact
-
     art = artifact.load(folder)
     features: pd.DataFrame | None = None
     examples: pd.DataFrame | None = None
@@ -203,5 +200,5 @@ def report_model(folder: str | Path, out: str | Path | None = None) -> Path:
     history = pd.DataFrame(art.manifest["training"]["history"])
     page = model_page(art.manifest, art.clusters, history, art.reference, features, examples)
     target = Path(out) if out is not None else art.path.parent / f"{art.path.name}.report.html"
-    cards.write_atomic(target, page)
+    write.text(target, page)
     return target

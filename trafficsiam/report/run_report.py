@@ -17,15 +17,26 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from trafficsiam import artifact, read, write
 from trafficsiam.artifact import Artifact
+from trafficsiam.contract import (
+    CLUSTERS_CSV,
+    NEW_TYPES_CSV,
+    REPORT_HTML,
+    STATE_NAME,
+    SUMMARY,
+    VERDICTS,
+)
+from trafficsiam.errors import ArtifactError, InputError
 from trafficsiam.model import embed, one_thread
 from trafficsiam.report import cards, collect, figures
 from trafficsiam.report.collect import CLUSTER, GOOD, NEW_TYPE, OUTLIER, RecordSample
 from trafficsiam.report.profile import Members, feature_profile, top_features
+from trafficsiam.state import StateStore
 
-FEATURES_CSV = "features_by_cluster.csv"
-REPORT_HTML = "report.html"
 # Fewer good records than this in a run: profiles compare with the model's held-out good.
 MIN_GOOD = 30
 HOVER_FEATURES = 3  # categorical and numeric features each shown on hover
@@ -64,7 +75,7 @@ def _members(art: Artifact, sample: RecordSample, kind: str, name: str, display:
 
 def run_tables(art: Artifact, sample: RecordSample, summary: dict[str, Any],
                clusters: pd.DataFrame, new_types: pd.DataFrame) -> RunTables:
-    """The run's CSV tables: `clusters` and `new_types` (as `score._reports` makes them)
+    """The run's CSV tables: `clusters` and `new_types` (as `scoring.tables.summarise` makes them)
     gain the members' strength and label mix; the feature profile of every group."""
     names = art.cluster_names
     members: dict[tuple[str, str], Members] = {}
@@ -329,20 +340,14 @@ def run_page(art: Artifact, run: RunTables, sample: RecordSample,
 
 def resample(art: Artifact, summary: dict[str, Any]) -> RecordSample:
     """The run's `RecordSample` again, from its scored files (the same rows are kept)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from trafficsiam.errors import InputError
-    from trafficsiam.score import VERDICTS, iter_chunks
-
     sample = RecordSample.for_model(art.manifest)
     for index, entry in enumerate(summary["inputs"]):
         path = Path(entry["output"])
         if not path.is_file():
             raise InputError(f"{path}: scored file of run {summary['run_id']} is missing; "
                              "score the inputs again to report on them")
-        for start, table in iter_chunks(path, None, art.config.score.batch_size,
-                                        sample.features, set(sample.numeric)):
+        for start, table in read.iter_chunks(path, None, art.config.score.batch_size,
+                                             sample.numeric):
             verdict = pc.index_in(table.column("ts_verdict"), value_set=pa.array(VERDICTS))
             new_type = np.asarray(table.column("ts_new_type").to_pylist(), dtype=object)
             sample.add(entry["sha256"], index, start, table,
@@ -356,11 +361,6 @@ _ENRICHED = ("members", "mean_strength", "label_majority", "label_purity", "labe
 def report_scored(folder: str | Path, out: str | Path | None = None, *,
                   model: str | Path | None = None, state: str | Path | None = None) -> Path:
     """Render the report of the scoring run in `folder` again (see `trafficsiam.report`)."""
-    from trafficsiam import artifact
-    from trafficsiam.errors import ArtifactError, InputError
-    from trafficsiam.score import CLUSTERS_CSV, NEW_TYPES_CSV, STATE_NAME, SUMMARY
-    from trafficsiam.state import StateStore
-
     folder = Path(folder)
     try:
         summary = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
@@ -391,5 +391,5 @@ def report_scored(folder: str | Path, out: str | Path | None = None, *,
             history = store.summaries()
     page = run_page(art, run, sample, history)
     target = Path(out) if out is not None else folder / REPORT_HTML
-    cards.write_atomic(target, page)
+    write.text(target, page)
     return target

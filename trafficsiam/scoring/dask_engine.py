@@ -1,4 +1,4 @@
-"""The Dask engine of `score`: the local engine's two passes as two `map_partitions`.
+"""The Dask engine: the local engine's two passes as two `map_partitions`.
 
     one dask.dataframe per parquet input (one partition: the whole file)
     -> stage 1 on the workers: assess in batches -> bottom-k sample, cleaning counts, rows
@@ -7,7 +7,7 @@
        -> verdict counts, example records -> merged on the client
 
 A partition is cut into batches of exactly `score.batch_size` rows from its first row,
-as the local engine cuts the file, and the same `score.assess_file` / `score.write_output`
+as the local engine cuts the file, and the same `passes.assess_file` / `passes.write_output`
 run on them, so every output equals the local engine's record for record. Stage 2
 recomputes the embeddings rather than spooling them: workers need not share a disk, and
 the same batches give the same numbers.
@@ -30,32 +30,34 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from trafficsiam import artifact, read
+from trafficsiam import artifact, read, write
 from trafficsiam.assign import Assigner
 from trafficsiam.config import ScoreConfig
 from trafficsiam.errors import ArtifactError, ConfigError, InputError
-from trafficsiam.newtypes import NewTypes, Sample, discover
-from trafficsiam.score import (
-    Job,
-    Scoring,
-    Tally,
-    _atomic_write,
+from trafficsiam.newtypes import NewTypes, Sample
+from trafficsiam.scoring.batch import Scoring
+from trafficsiam.scoring.local import NOT_RECORDED
+from trafficsiam.scoring.passes import (
+    Examples,
+    Outcome,
     assess_file,
-    input_schema,
+    assessed,
+    batches,
+    find_new_types,
     write_output,
 )
+from trafficsiam.scoring.plan import Job
+from trafficsiam.scoring.tally import Tally
 
 log = logging.getLogger("trafficsiam")
 
-Examples = dict[tuple[int, int], dict[str, Any]]
 # What a partition task returns: one Python object in a one-row object Series.
 _META = pd.Series([], dtype=object)
 # A LocalCluster started for one run: more workers than this rarely pays for loading the
@@ -129,24 +131,11 @@ def _unship(shipped: Shipped) -> NewTypes:
 def _arrow(frame: pd.DataFrame, scoring: Scoring, path: Path) -> pa.Table:
     """The partition as the arrow table the local engine reads from the file: the file's
     own schema (types and metadata), so outputs and example records match exactly."""
-    schema = input_schema(path, scoring.features, scoring.numeric)
+    schema = read.input_schema(path, scoring.numeric)
     # A stored pandas index is the frame's index (see `_read`): preserve_index makes it the
     # column the file holds again; a RangeIndex, which no column holds, is dropped.
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=True)
     return table.replace_schema_metadata(schema.metadata)
-
-
-def _batches(table: pa.Table, size: int) -> Iterator[tuple[int, pa.Table]]:
-    for start in range(0, table.num_rows, size):
-        yield start, table.slice(start, size)
-
-
-def _assessed(
-    scoring: Scoring, table: pa.Table, path: Path
-) -> Iterator[tuple[int, pa.Table, np.ndarray, np.ndarray]]:
-    for start, chunk in _batches(table, scoring.cfg.batch_size):
-        spool, emb, _, _ = scoring.assess(chunk, path, start)
-        yield start, chunk, spool, emb[~spool["explained"].astype(bool)]
 
 
 def _assess_partition(
@@ -156,7 +145,7 @@ def _assess_partition(
     scoring = worker_scoring(model_path, model_id, cfg)
     table = _arrow(frame, scoring, job.source.path)
     tally, sample = Tally(), Sample(scoring.cfg.max_new_points)
-    rows = assess_file(scoring, job, _batches(table, scoring.cfg.batch_size), tally, sample)
+    rows = assess_file(scoring, job, batches(table, scoring.cfg.batch_size), tally, sample)
     return pd.Series([(sample, tally, rows)], dtype=object)
 
 
@@ -171,13 +160,13 @@ def _write_partition(
     table = _arrow(frame, scoring, path)
     tally, examples = Tally(), Examples()
 
-    def write(tmp: Path) -> None:
-        write_output(tmp, scoring, job, _assessed(scoring, table, path), new_types, expected,
-                     tally, examples)
+    def write_one(tmp: Path) -> None:
+        write_output(tmp, scoring, job, assessed(scoring, table, path), new_types, expected,
+                     tally, examples, table.schema)
 
     out = Path(target)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, write, run_id)
+    write.atomic(out, write_one, run_id, then=NOT_RECORDED)
     return pd.Series([(tally, examples)], dtype=object)
 
 
@@ -206,7 +195,7 @@ def _read(dd: Any, path: Path, schema: pa.Schema) -> Any:
                                index=None if stored else False)
     except (KeyError, ValueError, OSError) as err:
         raise InputError(
-            f"{path}: Dask cannot read this parquet file ({read._first_line(err)}); "
+            f"{path}: Dask cannot read this parquet file ({read.first_line(err)}); "
             "score it with --engine local"
         ) from None
 
@@ -219,7 +208,7 @@ def preflight(paths: Sequence[Path]) -> None:
     except ImportError:
         raise InputError("--engine dask needs Dask: pip install 'trafficsiam[dask]'") from None
     for path in paths:
-        if read._is_csv(path):
+        if read.is_csv(path):
             raise InputError(
                 f"{path}: the Dask engine reads parquet only; score CSV with "
                 "--engine local, or convert it to parquet first"
@@ -229,9 +218,9 @@ def preflight(paths: Sequence[Path]) -> None:
 def run_dask(
     scoring: Scoring, jobs: list[Job], out: Path, run_id: str, scheduler: str | None,
     quiet: bool,
-) -> tuple[Tally, NewTypes, Examples, dict[int, int]]:
+) -> Outcome:
     """Score `jobs` on a Dask cluster: the `scheduler` address, or a LocalCluster started
-    for this run. Returns what the local engine's `_run_local` returns. Workers load the
+    for this run. Returns what the local engine's `run_local` returns. Workers load the
     model from `scoring.art.path` and refuse a folder whose model id differs."""
     preflight([job.source.path for job in jobs])
     import dask
@@ -243,7 +232,7 @@ def run_dask(
     files = []
     for job in jobs:  # every input checked before any work, as the local engine does
         path = job.source.path
-        schema = input_schema(path, scoring.features, scoring.numeric)
+        schema = read.input_schema(path, scoring.numeric)
         scoring.check_schema(path, schema)
         files.append(_read(dd, path, schema))
     common = (str(Path(model_path).resolve()), scoring.model_id, cfg.model_dump())
@@ -294,9 +283,7 @@ def run_dask(
             sample.merge(part_sample)
             tally.merge(part_tally)
 
-        new_types = discover(sample, cfg, scoring.good_x, scoring.art.normaliser)
-        info("%d candidate new error type(s) among %d unexplained records sampled",
-             len(new_types.names), len(sample))
+        new_types = find_new_types(scoring, sample, "" if quiet else "dask: ")
 
         info("writing %d partitions on %d workers", len(jobs), n_workers)
         # One task holds the new types; every partition of stage 2 depends on it.

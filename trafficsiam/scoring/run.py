@@ -1,0 +1,211 @@
+"""A scoring run: the inputs not yet scored, one engine over them, the run's tables and
+page, all recorded in the run's state.
+
+    plan (inputs -> outputs, state) -> engine (local or Dask): pass 1, new types,
+    pass 2 -> summary, clusters.csv, new_types.csv, features_by_cluster.csv, report.html
+    -> state committed
+
+Every record keeps all its input columns and gains `contract.TS_COLUMNS`. Nothing is
+recorded as scored before every output is in place and the inputs were hashed again
+unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from trafficsiam import artifact, read, write
+from trafficsiam.artifact import Artifact
+from trafficsiam.config import ScoreConfig
+from trafficsiam.contract import (
+    CLUSTERS_CSV,
+    FEATURES_CSV,
+    NEW_TYPES_CSV,
+    REPORT_HTML,
+    STATE_NAME,
+    SUMMARY,
+    WORK_NAME,
+)
+from trafficsiam.errors import InputError, OutputError
+from trafficsiam.report import run_report
+from trafficsiam.scoring import dask_engine
+from trafficsiam.scoring.batch import Scoring
+from trafficsiam.scoring.local import run_local
+from trafficsiam.scoring.passes import Outcome
+from trafficsiam.scoring.plan import Job, output_names
+from trafficsiam.scoring.tables import summarise
+from trafficsiam.scoring.tally import Tally
+from trafficsiam.state import InputFile, StateStore, describe
+
+log = logging.getLogger("trafficsiam")
+# `write.atomic`'s temporary names with a run id: .<name>.<run id>.tmp
+_TMP_NAME = re.compile(r"\..+\.\d{8}T\d{6}Z-[0-9a-f]{6}\.tmp")
+Engine = Callable[[Scoring, list[Job], Path, str, bool], Outcome]
+
+
+@dataclass
+class ScoreResult:
+    """What a run did: its id (None: nothing new to score), summary.json's content, the
+    (input, output, records) of each input scored, the inputs skipped as already scored,
+    and the candidate new error types (new_types.csv)."""
+
+    run_id: str | None
+    out: Path
+    summary: dict[str, Any]
+    outputs: list[tuple[Path, Path, int]]  # (input, output, rows)
+    skipped: list[Path]
+    new_types: pd.DataFrame
+
+    @property
+    def found_new_types(self) -> bool:
+        return len(self.new_types) > 0
+
+
+def score(
+    model: str | Path | Artifact,
+    inputs: str | Path | Sequence[str | Path],
+    out: str | Path,
+    *,
+    config: ScoreConfig | None = None,
+    state: str | Path | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    rescore: bool = False,
+    wait: float = 0.0,
+    quiet: bool = False,
+    report: bool = True,
+) -> ScoreResult:
+    """Score the new or changed input files into `out`; see the module docstring.
+    `report=False`: no report.html (the CSV tables are written all the same)."""
+    art = model if isinstance(model, Artifact) else artifact.load(model)
+    cfg = config or art.config.score
+    specs = [str(s) for s in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
+    paths = read.resolve_inputs(specs)
+    names = output_names(specs, paths)
+    out = write.folder(out)
+    run_engine = _engine(engine, paths, scheduler)
+    clock = time.perf_counter()
+
+    with StateStore(Path(state) if state is not None else out / STATE_NAME) as store, \
+            store.lock(wait=wait):
+        _remove_leftovers(out)
+        todo, skipped = store.pending([describe(p) for p in paths], rescore=rescore)
+        if skipped:
+            log.info("%d input(s) already scored with the same content: skipped",
+                     len(skipped))
+        if not todo:
+            log.info("nothing new to score in %s", ", ".join(specs))
+            return ScoreResult(None, out, {}, [], [f.path for f in skipped],
+                               pd.DataFrame(columns=["new_type"]))
+        by_path = {p.resolve(): p for p in paths}
+        jobs = [Job(i, f, names[by_path[f.path]], read.count_rows(by_path[f.path]))
+                for i, f in enumerate(todo)]
+        run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+        store.begin_run(run_id, art.model_id, todo, out)
+        try:
+            scoring = Scoring(art, cfg)
+            tally, new_types, examples, rows = run_engine(scoring, jobs, out, run_id, quiet)
+            _warn_unknown_categories(scoring, tally, specs)
+            # The inputs are hashed again (a file rewritten while we read it must not be
+            # recorded) while the tables and the page are built: hashlib releases the GIL.
+            # Nothing is written before the hashes are checked.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                rehashed = pool.submit(lambda: [describe(j.source.path) for j in jobs])
+                summary, clusters, table = summarise(
+                    scoring, jobs, rows, tally, new_types, examples, run_id, out, skipped,
+                    time.perf_counter() - clock, engine,
+                )
+                sample = tally.report_sample(scoring)
+                run = run_report.run_tables(art, sample, summary, clusters, table)
+                page = (run_report.run_page(art, run, sample, store.summaries())
+                        if report else None)
+                _check_unchanged(jobs, rehashed.result())
+            _write_run(out, run, summary, page, run_id)
+            store.finish_run(
+                run_id, {j.source: (out / j.output, rows[j.index]) for j in jobs}, summary
+            )
+        except BaseException as err:
+            try:
+                store.fail_run(run_id, f"{type(err).__name__}: {err}".splitlines()[0])
+            except OutputError:
+                pass  # the state cannot be written either (a full disk): `err` says why
+            raise
+    return ScoreResult(
+        run_id, out, summary,
+        [(by_path[j.source.path], out / j.output, rows[j.index]) for j in jobs],
+        [f.path for f in skipped], table,
+    )
+
+
+def _engine(name: str, paths: Sequence[Path], scheduler: str | None) -> Engine:
+    """The engine's run function, its inputs checked before the run starts."""
+    if name == "dask":
+        dask_engine.preflight(paths)
+
+        def run_dask(scoring: Scoring, jobs: list[Job], out: Path, run_id: str,
+                     quiet: bool) -> Outcome:
+            return dask_engine.run_dask(scoring, jobs, out, run_id, scheduler, quiet)
+
+        return run_dask
+    if name != "local":
+        raise InputError(f"engine {name!r}: unknown engine; use local or dask")
+    return run_local
+
+
+def _check_unchanged(jobs: Sequence[Job], now: Sequence[InputFile]) -> None:
+    for job, seen in zip(jobs, now, strict=True):
+        if seen.sha256 != job.source.sha256:
+            raise OutputError(
+                f"{job.source.path}: changed while it was being scored; rerun when the file "
+                "is complete (its output may mix old and new records)"
+            )
+
+
+def _write_run(
+    out: Path, run: run_report.RunTables, summary: dict[str, Any], page: str | None,
+    run_id: str,
+) -> None:
+    """The run's tables and page, each atomically; without a page an earlier run's is
+    removed (it would sit beside this run's tables)."""
+    write.csv(out / CLUSTERS_CSV, run.clusters, run_id)
+    write.csv(out / NEW_TYPES_CSV, run.new_types, run_id)
+    write.csv(out / FEATURES_CSV, run.features, run_id)
+    write.json_file(out / SUMMARY, summary, run_id)
+    if page is not None:
+        write.text(out / REPORT_HTML, page, run_id)
+    else:
+        (out / REPORT_HTML).unlink(missing_ok=True)
+
+
+def _warn_unknown_categories(scoring: Scoring, tally: Tally, specs: Sequence[str]) -> None:
+    """A categorical feature none of whose values the model knows is usually exported
+    differently than at fit (case, codes instead of names): said once per run."""
+    for col in scoring.art.schema.categorical:
+        if tally.rows and tally.other.get(col, 0) >= tally.rows:
+            known = ", ".join(repr(v) for v in scoring.art.normaliser.categories[col][:5])
+            log.warning(
+                "%s: column '%s' has no value the model knows in any of the %d records "
+                "(known: %s); all are scored as '(other)', so check that the column is "
+                "exported as at fit (spelling, case, codes)",
+                ", ".join(specs), col, tally.rows, known,
+            )
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Temporary files of a killed run (we hold the lock, so no live run owns them)."""
+    for tmp in out.rglob(".*.tmp"):
+        if tmp.is_file() and _TMP_NAME.fullmatch(tmp.name):
+            tmp.unlink(missing_ok=True)
+    shutil.rmtree(out / WORK_NAME, ignore_errors=True)

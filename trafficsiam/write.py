@@ -1,0 +1,116 @@
+"""Write: how every file of the package is written, atomically, and JSON's one encoding.
+
+A file is written under a temporary name beside its target (`.<name>.<tag>.tmp`), synced
+and renamed into place, so a reader sees the old file or the new one, never half of one;
+on failure the temporary file is removed and the error is one line naming the file and
+the fix. JSON is strict (NaN and infinities become null) with numpy values, paths and
+anything else as text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trafficsiam.errors import OutputError, os_reason
+
+FIX = ("free space on that disk (or raise its quota or file size limit), or choose "
+       "another --out")
+
+
+def folder(path: str | Path) -> Path:
+    """Create the output folder `path` (and its parents) unless it exists."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{path}: cannot create the output folder ({err.strerror})") from None
+    return path
+
+
+def failed(path: Path, err: BaseException, what: str = "", then: str = "") -> OutputError:
+    """A full disk, a quota or a file size limit: one line naming the file and the fix.
+    `what` names the thing written ("the model"), `then` adds what it means for the run."""
+    return OutputError(f"{path}: could not write{' ' + what if what else ''} "
+                       f"({os_reason(err)}); {FIX}{then}")
+
+
+def atomic(
+    path: str | Path, write: Callable[[Path], object], tag: str | None = None,
+    then: str = "",
+) -> None:
+    """Run `write(tmp)` on a temporary name beside `path`, then sync it and move it into
+    place. `tag` names the temporary file (a run id lets a later run find its leftovers);
+    `then` ends the message of a failed write."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{tag or uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise failed(path, err, then=then) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def text(path: str | Path, content: str, tag: str | None = None, then: str = "") -> None:
+    """`content` as UTF-8, atomically."""
+    atomic(path, lambda p: p.write_text(content, encoding="utf-8"), tag, then)
+
+
+def csv(path: str | Path, frame: pd.DataFrame, tag: str | None = None, then: str = "") -> None:
+    """`frame` as CSV without its index, atomically."""
+    atomic(path, lambda p: frame.to_csv(p, index=False), tag, then)
+
+
+def json_default(value: Any) -> Any:
+    """`json.dumps` fallback for numpy scalars and arrays and paths."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _fallback(value: Any) -> Any:
+    try:
+        return jsonable(json_default(value))
+    except TypeError:
+        return str(value)  # timestamps, decimals, bytes of example records
+
+
+def jsonable(value: Any) -> Any:
+    """`value` with NaN and infinities as None, in dicts, lists and tuples too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.floating) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def to_json(data: Any) -> str:
+    """Strict JSON text (NaN and infinities as null), indented, ending in a newline."""
+    return json.dumps(jsonable(data), indent=2, default=_fallback) + "\n"
+
+
+def json_file(path: str | Path, data: Any, tag: str | None = None, then: str = "") -> None:
+    """`data` as strict JSON, atomically."""
+    text(path, to_json(data), tag, then)
