@@ -1,8 +1,17 @@
+import numpy as np
 import pandas as pd
 import pytest
 
+from trafficsiam import synth
 from trafficsiam.errors import InputError
-from trafficsiam.read import common_columns, read_records, resolve_inputs
+from trafficsiam.read import (
+    common_columns,
+    from_frame,
+    iter_chunks,
+    read_records,
+    resolve_inputs,
+    training_records,
+)
 
 
 def test_single_parquet_file(tiny_frame, write_parquet):
@@ -99,3 +108,30 @@ def test_csv_with_broken_quote(tmp_path):
     path.write_text('scenario,service\ngood,"http\nbad,dns\n' + "good,x\n" * 5)
     with pytest.raises(InputError, match=r"broken.csv: not a readable CSV file"):
         read_records([path])
+
+
+def test_chunks_have_exactly_batch_size_rows_whatever_the_row_groups(tmp_path):
+    frame = synth.generate(rows=2500, seed=3)
+    path = tmp_path / "f.parquet"
+    frame.to_parquet(path, index=False, row_group_size=333)
+    chunks = list(iter_chunks(path, ["bytes_in"], 1000, ["bytes_in"]))
+    assert [(s, t.num_rows) for s, t in chunks] == [(0, 1000), (1000, 1000), (2000, 500)]
+    joined = np.concatenate([t.column("bytes_in").to_numpy() for _, t in chunks])
+    np.testing.assert_array_equal(joined, frame["bytes_in"].to_numpy())
+
+
+def test_csv_chunks_keep_text_as_written_and_parse_numeric_features(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_text("id,bytes_in,protocol\n007,1.5,tcp\n008,,udp\n")
+    (start, table), = iter_chunks(path, None, 10, ["bytes_in"])
+    assert start == 0 and table.column("id").to_pylist() == ["007", "008"]
+    assert table.column("bytes_in").to_pylist() == [1.5, None]
+
+
+def test_a_frame_is_one_input_named_dataframe(tiny_frame):
+    records = training_records(tiny_frame.set_index("id"), "scenario", ignore=["const"])
+    assert "const" not in records.frame and len(records.frame) == len(tiny_frame)
+    assert records.where(3) == "DataFrame row 3"
+    assert records.inputs() == [{"path": "DataFrame", "bytes": None}]
+    with pytest.raises(InputError, match="DataFrame: no rows"):
+        from_frame(tiny_frame.iloc[:0])

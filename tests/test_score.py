@@ -21,7 +21,6 @@ from trafficsiam.cli import main
 from trafficsiam.config import ScoreConfig
 from trafficsiam.contract import TS_COLUMNS, VERDICTS
 from trafficsiam.errors import ConfigError, InputError, OutputError
-from trafficsiam.read import iter_chunks
 from trafficsiam.scoring import score
 from trafficsiam.scoring.plan import output_names
 from trafficsiam.state import StateLocked, StateStore
@@ -122,16 +121,6 @@ def test_assignment_agrees_with_hdbscan_approximate_predict(model, batch):
     expected, _ = hdbscan.approximate_predict(model.clusterer, emb)
     labels, _ = model.scorer().assigner.predict(emb)
     assert (labels == expected).mean() >= 0.995
-
-
-def test_chunks_have_exactly_batch_size_rows_whatever_the_row_groups(tmp_path):
-    frame = synth.generate(rows=2500, seed=3)
-    path = tmp_path / "f.parquet"
-    frame.to_parquet(path, index=False, row_group_size=333)
-    chunks = list(iter_chunks(path, ["bytes_in"], 1000, ["bytes_in"]))
-    assert [(s, t.num_rows) for s, t in chunks] == [(0, 1000), (1000, 1000), (2000, 500)]
-    joined = np.concatenate([t.column("bytes_in").to_numpy() for _, t in chunks])
-    np.testing.assert_array_equal(joined, frame["bytes_in"].to_numpy())
 
 
 def _outputs(out: Path) -> dict[str, pd.DataFrame]:

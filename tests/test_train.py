@@ -91,6 +91,26 @@ def test_train_leaves_torch_deterministic_mode_as_it_found_it(synth_small):
     assert not torch.are_deterministic_algorithms_enabled()
 
 
+def test_ctrl_c_during_the_deterministic_switch_stays_a_ctrl_c(synth_small, monkeypatch):
+    """The switch imports torch._inductor lazily on its first use; a Ctrl-C in that
+    import used to leave it half done, and the `finally:` that restores the mode then
+    raised AttributeError (exit 1 instead of 130). The first switch happens before the
+    `try`, so the KeyboardInterrupt is what comes out."""
+    x, codes = matrix(synth_small)
+    calls = []
+
+    def interrupted_import(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        raise AttributeError("partially initialized module 'torch._dynamo'")
+
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", interrupted_import)
+    with pytest.raises(KeyboardInterrupt):
+        train(x, codes, cfg(epochs=1), quiet=True)
+    assert len(calls) == 1
+
+
 def test_blank_inputs_zeroes_about_the_rate_and_keeps_the_rest():
     from trafficsiam.train import blank_inputs
 
