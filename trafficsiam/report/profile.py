@@ -3,8 +3,7 @@
 For every input of the model (each numeric feature, each missing-value indicator, each
 one-hot category) and every group, the effect size is the standardised mean difference
 between the group and good traffic on the model's normalised inputs (signed log1p,
-robust scaling, clipping; one-hot 0/1), with the pooled standard deviation floored at
-0.05 as `newtypes.describe_features` does, so a near-constant input does not explode.
+robust scaling, clipping; one-hot 0/1): `trafficsiam.effects.effect_sizes`.
 Typical values are medians in the data's own units (numeric features, missing values left
 out) or the share of records with the value (categories, missing indicators), on both
 sides. One long table, one row per (group, input): `features_by_cluster.csv`.
@@ -17,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from trafficsiam.effects import effect_sizes
 from trafficsiam.normalise import Normaliser
 from trafficsiam.validate import numeric_matrix
 
-SD_FLOOR = 0.05
 COLUMNS = ["kind", "group", "cluster", "feature", "type", "effect", "rank", "median",
            "good_median", "share", "good_share", "records", "good_records"]
 
@@ -60,18 +59,14 @@ def feature_profile(normaliser: Normaliser, groups: list[Members], good: Members
     k = len(normaliser.numeric)
     n_ind = len(normaliser.missing_indicator)
     kinds = ["numeric"] * k + ["missing"] * n_ind + ["category"] * (len(names) - k - n_ind)
-    if len(good.x):
-        g_mean, g_var = good.x.mean(axis=0), good.x.var(axis=0)
-    else:
-        g_mean = g_var = np.full(len(names), np.nan)
+    g_mean = good.x.mean(axis=0) if len(good.x) else np.full(len(names), np.nan)
     g_median = _medians(good.raw, normaliser.numeric)
     rows = []
     for m in groups:
         if len(m.x) == 0:
             continue
-        m_mean, m_var = m.x.mean(axis=0), m.x.var(axis=0)
-        pooled = np.sqrt((m_var + g_var) / 2)
-        effect = (m_mean - g_mean) / np.maximum(pooled, SD_FLOOR)
+        m_mean = m.x.mean(axis=0)
+        effect = effect_sizes(m.x, good.x)
         rank = np.empty(len(names), np.int64)
         rank[np.argsort(-np.abs(np.nan_to_num(effect)), kind="stable")] = np.arange(
             1, len(names) + 1)
