@@ -32,6 +32,7 @@ import pandas as pd
 
 from trafficsiam.assign import NOISE, Assigner, core_distances
 from trafficsiam.config import ScoreConfig
+from trafficsiam.effects import effect_sizes
 from trafficsiam.normalise import Normaliser
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -132,8 +133,7 @@ def describe_features(
     names = normaliser.feature_names
     n_numeric = len(normaliser.numeric)
     m_mean, g_mean = members.mean(axis=0), good_x.mean(axis=0)
-    pooled = np.sqrt((members.var(axis=0) + good_x.var(axis=0)) / 2)
-    effect = (m_mean - g_mean) / np.maximum(pooled, 0.05)
+    effect = effect_sizes(members, good_x)
     out = []
     for j in np.argsort(-np.abs(effect), kind="stable")[:top]:
         j = int(j)
