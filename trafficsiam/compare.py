@@ -27,6 +27,7 @@ from trafficsiam.config import Config, build_config, config_to_dict
 from trafficsiam.errors import ConfigError, InputError
 from trafficsiam.evaluate import METRICS, evaluate, metrics
 from trafficsiam.losses import loss_class
+from trafficsiam.report import cards
 from trafficsiam.report.figures import Projection
 from trafficsiam.write import json_file as write_json
 
@@ -209,8 +210,8 @@ def _view(fitted: api.FitResult, evaluated: Path) -> dict[str, Any]:
 
 def report_page(table: pd.DataFrame, views: dict[str, dict[str, Any]], train: list[str],
                 test: list[str], seeds: list[int]) -> str:
-    from trafficsiam.report.render import plotly_js, render
-
+    """comparison.html: the metrics table, each loss's map and training animation, on the
+    report pages' base template."""
     cols = [*METRICS, "fit_seconds"]
     rows = []
     for rec in table.to_dict(orient="records"):
@@ -223,8 +224,9 @@ def report_page(table: pd.DataFrame, views: dict[str, dict[str, Any]], train: li
             "frames": [{"x": f[:, 0].tolist(), "y": f[:, 1].tolist()} for f in view["frames"]],
             "frame_labels": [str(s) for s in view["frame_labels"]],
         }
-    return render("compare.html.j2", columns=cols, rows=rows, maps=maps, train=train,
-                  test=test, seeds=seeds, plotly=plotly_js())
+    return cards.page("compare.html.j2", {"maps": maps}, title="Losses side by side",
+                      columns=cols, rows=rows, maps=list(maps), train=train, test=test,
+                      seeds=seeds)
 
 
 def _cell(mean: float, std: float) -> str:

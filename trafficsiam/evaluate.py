@@ -62,6 +62,7 @@ from trafficsiam.config import ScoreConfig
 from trafficsiam.errors import InputError
 from trafficsiam.labels import clean_labels
 from trafficsiam.model import embed
+from trafficsiam.report import cards
 from trafficsiam.report.figures import Projection
 from trafficsiam.scoring import score
 from trafficsiam.write import json_file as write_json
@@ -493,17 +494,14 @@ def report_page(values: dict[str, float], info: dict[str, Any], table: pd.DataFr
                 embedding: np.ndarray, labels: np.ndarray, verdict: np.ndarray,
                 seed: int = 0, operating: pd.DataFrame | None = None) -> str:
     """evaluate.html: the metrics, the verdicts per scenario, the operating points and
-    the embedding map."""
-    from trafficsiam.report.render import plotly_js, render
-
+    the embedding map, on the report pages' base template."""
     def rows_of(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
         if frame is None:
             return []
         return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                  for k, v in r.items()} for r in frame.to_dict(orient="records")]
 
-    return render(
-        "evaluate.html.j2", metrics=write.jsonable(values), info=info, scenarios=rows_of(table),
-        operating=rows_of(operating), points=map_points(embedding, labels, verdict, seed),
-        plotly=plotly_js(),
-    )
+    return cards.page(
+        "evaluate.html.j2", {"points": map_points(embedding, labels, verdict, seed)},
+        title=f"Evaluation of model {info['model_id']}", metrics=write.jsonable(values),
+        info=info, scenarios=rows_of(table), operating=rows_of(operating))

@@ -6,9 +6,14 @@ values) always render as text.
     collect.py       per-group counts and row samples of a scoring run, while it streams
     profile.py       what sets a group apart from good traffic (features_by_cluster.csv)
     figures.py       the map (embedding or its PCA), training curves, trend, as Plotly JSON
-    cards.py         what both pages share: colours, cards, formats, writing a page
+    cards.py         what the pages share: colours, cards, formats, rendering a page
     model_report.py  a model's page and tables (written by fit into the model folder)
     run_report.py    a scoring run's page and tables (written by score into --out)
+
+Every page extends `templates/report_base.html.j2` (one style, one Content-Security-Policy,
+the data as JSON beside plotly.js): the model's and the run's, and evaluate's and
+compare's (`evaluate.html.j2`, `compare.html.j2`, filled by `evaluate.report_page` and
+`compare.report_page`).
 """
 
 from __future__ import annotations
