@@ -59,6 +59,7 @@ from sklearn.metrics import (
 from trafficsiam import artifact, read, write
 from trafficsiam.artifact import Artifact
 from trafficsiam.config import ScoreConfig
+from trafficsiam.contract import GOOD, KNOWN, NEW, OUTLIER, VERDICTS
 from trafficsiam.errors import InputError
 from trafficsiam.labels import clean_labels
 from trafficsiam.model import embed
@@ -82,7 +83,7 @@ METRICS: tuple[str, ...] = (
 MAP_AT_R_RECORDS = 4000
 # Records per scenario in the report's embedding map.
 MAP_POINTS = 3000
-EXPLAINED = ("good", "known_error")
+EXPLAINED = (VERDICTS[GOOD], VERDICTS[KNOWN])
 FLAGGED = "(flagged)"
 
 
@@ -200,8 +201,8 @@ def novel_grouping_ari(labels: np.ndarray, new_type: np.ndarray | None,
 def novel_grouped(verdict: np.ndarray, novel: np.ndarray) -> float:
     """Share of the flagged novel records (new_error or outlier) that are in a candidate
     new type (new_error)."""
-    flagged = np.isin(verdict, ("new_error", "outlier"))
-    return share(verdict == "new_error", novel & flagged)
+    flagged = np.isin(verdict, (VERDICTS[NEW], VERDICTS[OUTLIER]))
+    return share(verdict == VERDICTS[NEW], novel & flagged)
 
 
 def map_at_r(embedding: np.ndarray | None, labels: np.ndarray,
@@ -288,7 +289,7 @@ def per_scenario(labels: np.ndarray, pred: Predictions, known: Iterable[str]) ->
         at = y == label
         row: dict[str, Any] = {"scenario": label, "known": label in known,
                                "records": int(at.sum())}
-        for v in ("good", "known_error", "new_error", "outlier"):
+        for v in VERDICTS:
             row[v] = float((verdict[at] == v).mean())
         if pred.scenario is not None and label in known:
             row["own_scenario"] = float(np.mean([s == label for s in pred.scenario[at]]))
@@ -372,8 +373,8 @@ def predictions_from_scored(scored: pd.DataFrame, embedding: np.ndarray | None) 
     new_type = np.array([None if t is None or t != t else str(t) for t in new_type],
                         dtype=object)
     cluster = scored["ts_cluster"].to_numpy()
-    group = np.where(verdict == "new_error", new_type.astype(str),
-                     np.where(verdict == "outlier", "outlier",
+    group = np.where(verdict == VERDICTS[NEW], new_type.astype(str),
+                     np.where(verdict == VERDICTS[OUTLIER], VERDICTS[OUTLIER],
                               np.char.add("c", cluster.astype(str))))
     # Novel against good traffic: ranked by how unlike good traffic a record is
     # (ts_anomaly), not by how unlike its own scenario (ts_novelty, which decides the
@@ -445,8 +446,7 @@ def evaluate(
         "records": int(len(y)), "good_records": int((y == good_label).sum()),
         "novel_records": int(np.isin(y, novel).sum()),
         "known_scenarios": sorted(set(y) & set(known)), "novel_scenarios": novel,
-        "verdicts": {v: int((pred.verdict == v).sum())
-                     for v in ("good", "known_error", "new_error", "outlier")},
+        "verdicts": {v: int((pred.verdict == v).sum()) for v in VERDICTS},
         "new_types": int(len(run.new_types)),
     }
     write_json(out / "metrics.json", {"metrics": values, **info,

@@ -243,11 +243,10 @@ def _trend(history: list[dict[str, Any]], summary: dict[str, Any]) -> pd.DataFra
     runs.append((str(summary.get("finished") or ""), summary))
     rows = [{"day": started[:10], **s.get("verdicts", {})} for started, s in runs]
     frame = pd.DataFrame(rows).fillna(0)
-    for v in ("good", "known_error", "new_error", "outlier"):
+    for v in VERDICTS:
         if v not in frame:
             frame[v] = 0
-    return frame.groupby("day", as_index=False)[["good", "known_error", "new_error",
-                                                 "outlier"]].sum()
+    return frame.groupby("day", as_index=False)[list(VERDICTS)].sum()
 
 
 def _known_errors(clusters: pd.DataFrame) -> dict[str, int]:
@@ -266,7 +265,7 @@ def changes(previous: dict[str, Any] | None, current: dict[str, Any]) -> list[di
 
     rows.append({"what": "records", "before": cards.number(previous.get("records", 0)),
                  "now": cards.number(current["records"]), "delta": ""})
-    for v in ("good", "known_error", "new_error", "outlier"):
+    for v in VERDICTS:
         a, b = share(previous, v), share(current, v)
         rows.append({"what": f"share {v.replace('_', ' ')}", "before": cards.percent(a),
                      "now": cards.percent(b), "delta": f"{100 * (b - a):+.1f} points"})
