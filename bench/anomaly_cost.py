@@ -1,6 +1,6 @@
 """What ts_anomaly's distance costs per record: the Euclidean distance to the good-traffic
 prototypes, the saturated one of format 3 models (one fit of 256 prototypes) and the
-default saturated one (the mean over `calibrate.ANOMALY_SETS` fits of 128), and what
+default saturated one (the mean over `prototypes.ANOMALY_SETS` fits of 128), and what
 fitting the anomaly's k-means costs, on one thread.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/anomaly_cost.py              # NSL-KDD
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import _common as common  # noqa: E402
 
 from trafficsiam import api  # noqa: E402
-from trafficsiam.calibrate import (  # noqa: E402
+from trafficsiam.prototypes import (  # noqa: E402
     build_prototypes,
     nearest_distance,
     saturated_anomaly,

@@ -43,9 +43,9 @@ from _common import require_nsl_kdd  # noqa: E402
 
 from trafficsiam import api, baselines  # noqa: E402
 from trafficsiam.artifact import Artifact  # noqa: E402
-from trafficsiam.calibrate import nearest_distance  # noqa: E402
 from trafficsiam.evaluate import novel_auroc, recall_at_fpr  # noqa: E402
 from trafficsiam.model import embed  # noqa: E402
+from trafficsiam.prototypes import nearest_distance  # noqa: E402
 
 COMPONENTS = 64
 

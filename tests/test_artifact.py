@@ -49,7 +49,7 @@ def test_manifest_is_readable_and_complete(fitted):
                                "inputs.safetensors", "assign.safetensors",
                                "clusters.csv", "history.csv", "features_by_cluster.csv",
                                "examples.csv", "report.html"}
-    assert m["model_id"] == m["files"]["weights.safetensors"][:12]
+    assert m["model_id"] == artifact.content_id(m["files"])
 
 
 def test_clusters_csv_has_one_row_per_cluster_plus_noise(fitted):

@@ -290,9 +290,9 @@ def _saturated_brute(q: np.ndarray, protos: np.ndarray, c: float, m: int) -> np.
 
 @pytest.mark.parametrize("candidates", [1, 2, 3, 5])
 def test_saturated_distance_matches_its_definition(candidates: int) -> None:
-    """calibrate.saturated_distance against the brute-force definition, across the
+    """prototypes.saturated_distance against the brute-force definition, across the
     product's row blocks; None is the Euclidean nearest distance; no prototypes: inf."""
-    from trafficsiam.calibrate import NEAREST_BLOCK, nearest_distance, saturated_distance
+    from trafficsiam.prototypes import NEAREST_BLOCK, nearest_distance, saturated_distance
 
     rng = np.random.default_rng(3)
     protos = rng.normal(size=(40, 7)).astype(np.float32)
@@ -313,7 +313,7 @@ def test_one_far_input_weighs_less_than_many_inputs_off() -> None:
     """The point of saturating: a record with one input 40 scales off (a counter good
     traffic never set) is nearer good traffic than one with five inputs 1 scale off,
     where the Euclidean distance says the opposite."""
-    from trafficsiam.calibrate import saturated_distance
+    from trafficsiam.prototypes import saturated_distance
 
     protos = np.zeros((1, 10), np.float32)
     one_far = np.zeros((1, 10), np.float32)
@@ -327,7 +327,7 @@ def test_one_far_input_weighs_less_than_many_inputs_off() -> None:
 def _failures_moving(inputs: int, shift: float, n: int, seed: int):
     """Held-out records for `choose_saturation`: good traffic (Gaussian, 20 inputs), its
     k-means prototypes, and n failures that move `inputs` inputs by `shift`."""
-    from trafficsiam.calibrate import build_prototypes
+    from trafficsiam.prototypes import build_prototypes
 
     rng = np.random.default_rng(seed)
     good = rng.normal(size=(4000, 20)).astype(np.float32)
@@ -343,7 +343,7 @@ def _failures_moving(inputs: int, shift: float, n: int, seed: int):
 def test_auto_saturation_follows_how_many_inputs_the_failures_move(inputs, shift, want) -> None:
     """score.anomaly_saturation auto: failures that move one or two inputs far keep the
     Euclidean distance; failures that move many inputs at once get the saturated one."""
-    from trafficsiam.calibrate import choose_saturation
+    from trafficsiam.prototypes import choose_saturation
 
     x, is_good, protos = _failures_moving(inputs, shift, 300, inputs)
     choice = choose_saturation(x, is_good, protos, 0.99)
@@ -356,7 +356,7 @@ def test_auto_saturation_follows_how_many_inputs_the_failures_move(inputs, shift
 def test_auto_saturation_without_evidence_stays_euclidean() -> None:
     """Too few failure records outside good traffic's radius, or no good records: the
     Euclidean distance, with the count that was too small."""
-    from trafficsiam.calibrate import AUTO_MIN_RECORDS, choose_saturation
+    from trafficsiam.prototypes import AUTO_MIN_RECORDS, choose_saturation
 
     x, is_good, protos = _failures_moving(20, 1.5, AUTO_MIN_RECORDS - 5, 1)
     choice = choose_saturation(x, is_good, protos, 0.99)

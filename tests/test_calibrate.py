@@ -6,16 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trafficsiam.assign import NOISE, Assigner
-from trafficsiam.calibrate import (
-    ANOMALY_CANDIDATES,
-    ANOMALY_QUANTILE,
-    VOTE_NEIGHBOURS,
-    KnownScorer,
-    build_prototypes,
-    nearest_distance,
-)
 from tests.test_assign import _blobs, _fit, _queries, _saturated_brute
+from trafficsiam.assign import NOISE, Assigner
+from trafficsiam.calibrate import ANOMALY_QUANTILE, VOTE_NEIGHBOURS, KnownScorer
+from trafficsiam.prototypes import ANOMALY_CANDIDATES, build_prototypes, nearest_distance
 
 
 def _scorer(seed: int, saturation: float | None = None, **kw):  # type: ignore[no-untyped-def]

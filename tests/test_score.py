@@ -272,7 +272,8 @@ def test_another_anomaly_saturation_recalibrates_the_anomaly(model, batch, tmp_p
     """score.anomaly_saturation at scoring: the anomaly's unit is recalibrated on the
     stored held-out good records with that saturation (1.0 stays the same quantile of
     them); the vote does not move."""
-    from trafficsiam.calibrate import ANOMALY_QUANTILE, saturated_anomaly
+    from trafficsiam.calibrate import ANOMALY_QUANTILE
+    from trafficsiam.prototypes import saturated_anomaly
 
     # the sample data's failures move one or two KPIs: auto chose the Euclidean distance
     stored = model.scorer()

@@ -99,6 +99,7 @@ def test_a_pickle_with_a_matching_hash_still_cannot_run(model_copy, tmp_path):
     weights.write_bytes(pickle.dumps(_Payload(marker)))
     m = _manifest(model_copy)
     m["files"]["weights.safetensors"] = artifact.sha256_file(weights)
+    m["model_id"] = artifact.content_id(m["files"])  # a careful forger rewrites the id too
     _write_manifest(model_copy, m)
     with pytest.raises(ArtifactError, match=r"manifest\.json: damaged or edited by hand "
                                             r"\(SafetensorError: "):

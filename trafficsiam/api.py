@@ -24,7 +24,7 @@ import pandas as pd
 from trafficsiam import artifact, cluster, read, validate
 from trafficsiam.artifact import fingerprint
 from trafficsiam.assign import Assigner
-from trafficsiam.calibrate import ANOMALY_QUANTILE, SCORES, KnownScorer, fit_scorer
+from trafficsiam.calibrate import KnownScorer, calibration_facts, fit_scorer
 from trafficsiam.cluster import ClusterResult
 from trafficsiam.config import Config
 from trafficsiam.model import embed
@@ -37,9 +37,6 @@ __all__ = ["FitResult", "ScoreResult", "fingerprint", "fit", "load", "score"]
 
 log = logging.getLogger("trafficsiam")
 
-# The false-alarm rates at which fit measures the decision on held-out good records
-# (manifest "calibration", the fit summary), besides the configured one.
-REPORTED_RATES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)
 
 
 @dataclass
@@ -55,6 +52,58 @@ class FitResult:
     @property
     def weighted_purity(self) -> float:
         return float(self.manifest["clusters"]["weighted_purity"])
+
+    def summary(self) -> str:
+        """What the fit did, for people (the CLI prints it): data, training, clusters,
+        the anomaly distance, the calibrated decision, where the model went."""
+        m = self.manifest
+        tr, cl, data = m["training"], m["clusters"], m["data"]
+        best = tr["history"][tr["best_epoch"] - 1] if tr["best_epoch"] else tr["history"][-1]
+        n_features = len(m["schema"]["numeric"]) + len(m["schema"]["categorical"])
+        lines = [
+            f"read {data['rows']} records, {len(m['scenarios'])} scenarios, "
+            f"{n_features} feature columns -> {m['model']['in_features']} inputs",
+            f"trained {tr['epochs_run']} epochs (best {tr['best_epoch']}"
+            f"{', stopped early' if tr['stopped_early'] else ''}) in {tr['seconds']:.1f} s on "
+            f"{tr['device']}: val loss {best['val_loss']:.4f}, "
+            f"val triplet accuracy {best['val_triplet_accuracy']:.3f}",
+            f"clustered {cl['points']} records: {len(self.clusters) - 1} clusters, "
+            f"weighted purity {cl['weighted_purity']:.3f}, noise {cl['noise_share']:.1%}, "
+            f"{cl['explained_share']:.1%} in a cluster of their own scenario "
+            f"(epsilon {cl['params']['cluster_selection_epsilon']:g})",
+        ]
+        table = self.clusters
+        width = max(len(str(n)) for n in table["name"])
+        lines.append(f"  {'cluster':>7}  {'name':<{width}}  {'size':>6}  {'purity':>6}")
+        for row in table.itertuples():
+            lines.append(
+                f"  {row.cluster:>7}  {row.name:<{width}}  {row.size:>6}  {row.purity:>6.3f}"
+            )
+        lines.append(f"ts_anomaly: {m['anomaly']['why']}")
+        text = calibration_text(m["calibration"])
+        if text:
+            lines.append(text)
+        cleaning = data["cleaning"]
+        if cleaning["missing_imputed"]:
+            parts = ", ".join(f"{k} {v}" for k, v in cleaning["missing_imputed"].items())
+            lines.append(f"missing values imputed: {parts}")
+        lines.append(f"model {m['model_id']} saved to {self.path}")
+        if "report.html" in m["files"]:
+            lines.append(f"report: {self.path / 'report.html'}")
+        return "\n".join(lines)
+
+
+def calibration_text(cal: dict[str, Any]) -> str | None:
+    """One line on what a model's decision flags among its held-out good records at its
+    configured rate (manifest "calibration"); None when it has none."""
+    at = [r for r in cal["held_out_good"] if r["rate"] == cal["false_alarm_rate"]]
+    if not at:
+        return None
+    row = at[0]
+    return (f"decision calibrated on {sum(cal['held_out_records'].values())} held-out "
+            f"records: at score.false_alarm_rate {row['rate']:g}, {row['flagged']:.1%} of "
+            f"held-out good records flagged ({row['unlike_good']:.1%} unlike good traffic, "
+            f"{row['voted_failure']:.1%} whose neighbours vote a failure)")
 
 
 class _Stopwatch:
@@ -162,18 +211,8 @@ def _calibrate(
         names, good_code, x, ref_rows, trained.train_idx[train_scenarios == good],
         emb[held], x[held], codes[held], cfg, rng)
     log.debug("ts_anomaly: %s", anomaly["why"])  # the CLI summary prints it
-    rate = cfg.score.false_alarm_rate
-    measured = scorer.held_out_rates(emb[held], x[held], codes[held],
-                                     sorted({*REPORTED_RATES, rate}))
-    calibration = {
-        "scores": list(SCORES),
-        "held_out_records": {str(names[s]): scorer.calibration.records(s)
-                             for s in range(len(names))} if scorer.calibration else {},
-        "false_alarm_rate": rate,
-        "held_out_good": measured,
-        "anomaly_quantile": ANOMALY_QUANTILE,
-        "anomaly_scale": scorer.anomaly_scale,
-    }
+    calibration = calibration_facts(scorer, emb[held], x[held], codes[held], names,
+                                    cfg.score.false_alarm_rate)
     return scorer, anomaly, calibration
 
 

@@ -64,7 +64,7 @@ from trafficsiam.contract import (
     REFERENCE,
     WEIGHTS,
 )
-from trafficsiam.errors import ArtifactError, OutputError
+from trafficsiam.errors import ArtifactError, OutputError, printable
 from trafficsiam.model import HEADS, SiameseMLP, embed
 from trafficsiam.normalise import Normaliser
 from trafficsiam.validate import FeatureSchema
@@ -115,6 +115,33 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+# The files that make a model what it is (not its history's seconds or its report): the
+# model id is derived from them, so a model derived from another (trafficsiam.derive:
+# the same weights, a new reference or calibration) has an id of its own.
+IDENTITY = (WEIGHTS, REFERENCE, HOLDOUT, INPUTS, ASSIGN, CLUSTERS)
+
+
+def content_id(files: dict[str, str]) -> str:
+    """The model id: 12 hex digits of the SHA-256 over the identity files' digests."""
+    digest = hashlib.sha256()
+    for name in IDENTITY:
+        digest.update(f"{name}:{files[name]}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+def cluster_facts(clustered: ClusterResult) -> dict[str, Any]:
+    """The manifest's "clusters": HDBSCAN's parameters, what it made of the reference."""
+    return {
+        "params": clustered.params,
+        "points": int(len(clustered.sample_idx)),
+        "weighted_purity": clustered.weighted_purity,
+        "explained_share": clustered.explained_share,
+        "epsilon_selection": clustered.selection,
+        "noise_share": clustered.noise_share,
+        "table": clustered.table.to_dict(orient="records"),
+    }
+
+
 def build_manifest(
     cfg: Config, scenarios: Sequence[str] | np.ndarray, schema: FeatureSchema,
     normaliser: Normaliser, trained: TrainResult, clustered: ClusterResult,
@@ -141,15 +168,7 @@ def build_manifest(
             "dropout": cfg.model.dropout,
             "head": model.head,
         },
-        "clusters": {
-            "params": clustered.params,
-            "points": int(len(clustered.sample_idx)),
-            "weighted_purity": clustered.weighted_purity,
-            "explained_share": clustered.explained_share,
-            "epsilon_selection": clustered.selection,
-            "noise_share": clustered.noise_share,
-            "table": clustered.table.to_dict(orient="records"),
-        },
+        "clusters": cluster_facts(clustered),
         "calibration": calibration,
         "anomaly": anomaly,
         "training": {
@@ -241,7 +260,7 @@ def save(
         }
         full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
                 "assign": spec, "files": files}
-        full["model_id"] = files[WEIGHTS][:12]
+        full["model_id"] = content_id(files)
         for name in (extras(folder, full) if extras is not None else []):
             files[name] = sha256_file(_safe_member(folder, name))
         (folder / MANIFEST).write_text(writing.to_json(full), encoding="utf-8")
@@ -434,9 +453,15 @@ def load(path: str | Path) -> Artifact:
             f"{folder / extra[0]}: not listed in the manifest; a model folder holds only its "
             "own files, so remove it (and check where it came from)"
         )
-    for required in (WEIGHTS, REFERENCE, HOLDOUT, INPUTS, ASSIGN, CLUSTERS):
+    for required in IDENTITY:
         if required not in files:
             raise ArtifactError(f"{manifest_path}: does not list {required}; refit the model")
+    # folders written before ids were content-derived carry their weights' digest
+    if manifest.get("model_id") not in (content_id(files), files[WEIGHTS][:12]):
+        raise ArtifactError(
+            f"{manifest_path}: model_id {printable(repr(manifest.get('model_id')))[:40]} "
+            "does not match the model's files (the manifest was edited); restore the "
+            "model folder or refit the model")
 
     try:
         return _build(folder, manifest, manifest_path)

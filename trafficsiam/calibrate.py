@@ -14,7 +14,7 @@ records, rare scenarios kept whole; `cluster.stratified_sample`). From them:
 3. *scores* under a hypothesis s (`SCORES`): 1 - the vote's share of s; the embedding
    distance to the nearest neighbour of scenario s; the input distance to s. For good
    traffic the input distance is ts_anomaly's: good traffic is modelled on its own by
-   k-means prototypes of all good training records (`api.good_traffic_prototypes`), the
+   k-means prototypes of all good training records (`prototypes.good_traffic_prototypes`), the
    distance to the nearest one Euclidean or *saturated* at c (per input, the squared
    difference counts up to c ** 2: ``sqrt(sum_j min((x_j - p_j) ** 2, c ** 2))`` to the
    nearest of the `ANOMALY_CANDIDATES` Euclidean-nearest prototypes, averaged over
@@ -34,243 +34,24 @@ model: the ranking to triage by.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from trafficsiam.assign import NOISE, Assigner
 from trafficsiam.config import Config
 from trafficsiam.decide import Calibration, decide, rate_table
-
-# The saturated anomaly is the mean over `ANOMALY_SETS` k-means fits of good traffic,
-# each with half of `cluster.prototypes`, of the saturated distance to the nearest of the
-# record's `ANOMALY_CANDIDATES` Euclidean-nearest prototypes of that fit (each fit on its
-# own quarter of the good records: `api.good_traffic_prototypes`). NSL-KDD, c = 0.25,
-# novel AUROC / recall at 5 % (BENCHMARKS.md §5; offline, training seeds 0-2, the full
-# training set and the 20 % subset): one fit of 256 (the first version) 0.952-0.963 /
-# 0.81-0.83 and 0.944-0.955 / 0.81-0.82, moving with the k-means seed; 4 fits of 128
-# 0.964-0.966 / 0.81-0.82 and 0.963-0.968 / 0.81-0.82; 4 of 64 with 8 candidates ranks
-# higher (0.966-0.970) but recalls less at 5 % (0.75-0.78).
-ANOMALY_SETS = 4
-ANOMALY_CANDIDATES = 2
-# score.anomaly_saturation "auto": the saturation chosen at fit when the known failures
-# move more inputs at once than good traffic's own spread does (`choose_saturation`).
-AUTO_SATURATION = 0.25
-# ... and the fewest held-out failure records outside good traffic's radius that the
-# choice is made on; with fewer, the distance stays Euclidean.
-AUTO_MIN_RECORDS = 30
-# A threshold of exactly 0 (a cluster of identical records) would make every other
-# distance infinitely novel: floor it.
-MIN_THRESHOLD = 1e-9
-# The good-traffic prototypes (ts_anomaly) are fitted on at most this many good training
-# records: k-means time grows with them (BENCHMARKS.md §5, bench/anomaly_cost.py).
-GOOD_PROTOTYPE_RECORDS = 65536
-
-
-def build_prototypes(
-    inputs: np.ndarray, clusters: np.ndarray, per_cluster: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """(prototypes float32 [P, D], cluster of each prototype): k-means per cluster, with
-    k = min(per_cluster, records // 10) (at least 1)."""
-    protos, owner = [], []
-    for cluster in np.unique(clusters[clusters >= 0]):
-        points = np.asarray(inputs[clusters == cluster], dtype=np.float32)
-        k = max(1, min(per_cluster, len(points) // 10))
-        if k == 1:
-            centres = points.mean(axis=0, keepdims=True)
-        else:
-            centres = KMeans(k, n_init=1, random_state=seed).fit(points).cluster_centers_
-        protos.append(np.asarray(centres, dtype=np.float32))
-        owner.append(np.full(len(centres), int(cluster), dtype=np.int64))
-    if not protos:
-        return np.zeros((0, inputs.shape[1]), np.float32), np.zeros(0, np.int64)
-    return np.concatenate(protos), np.concatenate(owner)
-
-
-# Rows per product in `nearest_distance`: the [prototypes, rows] float32 temporary stays
-# in cache (512 KiB for 256 prototypes). A whole 65,536-row batch against 256 prototypes
-# made a 64 MiB temporary: 0.44 -> 0.27 us/row, the same bits.
-NEAREST_BLOCK = 512
-
-
-def _blocked_products(
-    x: np.ndarray, prototypes: np.ndarray
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(row offset, x's float32 rows of the block, |p|^2 - 2 p.x as [prototypes, rows])
-    per block of `NEAREST_BLOCK` rows: the shared product of `nearest_distance` and
-    `saturated_distance`, whose only temporary is that block's product."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    protos = np.asarray(prototypes, dtype=np.float32)
-    weights = np.ascontiguousarray(-2.0 * protos)
-    norms = np.einsum("pd,pd->p", protos, protos)[:, None]
-    for start in range(0, len(x), NEAREST_BLOCK):
-        rows = x[start : start + NEAREST_BLOCK]
-        part = weights @ rows.T
-        part += norms
-        yield start, rows, part
-
-
-def nearest_distance(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
-    """Euclidean distance from each row of x to its nearest prototype (float64).
-
-    |p|^2 - 2 p.x is minimised over prototypes before |x|^2 is added, so the only
-    temporary is a [prototypes, NEAREST_BLOCK] float32 product, reduced down its columns
-    (0.27 us/row for 256 prototypes of 35 inputs, one thread). numpy's BLAS, not torch:
-    torch's float32 product changed in the last bit with the thread count, and Dask
-    workers run one thread where the local engine runs two (the engines must agree
-    record for record)."""
-    if len(prototypes) == 0:
-        return np.full(len(x), np.inf)
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    least = np.empty(len(x), dtype=np.float32)
-    for start, rows, part in _blocked_products(x, prototypes):
-        least[start : start + len(rows)] = part.min(axis=0)
-    d2 = least + np.einsum("md,md->m", x, x)
-    return np.sqrt(np.maximum(d2.astype(np.float64), 0.0))
-
-
-def nearest_prototype(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
-    """Index of each row's Euclidean-nearest prototype (int64; the same blocked product
-    as `nearest_distance`, so the same prototype wins)."""
-    out = np.zeros(len(x), dtype=np.int64)
-    if len(prototypes) == 0:
-        return out
-    for start, rows, part in _blocked_products(x, prototypes):
-        out[start : start + len(rows)] = part.argmin(axis=0)
-    return out
-
-
-def saturated_distance(
-    x: np.ndarray, prototypes: np.ndarray, saturation: float | None,
-    candidates: int = ANOMALY_CANDIDATES,
-) -> np.ndarray:
-    """``sqrt(sum_j min((x_j - p_j) ** 2, saturation ** 2))`` from each row of x to the
-    nearest of its `candidates` Euclidean-nearest prototypes p (float64); with
-    `saturation` None, the Euclidean distance to the nearest prototype
-    (`nearest_distance`). The candidates come from the same blocked product as
-    `nearest_distance`; the saturated sums are float32, row by row (the same bits
-    whatever the batch)."""
-    if saturation is None:
-        return nearest_distance(x, prototypes)
-    if len(prototypes) == 0:
-        return np.full(len(x), np.inf)
-    protos = np.asarray(prototypes, dtype=np.float32)
-    cap = np.float32(saturation) ** 2
-    m = min(int(candidates), len(protos))
-    out = np.empty(len(x), dtype=np.float32)
-    for start, rows, part in _blocked_products(x, protos):
-        near = _nearest_few(part, m)
-        best = np.full(len(rows), np.inf, dtype=np.float32)
-        for idx in near:
-            diff = rows - protos[idx]
-            np.square(diff, out=diff)
-            np.minimum(diff, cap, out=diff)
-            np.minimum(best, diff.sum(axis=1), out=best)
-        out[start : start + len(rows)] = best
-    return np.sqrt(out.astype(np.float64))
-
-
-# Up to this many candidates are found by repeated argmin over the block's product, more
-# by argpartition, which is slow along the prototype axis: the saturated distance to 2 of
-# 128 prototypes costs 1.32 us/row with it, 0.77 with two argmins (random records, 71
-# inputs, one thread; BENCHMARKS.md §5).
-ARGMIN_CANDIDATES = 3
-
-
-def _nearest_few(part: np.ndarray, m: int) -> np.ndarray:
-    """[m, rows] indices of the m smallest entries of each column of `part` (which it
-    overwrites), in no particular order."""
-    if m > ARGMIN_CANDIDATES:
-        return np.argpartition(part, m - 1, axis=0)[:m]
-    cols = np.arange(part.shape[1])
-    near = np.empty((m, part.shape[1]), dtype=np.intp)
-    for i in range(m):
-        near[i] = part.argmin(axis=0)
-        if i + 1 < m:
-            part[near[i], cols] = np.inf
-    return near
-
-
-def saturated_anomaly(
-    x: np.ndarray, prototypes: np.ndarray, prototype_set: np.ndarray, saturation: float,
-) -> np.ndarray:
-    """The mean over the k-means fits (`prototype_set` numbers each prototype's fit) of
-    `saturated_distance` to that fit's prototypes (module doc, 5.; float64)."""
-    sets = np.unique(prototype_set)
-    if len(sets) == 0:
-        return np.full(len(x), np.inf)
-    total = np.zeros(len(x), dtype=np.float64)
-    for s in sets:
-        total += saturated_distance(x, prototypes[prototype_set == s], saturation)
-    return total / len(sets)
-
-
-def squared_differences(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
-    """[rows, D] float64: each row's squared difference from its nearest prototype."""
-    nearest = prototypes[nearest_prototype(x, prototypes)]
-    return np.square(np.asarray(x, np.float64) - nearest)
-
-
-def effective_inputs(r2: np.ndarray) -> np.ndarray:
-    """Per row of squared differences r_j^2, how many inputs they are spread over: the
-    participation ratio ``(sum_j r_j^2)^2 / sum_j r_j^4`` (1: one input; D: all alike)."""
-    total = r2.sum(axis=1)
-    return np.square(total) / np.maximum(np.square(r2).sum(axis=1), np.finfo(float).tiny)
-
-
-@dataclass(frozen=True)
-class SaturationChoice:
-    """What `choose_saturation` saw and chose (saved in the manifest, printed by fit)."""
-
-    saturation: float | None
-    failure_inputs: float | None  # median effective inputs of the far failure records
-    good_inputs: float | None  # ... of the held-out good records
-    failure_records: int  # held-out failure records outside good traffic's radius
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"saturation": self.saturation, "failure_inputs": self.failure_inputs,
-                "good_inputs": self.good_inputs, "failure_records": self.failure_records}
-
-    def describe(self) -> str:
-        kind = "Euclidean" if self.saturation is None else f"saturated at {self.saturation:g}"
-        if self.failure_inputs is None or self.good_inputs is None:
-            return (f"{kind} ({self.failure_records} held-out failure records outside good "
-                    f"traffic's radius, under the {AUTO_MIN_RECORDS} the choice needs)")
-        return (f"{kind}: the known failures differ from good traffic in "
-                f"{self.failure_inputs:.1f} inputs at once, good traffic's own spread "
-                f"in {self.good_inputs:.1f} ({self.failure_records} held-out failure records)")
-
-
-def choose_saturation(
-    x: np.ndarray, is_good: np.ndarray, good_prototypes: np.ndarray, quantile: float,
-) -> SaturationChoice:
-    """``score.anomaly_saturation: auto``, decided on held-out training records: the
-    anomaly counts inputs (saturated at `AUTO_SATURATION`) when the known failures that
-    lie outside good traffic's `quantile` radius differ from good traffic in more inputs
-    at once (median `effective_inputs`) than the held-out good records differ from their
-    own nearest prototypes; otherwise it stays Euclidean. Failures that move one or two
-    inputs far (a latency spike) need the Euclidean distance, which lets one input
-    count fully; failures that change many fields at once (scans, floods) are told from
-    good traffic that drifted in one field by counting fields (BENCHMARKS.md §5)."""
-    is_good = np.asarray(is_good, dtype=bool)
-    if len(good_prototypes) == 0 or not is_good.any():
-        return SaturationChoice(None, None, None, 0)
-    r2 = squared_differences(np.asarray(x, dtype=np.float32), good_prototypes)
-    distance = r2.sum(axis=1)  # squared: the same order as the distance
-    far = ~is_good & (distance > float(np.quantile(distance[is_good], quantile)))
-    n = int(far.sum())
-    if n < AUTO_MIN_RECORDS:
-        return SaturationChoice(None, None, None, n)
-    inputs = effective_inputs(r2)
-    failure, good = float(np.median(inputs[far])), float(np.median(inputs[is_good]))
-    return SaturationChoice(AUTO_SATURATION if failure > good else None,
-                            round(failure, 3), round(good, 3), n)
-
-
-# --- the evidence of each record, and the decision's calibration ------------------------
+from trafficsiam.prototypes import (
+    MIN_THRESHOLD,
+    build_prototypes,
+    choose_saturation,
+    good_traffic_prototypes,
+    nearest_distance,
+    saturated_anomaly,
+    saturated_distance,
+)
 
 # The vote: the nearest reference records in the embedding, each weighing
 # 1 / (distance + VOTE_EPS) (an identical reference record decides).
@@ -531,29 +312,28 @@ class KnownScorer:
         return rate_table(rates, voted_good, p_voted, p_good)
 
 
-def good_traffic_prototypes(
-    x: np.ndarray, good_rows: np.ndarray, per_cluster: int, rng: np.random.Generator,
-    seed: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """k-means prototypes of the good training records (ts_anomaly), fitted on
-    at most `GOOD_PROTOTYPE_RECORDS` of them, a reproducible sample: (`per_cluster`
-    prototypes for the Euclidean distance, `ANOMALY_SETS` fits of half as many
-    for the saturated one, each on its own share of the records, stacked, the fit of
-    each); [0, D] without any."""
-    if len(good_rows) > GOOD_PROTOTYPE_RECORDS:
-        good_rows = np.sort(rng.choice(good_rows, GOOD_PROTOTYPE_RECORDS, replace=False))
-    protos, _ = build_prototypes(x[good_rows], np.zeros(len(good_rows), np.int64),
-                                 per_cluster, seed)
-    # a bagged ensemble: each fit on its own quarter of the sample (as good as each on all
-    # of it, at a quarter of the k-means time; BENCHMARKS.md §5)
-    parts = [good_rows[s::ANOMALY_SETS] for s in range(ANOMALY_SETS)]
-    fits = [build_prototypes(x[rows], np.zeros(len(rows), np.int64),
-                             max(1, per_cluster // 2), seed + 1 + s)[0]
-            for s, rows in enumerate(parts) if len(rows)]
-    if not fits:
-        return protos, protos, np.zeros(0, np.int64)
-    owner = np.concatenate([np.full(len(f), s, np.int64) for s, f in enumerate(fits)])
-    return protos, np.concatenate(fits).astype(np.float32), owner
+# The false-alarm rates at which the decision is measured on held-out good records
+# (manifest "calibration", the fit summary), besides the configured one.
+REPORTED_RATES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)
+
+
+def calibration_facts(scorer: KnownScorer, emb: np.ndarray, x: np.ndarray,
+                      codes: np.ndarray, names: Iterable[str], rate: float) -> dict[str, Any]:
+    """The manifest's "calibration" of a calibrated `scorer` on its held-out records
+    (`emb`, `x`, scenario `codes`): what it flags among the good ones at `rate` and at
+    `REPORTED_RATES`, the records per scenario, the anomaly's unit."""
+    if scorer.calibration is None:
+        raise ValueError("KnownScorer has no calibration: calibrate it first")
+    names = [str(n) for n in names]
+    return {
+        "scores": list(SCORES),
+        "held_out_records": {name: scorer.calibration.records(s)
+                             for s, name in enumerate(names)},
+        "false_alarm_rate": rate,
+        "held_out_good": scorer.held_out_rates(emb, x, codes, sorted({*REPORTED_RATES, rate})),
+        "anomaly_quantile": ANOMALY_QUANTILE,
+        "anomaly_scale": scorer.anomaly_scale,
+    }
 
 
 def fit_scorer(

@@ -171,7 +171,7 @@ def fit(
                       embedding_dim, seed, overrides)
     result = api.fit(list(inputs), out, cfg, force=force, quiet=quiet, report=not no_report)
     if not quiet:
-        click.echo(_fit_summary(result))
+        click.echo(result.summary())
 
 
 def _fit_config(
@@ -201,50 +201,6 @@ def _fit_config(
         over.append({"train": {"seed": seed}})
     over += [parse_override(text) for text in overrides]
     return load_config(config_path, over)
-
-
-def _fit_summary(result: Any) -> str:
-    m = result.manifest
-    tr, cl, data = m["training"], m["clusters"], m["data"]
-    best = tr["history"][tr["best_epoch"] - 1] if tr["best_epoch"] else tr["history"][-1]
-    n_features = len(m["schema"]["numeric"]) + len(m["schema"]["categorical"])
-    lines = [
-        f"read {data['rows']} records, {len(m['scenarios'])} scenarios, "
-        f"{n_features} feature columns -> {m['model']['in_features']} inputs",
-        f"trained {tr['epochs_run']} epochs (best {tr['best_epoch']}"
-        f"{', stopped early' if tr['stopped_early'] else ''}) in {tr['seconds']:.1f} s on "
-        f"{tr['device']}: val loss {best['val_loss']:.4f}, "
-        f"val triplet accuracy {best['val_triplet_accuracy']:.3f}",
-        f"clustered {cl['points']} records: {len(result.clusters) - 1} clusters, "
-        f"weighted purity {cl['weighted_purity']:.3f}, noise {cl['noise_share']:.1%}, "
-        f"{cl['explained_share']:.1%} in a cluster of their own scenario "
-        f"(epsilon {cl['params']['cluster_selection_epsilon']:g})",
-    ]
-    table = result.clusters
-    width = max(len(str(n)) for n in table["name"])
-    lines.append(f"  {'cluster':>7}  {'name':<{width}}  {'size':>6}  {'purity':>6}")
-    for row in table.itertuples():
-        lines.append(
-            f"  {row.cluster:>7}  {row.name:<{width}}  {row.size:>6}  {row.purity:>6.3f}"
-        )
-    lines.append(f"ts_anomaly: {m['anomaly']['why']}")
-    cal = m["calibration"]
-    at = [r for r in cal["held_out_good"] if r["rate"] == cal["false_alarm_rate"]]
-    if at:
-        row = at[0]
-        lines.append(
-            f"decision calibrated on {sum(cal['held_out_records'].values())} held-out "
-            f"records: at score.false_alarm_rate {row['rate']:g}, {row['flagged']:.1%} of "
-            f"held-out good records flagged ({row['unlike_good']:.1%} unlike good traffic, "
-            f"{row['voted_failure']:.1%} whose neighbours vote a failure)")
-    cleaning = data["cleaning"]
-    if cleaning["missing_imputed"]:
-        parts = ", ".join(f"{k} {v}" for k, v in cleaning["missing_imputed"].items())
-        lines.append(f"missing values imputed: {parts}")
-    lines.append(f"model {m['model_id']} saved to {result.path}")
-    if "report.html" in m["files"]:
-        lines.append(f"report: {result.path / 'report.html'}")
-    return "\n".join(lines)
 
 
 def _alert_code(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
@@ -552,6 +508,65 @@ def _backtest_summary(result: Any) -> str:
                  "comparison.csv, runs.csv")
     lines.append(f"report: {result.out / 'comparison.html'}")
     return "\n".join(lines)
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("good", nargs=-1, required=True)
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Model folder to write (must not exist unless --force).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed of the split between reference and calibration records.")
+@click.option("--force", is_flag=True, help="Replace the --out folder if it exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No summary; errors only.")
+@_handle_errors
+def calibrate(model: Path, good: tuple[str, ...], out: Path, seed: int, force: bool,
+              quiet: bool) -> None:
+    """A new model that knows GOOD (records known to be good traffic at a new site or
+    month) and is calibrated on it, keeping MODEL's network.
+
+    Half of GOOD joins the reference records as good traffic (and the good-traffic
+    prototypes), half replaces the held-out good records the decision is calibrated on:
+    score.false_alarm_rate then holds on that traffic. Records whose label column names
+    another scenario are left out, with a count. MODEL is not changed.
+    """
+    from trafficsiam.derive import recalibrate
+
+    _setup_logging(quiet)
+    result = recalibrate(model, list(good), out, force=force, seed=seed)
+    if not quiet:
+        click.echo(result.summary())
+
+
+@main.command()
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("candidate")
+@click.option("--as", "name", required=True, metavar="NAME",
+              help="The scenario the candidate's records are (new, or a known one).")
+@click.option("--model", type=click.Path(path_type=Path),
+              help="The model that scored RUN [the one its summary.json names].")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Model folder to write (must not exist unless --force).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed of the split between reference and calibration records.")
+@click.option("--force", is_flag=True, help="Replace the --out folder if it exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No summary; errors only.")
+@_handle_errors
+def promote(run: Path, candidate: str, name: str, model: Path | None, out: Path, seed: int,
+            force: bool, quiet: bool) -> None:
+    """A new model in which CANDIDATE (new-1, ...) of the scoring run in folder RUN is the
+    scenario NAME: its records become labelled examples (reference and calibration
+    records, input prototypes), so that scoring the next batch with the new model calls
+    that failure known_error NAME. The model that scored RUN is not changed.
+    """
+    from trafficsiam.derive import promote as run_promote
+    from trafficsiam.derive import run_model
+
+    _setup_logging(quiet)
+    result = run_promote(model if model is not None else run_model(run), run, candidate,
+                         name, out, force=force, seed=seed)
+    if not quiet:
+        click.echo(result.summary())
 
 
 @main.command()

@@ -147,7 +147,7 @@ def model_page(manifest: dict[str, Any], clusters: pd.DataFrame, history: pd.Dat
 
 
 def _anomaly_tile(manifest: dict[str, Any]) -> tuple[str, str, str]:
-    """Which ts_anomaly distance the model uses, and why (`calibrate.choose_saturation`;
+    """Which ts_anomaly distance the model uses, and why (`prototypes.choose_saturation`;
     models before the choice: only what they were calibrated with)."""
     saturation = (manifest.get("anomaly") or {}).get("saturation")
     value = "Euclidean" if saturation is None else f"saturated at {float(saturation):g}"
