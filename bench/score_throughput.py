@@ -153,7 +153,7 @@ def write_input(path: Path, rows: int) -> Path:
 # The columns the floor appends: score's TS_COLUMNS (checked by the parent, so that the
 # floor's child does not import the package).
 FLOOR_COLUMNS = ("ts_cluster", "ts_scenario", "ts_strength", "ts_novelty", "ts_anomaly",
-                 "ts_verdict", "ts_new_type")
+                 "ts_p_good", "ts_verdict", "ts_new_type")
 
 
 def run_floor(spec: dict[str, Any]) -> dict[str, Any]:
@@ -177,6 +177,7 @@ def run_floor(spec: dict[str, Any]) -> dict[str, Any]:
         "ts_strength": pa.array(rng.random(bs), pa.float64()),
         "ts_novelty": pa.array(rng.random(bs) * 2, pa.float64()),
         "ts_anomaly": pa.array(rng.random(bs) * 3, pa.float64()),
+        "ts_p_good": pa.array(rng.random(bs), pa.float64()),
         "ts_verdict": pa.array(verdict.astype(object), pa.string()),
         "ts_new_type": pa.array(new_type, pa.string()),
     }
