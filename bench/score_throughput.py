@@ -11,8 +11,8 @@ Per size, each run in a fresh subprocess (so the peak RSS, VmHWM, is that run's)
 
 * `floor`: what any scorer must do at least, with no model: stream the same file with
   `pq.ParquetFile(pre_buffer=False).iter_batches`, as `score.iter_chunks` reads parquet,
-  in record batches of `score.batch_size` rows (65,536), append the seven
-  columns of the ts_* types (int64, string, float64, float64, float64, string, string; values
+  in record batches of `score.batch_size` rows (65,536), append the eight
+  columns of the ts_* types (int64, string, float64 x 4, string, string; values
   sliced from arrays built once, so the floor costs no compute), write each batch with
   `pq.ParquetWriter` and its default compression (as `score` does), fsync the output
   (as `score` does before its rename). Both children start from the same interpreter
