@@ -85,3 +85,21 @@ def fitted(tmp_path_factory, synth_small):
     })
     result = api.fit(data, folder / "model", cfg, quiet=True)
     return result, data
+
+
+def run_independent(out: Path) -> tuple[dict, str]:
+    """A scoring folder's summary.json and new_types.csv without what names the run (its
+    id, time and output paths; a new type's `first_seen` is this run's id and its
+    `records_by_run` this run's count): what two runs over the same inputs must share."""
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    run_id = summary.pop("run_id")
+    for key in ("seconds", "finished"):
+        summary.pop(key)
+    for item in summary["inputs"]:
+        item.pop("output")
+    for item in summary["new_types"]:
+        assert item.pop("first_seen") == run_id
+        item["records_by_run"] = [n for _, n in item["records_by_run"]]
+    return summary, (out / "new_types.csv").read_text().replace(run_id, "<this run>")

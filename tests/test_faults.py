@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import run_independent
 from trafficsiam import artifact, synth
 from trafficsiam.state import StateStore
 
@@ -78,13 +79,7 @@ def _outputs(out: Path) -> dict[str, pd.DataFrame]:
 
 
 def _comparable(out: Path) -> tuple[dict[str, pd.DataFrame], dict, str, str]:
-    summary = json.loads((out / "summary.json").read_text())
-    for key in ("run_id", "seconds", "finished"):
-        summary.pop(key)
-    for item in summary["inputs"]:
-        item.pop("output")
-    return (_outputs(out), summary, (out / "new_types.csv").read_text(),
-            (out / "clusters.csv").read_text())
+    return (_outputs(out), *run_independent(out), (out / "clusters.csv").read_text())
 
 
 def _assert_state_consistent(out: Path, want_inputs: list[dict]) -> None:

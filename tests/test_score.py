@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import run_independent
 from trafficsiam import api, synth
 from trafficsiam.cli import main
 from trafficsiam.config import ScoreConfig
@@ -337,12 +338,7 @@ api.score(sys.argv[1], sys.argv[2], sys.argv[3], config=ScoreConfig(batch_size=5
 
 
 def _comparable(out: Path) -> tuple[dict[str, pd.DataFrame], dict, str]:
-    summary = json.loads((out / "summary.json").read_text())
-    for key in ("run_id", "seconds", "finished"):
-        summary.pop(key)
-    for item in summary["inputs"]:
-        item.pop("output")
-    return _outputs(out), summary, (out / "new_types.csv").read_text()
+    return (_outputs(out), *run_independent(out))
 
 
 @pytest.fixture(scope="module")

@@ -190,6 +190,9 @@ class ScoreConfig(_Section):
     # Per candidate: example records and distinguishing features reported.
     examples: int = Field(5, ge=0, le=10_000)
     top_features: int = Field(5, ge=1, le=10_000)
+    # Run folders (OUT/runs/<run id>/: the run's summary, tables and page) kept, the
+    # newest; empty keeps all. Scored files are never removed.
+    keep_runs: int | None = Field(None, ge=1, le=1_000_000)
     # Records per processing batch (memory is proportional to it, not to the input).
     batch_size: int = Field(65_536, ge=1, le=1 << 24)
 

@@ -13,9 +13,9 @@ from trafficsiam.decide import GOOD, KNOWN, NEW, OUTLIER, VERDICTS
 
 __all__ = [
     "ASSIGN", "CLUSTERS", "CLUSTERS_CSV", "EXAMPLES_CSV", "FEATURES_CSV", "GOOD", "HISTORY",
-    "HOLDOUT", "INPUTS", "KNOWN", "MANIFEST", "NEW", "NEW_TYPES_CSV", "OUTLIER", "REFERENCE",
-    "REPORT_HTML", "STATE_NAME", "SUMMARY", "TS_COLUMNS", "VERDICTS", "WEIGHTS", "WORK_NAME",
-    "alert_exit_code", "run_exit_code",
+    "HOLDOUT", "INDEX_HTML", "INPUTS", "KNOWN", "MANIFEST", "NEW", "NEW_TYPES_CSV",
+    "OUTLIER", "REFERENCE", "REPORT_HTML", "RUNS_DIR", "STATE_NAME", "SUMMARY", "TS_COLUMNS",
+    "VERDICTS", "WEIGHTS", "WORK_NAME", "alert_exit_code", "run_exit_code",
 ]
 
 # The columns scoring appends to every record, in this order. An input column with one of
@@ -40,6 +40,10 @@ WORK_NAME = ".trafficsiam-work"
 SUMMARY = "summary.json"
 CLUSTERS_CSV = "clusters.csv"
 NEW_TYPES_CSV = "new_types.csv"
+# Each run's own copy of its tables and page (RUNS_DIR/<run id>/), and the page that
+# lists them.
+RUNS_DIR = "runs"
+INDEX_HTML = "index.html"
 
 # Both: the feature profiles and the page.
 FEATURES_CSV = "features_by_cluster.csv"

@@ -41,6 +41,9 @@ _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _SCATTER_SHARE = 0.7
 # Reference points that measure that distance (fixed, so discover stays deterministic).
 _REFERENCE_POINTS = 2000
+# A candidate's radius: this quantile of its sampled records' distances to their centroid
+# in the embedding (`track`).
+TRACK_QUANTILE = 0.9
 
 
 def row_keys(file_key: str, rows: np.ndarray) -> np.ndarray:
@@ -220,7 +223,8 @@ def discover(
     sample: Sample, cfg: ScoreConfig, good_x: np.ndarray, normaliser: Normaliser
 ) -> NewTypes:
     """Cluster the sample of unexplained records into candidate new error types."""
-    columns = ["new_type", "sample_records", "median_novelty", "top_features", "features"]
+    columns = ["new_type", "sample_records", "median_novelty", "top_features", "features",
+               "centroid", "radius"]
     empty = NewTypes([], pd.DataFrame(columns=columns), None, {})
     if len(sample) < max(cfg.new_type_min_size, 2) or sample.emb is None or sample.x is None:
         return empty
@@ -294,11 +298,81 @@ def discover(
         typical = at[np.lexsort((sample.keys[at], -strength[at]))][: cfg.examples]
         examples[name] = [(int(sample.file[i]), int(sample.row[i])) for i in typical]
         feats = describe_features(sample.x[at], good_x, normaliser, cfg.top_features)
+        centroid = points[at].mean(axis=0)
+        spread = np.linalg.norm(points[at] - centroid, axis=1)
         rows.append({
             "new_type": name,
             "sample_records": int(len(at)),
             "median_novelty": float(np.median(sample.novelty[at])),
             "top_features": "; ".join(feature_text(f) for f in feats),
             "features": feats,
+            "centroid": [round(float(v), 6) for v in centroid],
+            "radius": float(np.quantile(spread, TRACK_QUANTILE)),
         })
     return NewTypes(names, pd.DataFrame(rows, columns=columns), assigner, examples)
+
+
+@dataclass
+class Seen:
+    """A candidate of an earlier run of the same model into the same folder."""
+
+    name: str
+    centroid: np.ndarray
+    radius: float
+    first_seen: str  # run id
+    records: list[tuple[str, int]]  # (run id, records) per run it was found in
+
+
+def seen_before(summaries: list[dict[str, Any]], model_id: str) -> list[Seen]:
+    """The candidates of earlier runs (summary.json contents, oldest first) of model
+    `model_id`: each name with its latest centroid and radius and its history."""
+    found: dict[str, Seen] = {}
+    for summary in summaries:
+        if (summary.get("model") or {}).get("id") != model_id:
+            continue
+        for t in summary.get("new_types", []):
+            if "centroid" not in t:
+                continue  # a run from before candidates were tracked
+            name, run = str(t["new_type"]), str(summary["run_id"])
+            if name in found:
+                seen = found[name]
+                seen.centroid = np.asarray(t["centroid"], np.float64)
+                seen.radius = float(t["radius"])
+            else:
+                seen = found[name] = Seen(name, np.asarray(t["centroid"], np.float64),
+                                          float(t["radius"]), run, [])
+            seen.records.append((run, int(t["records"])))
+    return list(found.values())
+
+
+def track(found: NewTypes, earlier: list[Seen]) -> NewTypes:
+    """`found` with each candidate renamed after the earlier one it matches: the closest
+    earlier centroid within the larger of the two radii (one earlier candidate per
+    candidate, the largest candidates first); a candidate matching none gets the next
+    number never used. Without earlier candidates, `found` as it is."""
+    if not earlier or not len(found.names):
+        return found
+    used = {int(s.name.split("-")[-1]) for s in earlier if s.name.split("-")[-1].isdigit()}
+    taken: set[str] = set()
+    names: list[str] = []
+    table = found.table
+    for row in table.itertuples():
+        centroid = np.asarray(row.centroid, np.float64)
+        best, best_d = None, np.inf
+        for seen in earlier:
+            if seen.name in taken or seen.centroid.shape != centroid.shape:
+                continue
+            d = float(np.linalg.norm(seen.centroid - centroid))
+            if d <= max(seen.radius, float(row.radius)) and d < best_d:
+                best, best_d = seen.name, d
+        if best is None:
+            number = max(used | {0}) + 1
+            used.add(number)
+            best = f"new-{number}"
+        taken.add(best)
+        names.append(best)
+    rename = dict(zip(found.names, names, strict=True))
+    table = table.assign(new_type=[rename[n] for n in table["new_type"]])
+    examples = {rename[k]: v for k, v in found.examples.items()}
+    return NewTypes(names, table, found.assigner, examples)
+

@@ -24,6 +24,7 @@ from trafficsiam.contract import TS_COLUMNS, VERDICTS
 from trafficsiam.decide import verdict_codes
 from trafficsiam.errors import InputError
 from trafficsiam.model import embed
+from trafficsiam.newtypes import Seen
 from trafficsiam.normalise import MISSING_TOKEN, TransformCounts
 from trafficsiam.validate import show
 
@@ -94,6 +95,8 @@ class Scoring:
         self.scenario_names = np.array(art.manifest["scenarios"], dtype=object)
         self.features = list(art.schema.columns)
         self.numeric = set(art.schema.numeric)
+        # candidates of earlier runs of this model into the same folder (`newtypes.track`)
+        self.earlier: list[Seen] = []
         self.good_x = art.inputs["holdout"][art.holdout_good]
         if len(self.good_x) == 0:
             self.good_x = art.inputs["holdout"]

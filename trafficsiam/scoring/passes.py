@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from trafficsiam.errors import OutputError
 from trafficsiam.model import one_thread
-from trafficsiam.newtypes import NewTypes, Sample, discover, row_keys
+from trafficsiam.newtypes import NewTypes, Sample, discover, row_keys, track
 from trafficsiam.normalise import TransformCounts
 from trafficsiam.scoring.batch import SPOOL, Scoring
 from trafficsiam.scoring.plan import Job
@@ -43,7 +43,8 @@ Outcome = tuple[Tally, NewTypes, Examples, dict[int, int]]
 
 def find_new_types(scoring: Scoring, sample: Sample, prefix: str = "") -> NewTypes:
     """The run's candidate new error types, from its sample of unexplained records."""
-    new_types = discover(sample, scoring.cfg, scoring.good_x, scoring.art.normaliser)
+    new_types = track(discover(sample, scoring.cfg, scoring.good_x, scoring.art.normaliser),
+                      scoring.earlier)
     if len(new_types.names) or prefix:
         log.info("%s%d candidate new error type(s) among %d unexplained records sampled",
                  prefix, len(new_types.names), len(sample))

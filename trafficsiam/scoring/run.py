@@ -3,7 +3,7 @@ page, all recorded in the run's state.
 
     plan (inputs -> outputs, state) -> engine (local or Dask): pass 1, new types,
     pass 2 -> summary, clusters.csv, new_types.csv, features_by_cluster.csv, report.html
-    -> state committed
+    -> state committed -> the run's own copy in runs/<run id>/, index.html (`history`)
 
 Every record keeps all its input columns and gains `contract.TS_COLUMNS`. Nothing is
 recorded as scored before every output is in place and the inputs were hashed again
@@ -16,7 +16,6 @@ import logging
 import re
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,16 +31,20 @@ from trafficsiam.config import ScoreConfig
 from trafficsiam.contract import (
     CLUSTERS_CSV,
     FEATURES_CSV,
+    INDEX_HTML,
     NEW_TYPES_CSV,
     REPORT_HTML,
+    RUNS_DIR,
     STATE_NAME,
     SUMMARY,
     WORK_NAME,
 )
 from trafficsiam.errors import InputError, OutputError
+from trafficsiam.newtypes import seen_before
 from trafficsiam.report import run_report
 from trafficsiam.scoring import dask_engine
 from trafficsiam.scoring.batch import Scoring
+from trafficsiam.scoring.history import keep_run, summaries
 from trafficsiam.scoring.local import run_local
 from trafficsiam.scoring.passes import Outcome
 from trafficsiam.scoring.plan import Job, output_names
@@ -112,10 +115,14 @@ def score(
         by_path = {p.resolve(): p for p in paths}
         jobs = [Job(i, f, names[by_path[f.path]], read.count_rows(by_path[f.path]))
                 for i, f in enumerate(todo)]
-        run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+        # the time to the microsecond (its fraction in hex): run ids sort in run order,
+        # which the run folders and the tracking of new types rely on (`history`)
+        now = datetime.now(UTC)
+        run_id = now.strftime("%Y%m%dT%H%M%SZ") + f"-{now.microsecond:06x}"
         store.begin_run(run_id, art.model_id, todo, out)
         try:
             scoring = Scoring(art, cfg)
+            scoring.earlier = seen_before(summaries(out), art.model_id)
             tally, new_types, examples, rows = run_engine(scoring, jobs, out, run_id, quiet)
             _warn_unknown_categories(scoring, tally, specs)
             # The inputs are hashed again (a file rewritten while we read it must not be
@@ -142,6 +149,13 @@ def score(
             except OutputError:
                 pass  # the state cannot be written either (a full disk): `err` says why
             raise
+        # Only a committed run joins the history (and the earlier candidates of the next
+        # run): a run killed before its commit leaves no run folder.
+        try:
+            keep_run(out, run_id, cfg.keep_runs)
+        except OutputError as err:
+            log.warning("%s (the run is complete and recorded; only its copy under %s/ "
+                        "and %s are missing)", err, RUNS_DIR, INDEX_HTML)
     return ScoreResult(
         run_id, out, summary,
         [(by_path[j.source.path], out / j.output, rows[j.index]) for j in jobs],

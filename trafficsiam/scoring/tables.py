@@ -43,6 +43,7 @@ def summarise(
     clusters = pd.DataFrame(cluster_rows)
 
     inputs_of = {j.index: j for j in jobs}
+    earlier = {seen.name: seen for seen in scoring.earlier}
     type_rows = []
     for _, row in new_types.table.iterrows():
         name = str(row["new_type"])
@@ -50,16 +51,24 @@ def summarise(
         size = sum(near.values())
         nearest = max(near, key=lambda c: (near[c], -c)) if near else -1
         exs = new_types.examples.get(name, [])
+        seen = earlier.get(name)
+        before = seen.records if seen is not None else []
         type_rows.append({
             "new_type": name,
             "records": size,
             "share": size / total,
+            "first_seen": seen.first_seen if seen is not None else run_id,
+            "runs_seen": len(before) + 1,
+            "records_before": before[-1][1] if before else 0,
             "sample_records": int(row["sample_records"]),
             "median_novelty": round(float(row["median_novelty"]), 4),
             "nearest_known": names.get(nearest, "none") if nearest >= 0 else "none",
             "top_features": row["top_features"],
             "examples": "; ".join(f"{inputs_of[f].source.path}:{r}" for f, r in exs),
             "_features": row["features"],
+            "_centroid": row["centroid"],
+            "_radius": row["radius"],
+            "_history": [[r, k] for r, k in before] + [[run_id, size]],
             "_examples": [
                 {"input": str(inputs_of[f].source.path), "row": r,
                  "record": {k: v for k, v in examples.get((f, r), {}).items()}}
@@ -67,8 +76,9 @@ def summarise(
             ],
         })
     table = pd.DataFrame(type_rows, columns=[
-        "new_type", "records", "share", "sample_records", "median_novelty", "nearest_known",
-        "top_features", "examples", "_features", "_examples"])
+        "new_type", "records", "share", "first_seen", "runs_seen", "records_before",
+        "sample_records", "median_novelty", "nearest_known", "top_features", "examples",
+        "_features", "_centroid", "_radius", "_history", "_examples"])
     summary = {
         "run_id": run_id,
         "model": {"id": art.model_id, "path": str(art.path)},
@@ -78,7 +88,9 @@ def summarise(
         "clusters": clusters.to_dict(orient="records"),
         "new_types": [
             {**{k: v for k, v in r.items() if not k.startswith("_") and k != "examples"},
-             "features": r["_features"], "examples": r["_examples"]}
+             "features": r["_features"], "examples": r["_examples"],
+             "records_by_run": r["_history"], "centroid": r["_centroid"],
+             "radius": r["_radius"]}
             for r in type_rows
         ],
         "decision": {"false_alarm_rate": scoring.cfg.false_alarm_rate,
@@ -95,4 +107,4 @@ def summarise(
         "seconds": round(seconds, 3),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    return summary, clusters, table.drop(columns=["_features", "_examples"])
+    return summary, clusters, table.drop(columns=[c for c in table.columns if c.startswith("_")])
