@@ -3,6 +3,12 @@ in one paragraph, and tell the scheduler through the exit code.
 
     python pipelines/score_nightly.py models/prod 'landing/*.parquet' --out scored/
 
+Besides the paragraph (none with --quiet), one line for an alerting hook, always printed
+last on stdout: `trafficsiam-run status=alert exit=3 run_id=... records=... good=...
+known_error=... new_error=... outlier=... candidates=new-1:300:3,new-4:120:1
+new_this_run=new-4` (status ok, alert, nothing_new or error; candidates as
+id:records:runs seen).
+
 Exit codes: 0 scored (or nothing new), --alert-exit-code (3) when candidate new error types
 were found, 2 bad input, configuration or model, 75 another run holds the state, 1 any
 other failure, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM. See pipelines/README.md.
@@ -95,7 +101,32 @@ def _setup_logging(quiet: bool) -> None:
 def _candidate(t: dict[str, Any], features: int = 3) -> str:
     near = "" if t["nearest_known"] == "none" else f", nearest {t['nearest_known']}"
     top = ", ".join(str(t["top_features"]).split("; ")[:features])
-    return f"{t['new_type']} ({t['records']} records{near}: {top})"
+    runs = int(t.get("runs_seen", 1))
+    since = (f"; seen in {runs} runs since {t['first_seen']}, {t['records_before']} records "
+             "last time" if runs > 1 else "; new this run")
+    return f"{t['new_type']} ({t['records']} records{near}: {top}{since})"
+
+
+def status_line(result: ScoreResult | None, code: int, error: str = "") -> str:
+    """One line of key=value fields for an alerting hook (grep '^trafficsiam-run '):
+    run id, exit code, records per verdict, candidates as id:records:runs_seen."""
+    fields: dict[str, Any] = {"exit": code}
+    if error:
+        fields["status"] = "error"
+        fields["error"] = error.replace(" ", "_")[:200]
+    elif result is None or result.run_id is None:
+        fields["status"] = "nothing_new"
+    else:
+        s = result.summary
+        fields.update({"status": "alert" if code else "ok", "run_id": s["run_id"],
+                       "model": s["model"]["id"], "records": s["records"], **s["verdicts"],
+                       "candidates": ",".join(
+                           f"{t['new_type']}:{t['records']}:{t.get('runs_seen', 1)}"
+                           for t in s["new_types"]) or "none",
+                       "new_this_run": ",".join(
+                           t["new_type"] for t in s["new_types"]
+                           if t.get("runs_seen", 1) == 1) or "none"})
+    return "trafficsiam-run " + " ".join(f"{k}={v}" for k, v in fields.items())
 
 
 def summarise(result: ScoreResult, out: Path) -> str:
@@ -135,16 +166,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                            quiet=args.quiet)
     except TrafficSiamError as err:
         print(f"error: {err}", file=sys.stderr)
+        print(status_line(None, err.exit_code, type(err).__name__))
         return err.exit_code
     except KeyboardInterrupt:
         print(f"error: interrupted; {PENDING}", file=sys.stderr)
+        print(status_line(None, 130, "interrupted"))
         return 130
     except Terminated:
         print(f"error: stopped by SIGTERM; {PENDING}", file=sys.stderr)
+        print(status_line(None, 143, "terminated"))
         return 143
+    code = run_exit_code(result.found_new_types, args.alert_exit_code)
     if not args.quiet:
         print(summarise(result, args.out))
-    return run_exit_code(result.found_new_types, args.alert_exit_code)
+    print(status_line(result, code))
+    return code
 
 
 if __name__ == "__main__":

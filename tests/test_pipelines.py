@@ -54,9 +54,17 @@ def test_nightly_alerts_on_new_types_then_skips_on_rerun(fitted, tmp_path):
     # The model path recorded is the resolved folder, not the prod link.
     assert str(fitted[0].path.resolve()) in first.stdout
 
+    last = first.stdout.strip().splitlines()[-1].split()
+    assert last[0] == "trafficsiam-run"
+    fields = dict(f.split("=", 1) for f in last[1:])
+    assert fields["status"] == "alert" and fields["exit"] == str(ALERT)
+    assert fields["candidates"].startswith("new-1:") and fields["new_this_run"] != "none"
+    assert int(fields["records"]) == 20_000
+
     again = run("score_nightly.py", *args)
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith("nothing new to score: 1 input(s)")
+    assert again.stdout.strip().splitlines()[-1] == "trafficsiam-run exit=0 status=nothing_new"
 
 
 def test_nightly_bad_model_is_one_line_exit_2(tmp_path):
