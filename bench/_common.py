@@ -199,3 +199,13 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def save_runs(out: Path, runs: pd.DataFrame, text: str) -> None:
+    """A benchmark's per-run rows (runs.csv) and its tables (tables.md, with the machine),
+    both under `out`; the tables are printed too."""
+    runs.to_csv(out / "runs.csv", index=False)
+    (out / "tables.md").write_text(f"machine: {json.dumps(machine_info())}\n\n{text}\n",
+                                   encoding="utf-8")
+    print(text, flush=True)
+

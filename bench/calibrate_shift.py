@@ -21,7 +21,6 @@ on a shared machine.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, datasets_dir, machine_info  # noqa: E402
+from _common import RESULTS, datasets_dir, save_runs  # noqa: E402
 
 from trafficsiam import api  # noqa: E402
 from trafficsiam.config import build_config  # noqa: E402
@@ -136,11 +135,7 @@ def main() -> None:
     for name in args.data.split(","):
         rows += run(name, out / name, args.seeds, data)
         runs = pd.DataFrame(rows)
-        runs.to_csv(out / "runs.csv", index=False)
-        text = table(runs)
-        (out / "tables.md").write_text(
-            f"machine: {json.dumps(machine_info())}\n\n{text}\n", encoding="utf-8")
-        print(text, flush=True)
+        save_runs(out, runs, table(runs))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine_info  # noqa: E402
+from _common import RESULTS, save_runs  # noqa: E402
 
 from trafficsiam import synth  # noqa: E402
 from trafficsiam.backtest import backtest  # noqa: E402
@@ -229,11 +229,7 @@ def main() -> None:
         frames.append(runs)
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
         all_runs = pd.concat(frames, ignore_index=True)
-        all_runs.to_csv(out / "runs.csv", index=False)
-        text = table(all_runs)
-        (out / "tables.md").write_text(
-            f"machine: {json.dumps(machine_info())}\n\n{text}\n", encoding="utf-8")
-        print(text, flush=True)
+        save_runs(out, all_runs, table(all_runs))
 
 
 if __name__ == "__main__":

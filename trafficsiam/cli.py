@@ -510,15 +510,24 @@ def _backtest_summary(result: Any) -> str:
     return "\n".join(lines)
 
 
+def _derived_options(func: F) -> F:
+    """The options of the commands that derive a model from a fitted one."""
+    for option in reversed((
+        click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+                     help="Model folder to write (must not exist unless --force)."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Random seed of the split into reference and calibration records."),
+        click.option("--force", is_flag=True, help="Replace the --out folder if it exists."),
+        click.option("--quiet", "-q", is_flag=True, help="No summary; errors only."),
+    )):
+        func = option(func)
+    return func
+
+
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("good", nargs=-1, required=True)
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="Model folder to write (must not exist unless --force).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Random seed of the split between reference and calibration records.")
-@click.option("--force", is_flag=True, help="Replace the --out folder if it exists.")
-@click.option("--quiet", "-q", is_flag=True, help="No summary; errors only.")
+@_derived_options
 @_handle_errors
 def calibrate(model: Path, good: tuple[str, ...], out: Path, seed: int, force: bool,
               quiet: bool) -> None:
@@ -545,12 +554,7 @@ def calibrate(model: Path, good: tuple[str, ...], out: Path, seed: int, force: b
               help="The scenario the candidate's records are (new, or a known one).")
 @click.option("--model", type=click.Path(path_type=Path),
               help="The model that scored RUN [the one its summary.json names].")
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="Model folder to write (must not exist unless --force).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Random seed of the split between reference and calibration records.")
-@click.option("--force", is_flag=True, help="Replace the --out folder if it exists.")
-@click.option("--quiet", "-q", is_flag=True, help="No summary; errors only.")
+@_derived_options
 @_handle_errors
 def promote(run: Path, candidate: str, name: str, model: Path | None, out: Path, seed: int,
             force: bool, quiet: bool) -> None:
