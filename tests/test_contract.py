@@ -7,10 +7,17 @@ import pytest
 from trafficsiam import contract, decide
 
 
-def test_the_verdicts_are_decides():
-    assert contract.VERDICTS is decide.VERDICTS
+def test_the_verdict_codes_index_the_verdicts():
+    import numpy as np
+
     assert [contract.VERDICTS[c] for c in (contract.GOOD, contract.KNOWN, contract.NEW,
-                                           contract.OUTLIER)] == list(decide.VERDICTS)
+                                           contract.OUTLIER)] == list(contract.VERDICTS)
+    explained = np.array([True, True, False, False])
+    good = np.array([True, False, False, False])
+    grouped = np.array([False, False, True, False])
+    codes = decide.verdict_codes(explained, good, grouped)
+    assert [contract.VERDICTS[c] for c in codes] == ["good", "known_error", "new_error",
+                                                      "outlier"]
 
 
 def test_ts_columns_are_unique_and_prefixed():

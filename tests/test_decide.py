@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from trafficsiam.decide import (
-    GOOD,
-    KNOWN,
-    NEW,
-    OUTLIER,
-    VERDICTS,
-    Calibration,
-    decide,
-    rate_table,
-    verdict_codes,
-)
+from trafficsiam.contract import GOOD, KNOWN, NEW, OUTLIER, VERDICTS
+from trafficsiam.decide import Calibration, decide, rate_table, verdict_codes
 
 
 def test_good_needs_the_vote_and_the_p_value() -> None:

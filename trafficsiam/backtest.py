@@ -34,17 +34,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from trafficsiam import api, baselines, read, validate
+from trafficsiam import api, baselines, read, validate, write
 from trafficsiam.compare import CompareResult, compare
 from trafficsiam.config import Config
-from trafficsiam.errors import ConfigError, InputError, OutputError, os_reason
+from trafficsiam.errors import ConfigError, InputError
 from trafficsiam.evaluate import METRICS, metrics, recall_at_fpr, write_json
 from trafficsiam.labels import clean_label
 
@@ -222,16 +222,6 @@ def make_split(labels: np.ndarray, unseen: Sequence[str], kind: str, test_share:
     return Split(is_test=is_test, info=info)
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(path)
-    except (OSError, pa.ArrowException) as err:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write the split ({os_reason(err)})") from None
-
-
 def write_split(
     data: str | Path | Sequence[str | Path], out: str | Path, config: Config | None = None,
     *, unseen: str | Sequence[str], split: str = "random", test_share: float = 0.3,
@@ -267,14 +257,11 @@ def write_split(
         "time_column": time_column, "label_column": cfg.data.label_column,
         "good_label": cfg.data.good_label, "inputs": [str(p) for p in paths],
     })
-    folder = Path(out) / "split"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"{folder}: cannot create the output folder ({err.strerror})") from None
+    folder = write.folder(Path(out) / "split")
     frame = records.frame
-    _write_parquet(frame[~result.is_test].reset_index(drop=True), folder / "train.parquet")
-    _write_parquet(frame[result.is_test].reset_index(drop=True), folder / "test.parquet")
+    for name, part in (("train.parquet", ~result.is_test), ("test.parquet", result.is_test)):
+        rows = frame[part].reset_index(drop=True)
+        write.atomic(folder / name, partial(rows.to_parquet, index=False))
     result.info["files"] = {"train": str(folder / "train.parquet"),
                             "test": str(folder / "test.parquet")}
     return result

@@ -32,7 +32,8 @@ from trafficsiam.assign import Assigner
 from trafficsiam.calibrate import fit_scorer
 from trafficsiam.cluster import fit_clusters
 from trafficsiam.config import Config
-from trafficsiam.decide import VERDICTS, Calibration, decide, verdict_codes
+from trafficsiam.contract import VERDICTS
+from trafficsiam.decide import Calibration, decide, verdict_codes
 from trafficsiam.errors import ConfigError
 from trafficsiam.evaluate import Predictions, masked
 from trafficsiam.train import split_validation

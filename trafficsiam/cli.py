@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from trafficsiam import __version__
+from trafficsiam.contract import VERDICTS, alert_exit_code, run_exit_code
 from trafficsiam.errors import TrafficSiamError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -204,8 +205,6 @@ def _fit_config(
 
 
 def _alert_code(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    from trafficsiam.contract import alert_exit_code
-
     try:
         return None if value is None else alert_exit_code(value)
     except ValueError as err:
@@ -261,7 +260,6 @@ def score(
     """
     from trafficsiam import api
     from trafficsiam.config import parse_override, score_config
-    from trafficsiam.contract import run_exit_code
 
     _setup_logging(quiet)
     if scheduler is not None and engine != "dask":
@@ -288,7 +286,7 @@ def _score_summary(result: Any, report: bool = True) -> str:
         f"run {s['run_id']}: scored {s['records']} records from {len(result.outputs)} "
         f"file(s) in {s['seconds']:.1f} s"
         + (f" ({len(result.skipped)} unchanged input(s) skipped)" if result.skipped else ""),
-        "  " + ", ".join(f"{k} {v[k]}" for k in ("good", "known_error", "new_error", "outlier")),
+        "  " + ", ".join(f"{k} {v[k]}" for k in VERDICTS),
     ]
     if result.found_new_types:
         lines.append(f"{len(result.new_types)} candidate new error type(s):")

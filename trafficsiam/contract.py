@@ -2,14 +2,11 @@
 
 The columns scoring adds to every record, the verdicts, and the file names of a model
 folder and of a scoring run. Everything that writes or reads them imports them from here.
-The verdict names and codes are `decide`'s (the rule that produces them lives there, and
-`decide` imports nothing of the package); this module re-exports them and imports
-nothing else of ours.
+It imports nothing of the package: every other module may import it (`decide`, which
+gives the verdicts, included).
 """
 
 from __future__ import annotations
-
-from trafficsiam.decide import GOOD, KNOWN, NEW, OUTLIER, VERDICTS
 
 __all__ = [
     "ASSIGN", "CLUSTERS", "CLUSTERS_CSV", "EXAMPLES_CSV", "FEATURES_CSV", "GOOD", "HISTORY",
@@ -17,6 +14,10 @@ __all__ = [
     "OUTLIER", "REFERENCE", "REPORT_HTML", "RUNS_DIR", "STATE_NAME", "SUMMARY", "TS_COLUMNS",
     "VERDICTS", "WEIGHTS", "WORK_NAME", "alert_exit_code", "run_exit_code",
 ]
+
+# The verdicts, in the order of their int8 codes (`decide.verdict_codes`).
+VERDICTS = ("good", "known_error", "new_error", "outlier")
+GOOD, KNOWN, NEW, OUTLIER = range(4)
 
 # The columns scoring appends to every record, in this order. An input column with one of
 # these names is refused, never overwritten.

@@ -23,7 +23,7 @@ With ``rate`` = `score.false_alarm_rate`:
 
 So at most about ``rate`` of held-out good records are flagged for being unlike good
 traffic (those whose neighbours vote a failure come on top: `fit` measures and prints
-both). This module imports nothing of the package.
+both). It imports only `contract` (the verdict names and codes).
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-VERDICTS = ("good", "known_error", "new_error", "outlier")
-GOOD, KNOWN, NEW, OUTLIER = range(4)
+from trafficsiam.contract import GOOD, KNOWN, NEW, OUTLIER
 
 
 def decide(
