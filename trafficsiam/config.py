@@ -70,9 +70,8 @@ class DataConfig(_Section):
 
 class NormaliseConfig(_Section):
     # After signed log1p and robust scaling, values beyond +-clip are clipped: a bound
-    # keeps a single huge flow from dominating distances. 10, not 5: with the 1-99 %
-    # scale, 5 cut into the failures the sample data must tell apart (error_type_1 to
-    # its own scenario 0.946-0.948 vs 0.951 at 10; BENCHMARKS.md).
+    # keeps a single huge flow from dominating distances; 5 cut into the failures the
+    # sample data must tell apart (BENCHMARKS.md §3).
     clip: float = Field(10.0, gt=0, le=1e6)
     # One-hot over at most this many most frequent values per column, plus "other".
     max_categories: int = Field(20, ge=1, le=10_000)
@@ -81,9 +80,9 @@ class NormaliseConfig(_Section):
 
 
 class ModelConfig(_Section):
-    # N: embeddings live in [0,1]^N. On the sample data N in {3, 4, 8, 16} all reach
-    # weighted purity 0.986-0.989 (BENCHMARKS.md, sweep); 8 leaves room for data with
-    # many more scenarios, while HDBSCAN's cluster time grows with N (16: ~2x of 8).
+    # N: embeddings live in [0,1]^N. Small N already separates the sample data's
+    # scenarios; 8 leaves room for data with many more, while HDBSCAN's time grows
+    # with N (BENCHMARKS.md §3).
     embedding_dim: int = Field(8, ge=1, le=256)
     hidden: tuple[Annotated[int, Field(ge=1, le=16_384)], ...] = Field(
         (128, 64), max_length=16)

@@ -229,9 +229,9 @@ def discover(
     if len(sample) < max(cfg.new_type_min_size, 2) or sample.emb is None or sample.x is None:
         return empty
     points = sample.emb.astype(np.float64)
-    # At 20,000 sampled points a fixed 50 split one unseen type into a dozen fragments
-    # and left a third of it as noise; 0.5% of the sample (the fit's rule) plus epsilon
-    # merging keeps it whole (BENCHMARKS.md, scoring).
+    # A fixed minimum split a large sample's unseen type into fragments and noise; a
+    # share of the sample (the fit's rule) plus epsilon merging keeps it whole
+    # (BENCHMARKS.md, scoring throughput).
     min_size = max(cfg.new_type_min_size, int(np.ceil(0.005 * len(sample))))
     if len(sample) < min_size:
         return empty
@@ -253,7 +253,7 @@ def discover(
     )
     # The assigner's core distances are queried while the clusterer is fitted (the fit
     # holds the GIL, the query does not), instead of by prediction_data=True after it:
-    # 0.73 -> 0.60 s for a 20,000-point sample, the same assigner.
+    # the same assigner, sooner.
     with ThreadPoolExecutor(max_workers=1) as pool:
         core = pool.submit(core_distances, points, min_samples)
         clusterer.fit(points)

@@ -100,11 +100,9 @@ class Normaliser:
             med = float(np.median(v))
             q99, q75, q25, q01 = np.percentile(v, [99, 75, 25, 1])
             # The larger of two standard-deviation estimates: the IQR's alone is the width
-            # of the majority (good traffic), so a rate that is ~0 in good records and
-            # 0.1-0.5 in failures got z of 15-60 and every failure was clipped to the same
-            # value, hiding what tells one failure from another; the 1-99 % range keeps
-            # them apart (sample data, unseen types: 45-58 % -> 55-80 % grouped as new
-            # error types, none reported as good more often; BENCHMARKS.md).
+            # of the majority (good traffic), so a rate near 0 in good records clipped
+            # every failure to the same value; the 1-99 % range keeps failures apart
+            # (BENCHMARKS.md, what the numbers point at).
             s = max(float(q75 - q25) / IQR_TO_STD, float(q99 - q01) / RANGE_1_99_TO_STD)
             if not s > 0:
                 # Mostly one value with a tail (e.g. counts that are usually 0):
@@ -220,8 +218,8 @@ def _codes(values: pd.Series, known: list[str]) -> tuple[np.ndarray, int]:
     """(index into `known` per value, -1 when absent; number of missing values)."""
     if isinstance(values.dtype, pd.StringDtype):
         # Arrow's hash lookup on the strings themselves (missing values find no match):
-        # 8x pandas' Index.get_indexer here (0.009 vs 0.07 us/value), which was itself
-        # several times faster than building tokens first.
+        # several times faster than pandas' Index.get_indexer (BENCHMARKS.md, scoring
+        # throughput).
         arrow = pa.array(values)  # zero-copy for pandas' Arrow-backed strings
         value_set = pa.array(known, type=arrow.type)
         codes = pc.index_in(arrow, value_set=value_set).fill_null(-1).to_numpy(
