@@ -173,16 +173,27 @@ def _first_bad(records: Records, col: str, mask: np.ndarray, values: pd.Series) 
     return f"{records.where(first)}: column '{col}' has value {show(values.iloc[first])}"
 
 
+def parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 values, mask of values present but not numbers): the one rule by which fit
+    and scoring read a numeric feature (numbers and booleans as they are, text parsed,
+    missing values NaN)."""
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        arr = values.to_numpy(dtype="float64", na_value=np.nan)
+        return arr, np.zeros(len(arr), dtype=bool)
+    present = values.notna().to_numpy()
+    parsed = pd.to_numeric(values.where(present), errors="coerce")
+    arr = parsed.to_numpy(dtype="float64", na_value=np.nan)
+    return arr, present & np.isnan(arr)
+
+
 def _numeric_values(records: Records, col: str, forced: bool) -> pd.Series | None:
     """Parse a text column as numbers; None when it is genuinely categorical."""
     values = records.frame[col]
-    present = values.notna().to_numpy()
-    parsed = pd.to_numeric(values.where(present), errors="coerce")
-    bad = present & parsed.isna().to_numpy()
-    n_present = int(present.sum())
+    arr, bad = parse_numbers(values)
+    n_present = int(values.notna().sum())
     share = 1.0 - bad.sum() / max(n_present, 1)
     if not bad.any():
-        return parsed.astype("float64")
+        return pd.Series(arr, index=values.index, name=values.name)
     if forced or share >= NUMERIC_TEXT_SHARE:
         raise InputError(
             f"{_first_bad(records, col, bad, values)} in a numeric column "

@@ -26,7 +26,7 @@ from trafficsiam.errors import InputError
 from trafficsiam.model import embed
 from trafficsiam.newtypes import Seen
 from trafficsiam.normalise import MISSING_TOKEN, TransformCounts
-from trafficsiam.validate import show
+from trafficsiam.validate import parse_numbers, show
 
 # Rows per forward pass while scoring: the hidden activations stay in cache
 # (BENCHMARKS.md, "Scoring throughput").
@@ -152,15 +152,10 @@ class Scoring:
         frame = table.select(self.features).to_pandas()
         for col in self.art.schema.numeric:
             values = frame[col]
-            if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
-                arr = values.to_numpy(dtype="float64", na_value=np.nan)
-            else:
-                present = values.notna().to_numpy()
-                parsed = pd.to_numeric(values.where(present), errors="coerce")
-                arr = parsed.to_numpy(dtype="float64", na_value=np.nan)
-                _refuse(path, start, col, values, present & np.isnan(arr),
-                        "in a numeric feature ({n} such values in this batch); "
-                        "fix or blank those values")
+            arr, bad = parse_numbers(values)
+            _refuse(path, start, col, values, bad,
+                    "in a numeric feature ({n} such values in this batch); "
+                    "fix or blank those values")
             _refuse(path, start, col, values, np.isinf(arr),
                     "({n} infinite values in this batch); replace them with finite numbers "
                     "or leave them empty (missing)")
