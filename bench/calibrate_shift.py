@@ -35,7 +35,7 @@ from _common import RESULTS, datasets_dir, save_runs  # noqa: E402
 from trafficsiam import api  # noqa: E402
 from trafficsiam.config import build_config  # noqa: E402
 from trafficsiam.derive import recalibrate  # noqa: E402
-from trafficsiam.evaluate import evaluate  # noqa: E402
+from trafficsiam.measure.evaluate import evaluate  # noqa: E402
 
 METRICS = ("good_false_alarm", "novel_called_good", "known_accuracy", "known_called_good")
 

@@ -5,7 +5,7 @@ then the markdown tables of BENCHMARKS.md section 4 from the comparison.csv file
     .venv/bin/python bench/compare_losses.py nsl-kdd    # KDDTrain+ -> KDDTest+ (see --losses)
     .venv/bin/python bench/compare_losses.py table bench/results/compare-synth
 
-Each run is `trafficsiam.compare.compare`, as `trafficsiam compare` runs it, writing to
+Each run is `trafficsiam.measure.compare.compare`, as `trafficsiam compare` runs it, writing to
 bench/results/compare-<data>/ (or the folder given; git-ignored) with bench.json (time,
 machine, code digest); the table mode prints the metrics as mean ± std over the seeds.
 Run it with OMP_NUM_THREADS=1 on a shared machine (BENCHMARKS.md section 4).
@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, datasets_dir, machine_info  # noqa: E402
 
 from trafficsiam import synth  # noqa: E402
-from trafficsiam.compare import compare, summarise  # noqa: E402
 from trafficsiam.config import build_config  # noqa: E402
-from trafficsiam.evaluate import METRICS  # noqa: E402
 from trafficsiam.losses import LOSSES  # noqa: E402
+from trafficsiam.measure.compare import compare, summarise  # noqa: E402
+from trafficsiam.measure.evaluate import METRICS  # noqa: E402
 
 SHORT = {
     "known_accuracy": "known acc", "known_macro_f1": "known F1",

@@ -25,7 +25,7 @@ import _common as common  # noqa: E402
 
 from trafficsiam import api, synth  # noqa: E402
 from trafficsiam.config import build_config  # noqa: E402
-from trafficsiam.evaluate import evaluate, operating_points  # noqa: E402
+from trafficsiam.measure.evaluate import evaluate, operating_points  # noqa: E402
 
 
 def main() -> int:

@@ -41,9 +41,10 @@ from sklearn.neighbors import NearestNeighbors
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import require_nsl_kdd  # noqa: E402
 
-from trafficsiam import api, baselines  # noqa: E402
+from trafficsiam import api  # noqa: E402
 from trafficsiam.artifact import Artifact  # noqa: E402
-from trafficsiam.evaluate import novel_auroc, recall_at_fpr  # noqa: E402
+from trafficsiam.measure import baselines  # noqa: E402
+from trafficsiam.measure.evaluate import novel_auroc, recall_at_fpr  # noqa: E402
 from trafficsiam.model import embed  # noqa: E402
 from trafficsiam.prototypes import nearest_distance  # noqa: E402
 

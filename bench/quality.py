@@ -8,8 +8,8 @@ against IsolationForest, kNN and a RandomForest on NSL-KDD, in one run, over see
 The model is `trafficsiam fit` with no tuning flags: only the data section names
 NSL-KDD's label (`attack`, good label `normal`) and the columns that are labels, not
 features (`category`, `difficulty`, `is_attack`). Each seed fits the model and runs every
-baseline on the model's normalised features (`trafficsiam.compare`, as `trafficsiam
-compare` runs it); the metrics are `trafficsiam.evaluate`'s. Four tables follow:
+baseline on the model's normalised features (`trafficsiam.measure.compare`, as `trafficsiam
+compare` runs it); the metrics are `trafficsiam.measure.evaluate`'s. Four tables follow:
 
 * the metrics, mean +- std over the seeds, per method;
 * issue 6's targets, each with the model's value and whether it is met;
@@ -43,10 +43,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine_info, nsl_kdd_data_config, require_nsl_kdd  # noqa: E402
 from compare_losses import table as metrics_table  # noqa: E402
 
-from trafficsiam import api, baselines  # noqa: E402
-from trafficsiam.compare import compare, summarise  # noqa: E402
+from trafficsiam import api  # noqa: E402
 from trafficsiam.config import Config, build_config, parse_override  # noqa: E402
-from trafficsiam.evaluate import recall_at_fpr  # noqa: E402
+from trafficsiam.measure import baselines  # noqa: E402
+from trafficsiam.measure.compare import compare, summarise  # noqa: E402
+from trafficsiam.measure.evaluate import recall_at_fpr  # noqa: E402
 
 BASELINES = ("isolation-forest", "knn", "random-forest")
 # (metric, comparison, target) of issue 6.

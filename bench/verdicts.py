@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, save_runs  # noqa: E402
 
 from trafficsiam import synth  # noqa: E402
-from trafficsiam.backtest import backtest  # noqa: E402
-from trafficsiam.compare import compare  # noqa: E402
 from trafficsiam.config import build_config  # noqa: E402
+from trafficsiam.measure.backtest import backtest  # noqa: E402
+from trafficsiam.measure.compare import compare  # noqa: E402
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 COLUMNS = ("good_false_alarm", "novel_called_good", "known_accuracy", "known_called_good",

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from trafficsiam import synth
-from trafficsiam.backtest import backtest, make_split, write_split
 from trafficsiam.cli import main
 from trafficsiam.config import build_config
 from trafficsiam.errors import ConfigError, InputError
+from trafficsiam.measure.backtest import backtest, make_split, write_split
 
 UNSEEN = "error_type_3,error_type_4"
 

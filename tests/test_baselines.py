@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from trafficsiam import baselines
 from trafficsiam.config import build_config
 from trafficsiam.errors import ConfigError
-from trafficsiam.evaluate import metrics
+from trafficsiam.measure import baselines
+from trafficsiam.measure.evaluate import metrics
 
 
 @pytest.fixture(scope="module")

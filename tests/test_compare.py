@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from trafficsiam import synth
-from trafficsiam.compare import compare, summarise
 from trafficsiam.config import build_config
 from trafficsiam.errors import ConfigError
-from trafficsiam.evaluate import METRICS
+from trafficsiam.measure.compare import compare, summarise
+from trafficsiam.measure.evaluate import METRICS
 
 
 def test_summarise_mean_and_std_per_method():

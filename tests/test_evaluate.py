@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from trafficsiam import synth
-from trafficsiam.evaluate import (
+from trafficsiam.measure.evaluate import (
     METRICS,
     Predictions,
     ari_nmi,
@@ -87,7 +87,7 @@ def test_novel_grouping_ari():
 
 
 def test_novel_grouped_is_the_share_of_flagged_novel_records_in_a_candidate():
-    from trafficsiam.evaluate import novel_grouped
+    from trafficsiam.measure.evaluate import novel_grouped
 
     verdict = np.array(["new_error", "outlier", "good", "new_error", "outlier"])
     novel = np.array([True, True, True, True, False])
@@ -168,7 +168,7 @@ def test_operating_points_match_the_scored_verdicts(fitted, novel_batch, tmp_pat
     flags more records."""
     from trafficsiam import api
     from trafficsiam.config import ScoreConfig
-    from trafficsiam.evaluate import OPERATING_METRICS, OPERATING_RATES, operating_points
+    from trafficsiam.measure.evaluate import OPERATING_METRICS, OPERATING_RATES, operating_points
 
     result, _ = fitted
     ev = evaluate(result.path, novel_batch, tmp_path / "plain", quiet=True, report=False)

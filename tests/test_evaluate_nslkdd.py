@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import datasets_dir, nslkdd_config
 from trafficsiam import api
-from trafficsiam.evaluate import METRICS, evaluate
+from trafficsiam.measure.evaluate import METRICS, evaluate
 
 KDD = datasets_dir() / "nsl-kdd"
 

@@ -7,8 +7,8 @@ import pytest
 
 from tests.conftest import datasets_dir, nslkdd_config
 from trafficsiam import api
-from trafficsiam.compare import compare
-from trafficsiam.evaluate import evaluate
+from trafficsiam.measure.compare import compare
+from trafficsiam.measure.evaluate import evaluate
 
 KDD = datasets_dir() / "nsl-kdd"
 TRAIN, TEST = KDD / "KDDTrain+_20Percent.parquet", KDD / "KDDTest+.parquet"

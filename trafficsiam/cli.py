@@ -326,7 +326,7 @@ def evaluate(model: Path, test: tuple[str, ...], out: Path, config_path: Path | 
     """
     from trafficsiam import api
     from trafficsiam.config import parse_override, score_config
-    from trafficsiam.evaluate import evaluate as run_evaluate
+    from trafficsiam.measure.evaluate import evaluate as run_evaluate
 
     _setup_logging(quiet)
     art = api.load(model)
@@ -391,7 +391,7 @@ def compare(
     comparison.html (the table, each loss's embedding map, and the embedding over the
     training epochs).
     """
-    from trafficsiam.compare import compare as run_compare
+    from trafficsiam.measure.compare import compare as run_compare
 
     _setup_logging(quiet)
     cfg = _fit_config(config_path, label_column, good_label, ignore, None, epochs, None, None,
@@ -455,7 +455,7 @@ def backtest(
     the training part and measures all of them on the test part: how many unseen
     failures each calls good at the model's false alarm rate on good traffic.
     """
-    from trafficsiam.backtest import backtest as run_backtest
+    from trafficsiam.measure.backtest import backtest as run_backtest
 
     _setup_logging(quiet)
     cfg = _fit_config(config_path, label_column, good_label, ignore, loss, epochs, None, seed,

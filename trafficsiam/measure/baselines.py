@@ -35,7 +35,7 @@ from trafficsiam.config import Config
 from trafficsiam.contract import VERDICTS
 from trafficsiam.decide import Calibration, decide, verdict_codes
 from trafficsiam.errors import ConfigError
-from trafficsiam.evaluate import Predictions, masked
+from trafficsiam.measure.evaluate import Predictions, masked
 from trafficsiam.train import split_validation
 
 # The kNN baseline: mean distance to this many nearest good records (issue 6).

@@ -6,7 +6,7 @@ scenarios it never saw, and the verdicts are checked against the labels.
 A *known* scenario is one in the model's training labels (`manifest["scenarios"]`); every
 other label in the test data is *novel*. The good label is the model's
 (`manifest["good_label"]`). The metric functions take plain arrays (`Predictions`), so a
-baseline detector (`trafficsiam.baselines`) is measured by exactly the same code.
+baseline detector (`trafficsiam.measure.baselines`) is measured by exactly the same code.
 
 * `ari`, `nmi`: the cluster assignment (known cluster; candidate new type; one group
   for outliers) against the labels, over all records;

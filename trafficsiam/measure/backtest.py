@@ -41,12 +41,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trafficsiam import api, baselines, read, validate, write
-from trafficsiam.compare import CompareResult, compare
+from trafficsiam import api, read, validate, write
 from trafficsiam.config import Config
 from trafficsiam.errors import ConfigError, InputError
-from trafficsiam.evaluate import METRICS, metrics, recall_at_fpr, write_json
 from trafficsiam.labels import clean_label
+from trafficsiam.measure import baselines
+from trafficsiam.measure.compare import CompareResult, compare
+from trafficsiam.measure.evaluate import METRICS, metrics, recall_at_fpr, write_json
 
 log = logging.getLogger("trafficsiam")
 

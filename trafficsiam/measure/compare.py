@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trafficsiam import api, baselines, read, write
+from trafficsiam import api, read, write
 from trafficsiam.config import Config, build_config, config_to_dict
 from trafficsiam.errors import ConfigError, InputError
-from trafficsiam.evaluate import METRICS, evaluate, metrics
 from trafficsiam.losses import loss_class
+from trafficsiam.measure import baselines
+from trafficsiam.measure.evaluate import METRICS, evaluate, metrics
 from trafficsiam.report import cards
 from trafficsiam.report.figures import Projection
 from trafficsiam.write import json_file as write_json
