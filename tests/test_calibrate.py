@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.test_assign import _blobs, _fit, _queries, _saturated_brute
+from tests.test_assign import _blobs, _fit, _queries
+from tests.test_prototypes import _saturated_brute
 from trafficsiam.assign import NOISE, Assigner
 from trafficsiam.calibrate import ANOMALY_QUANTILE, VOTE_NEIGHBOURS, KnownScorer
 from trafficsiam.prototypes import ANOMALY_CANDIDATES, build_prototypes, nearest_distance

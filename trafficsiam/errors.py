@@ -53,7 +53,7 @@ def os_reason(err: BaseException) -> str:
     """The operating system's words for a failed write ('File too large', 'No space left
     on device'), also from pyarrow's and safetensors' wrappings of the errno."""
     text = str(err)
-    found = re.search(r"\[errno (\d+)\]|\(os error (\d+)\)|code: (\d+)", text)
+    found = re.search(r"\[errno (\d+)\]|\(os error (\d+)\)|code: (\d+)", text, re.IGNORECASE)
     if found:
         return os.strerror(int(next(g for g in found.groups() if g)))
     if isinstance(err, OSError) and err.strerror:
