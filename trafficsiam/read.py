@@ -46,6 +46,13 @@ class Records:
         """'file.parquet row 12' for the i-th row of the frame (rows counted from 0)."""
         return f"{self.paths[int(self.file_index[row])]} row {int(self.row_in_file[row])}"
 
+    def refuse_rows(self, bad: np.ndarray, text: str) -> None:
+        """Refuse the records where `bad` holds, in one line naming the first (file and
+        row); `text` says what is wrong and the fix, `{n}` in it the count."""
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{self.where(first)}: {text.format(n=int(bad.sum()))}")
+
     def subset(self, mask: np.ndarray) -> Records:
         """The rows where `mask` is true, keeping each row's origin."""
         return Records(
@@ -71,6 +78,17 @@ class Records:
 
 def _is_supported(path: Path) -> bool:
     return path.suffix.lower() in PARQUET_SUFFIXES + CSV_SUFFIXES
+
+
+def require_column(source: object, columns: Sequence[object], column: str, what: str,
+                   fix: str) -> None:
+    """Refuse, in one line naming the input and its first columns, records without
+    `column` (`what` says which column it is to us, `fix` what to do)."""
+    names = [str(c) for c in columns]
+    if column in names:
+        return
+    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    raise InputError(f"{source}: {what} '{column}' not found (columns: {shown}); {fix}")
 
 
 def resolve_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:

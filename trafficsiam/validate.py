@@ -18,7 +18,7 @@ import pandas as pd
 from trafficsiam.config import DataConfig
 from trafficsiam.errors import InputError
 from trafficsiam.labels import clean_label, clean_labels
-from trafficsiam.read import Records
+from trafficsiam.read import Records, require_column
 
 log = logging.getLogger("trafficsiam")
 
@@ -83,14 +83,10 @@ def read_labels(records: Records, column: str, normalise: bool) -> pd.Series:
     """The label column as `labels.clean_labels` spells it (str); refuses a record without
     one (missing, empty or blank), naming the first."""
     labels = clean_labels(records.frame[column], normalise)
-    missing = labels.isna().to_numpy()
-    if missing.any():
-        first = int(np.flatnonzero(missing)[0])
-        raise InputError(
-            f"{records.where(first)}: column '{column}' is missing a label "
-            f"({int(missing.sum())} rows without one; empty and blank labels count as "
-            "missing); label every record or filter them out"
-        )
+    records.refuse_rows(labels.isna().to_numpy(),
+                        f"column '{column}' is missing a label ({{n}} rows without one; "
+                        "empty and blank labels count as missing); label every record or "
+                        "filter them out")
     return labels.astype(str)
 
 
@@ -101,13 +97,8 @@ def check_labels(records: Records, data: DataConfig, require_good: bool = True) 
     caller keeps only the rows whose label is in `usable_scenarios(labels)`.
     """
     frame, col = records.frame, data.label_column
-    if col not in frame.columns:
-        shown = ", ".join(map(str, list(frame.columns)[:12]))
-        more = ", ..." if frame.shape[1] > 12 else ""
-        raise InputError(
-            f"{records.source}: label column '{col}' not found (columns: {shown}{more}); "
-            "name the scenario column with --label-column"
-        )
+    require_column(records.source, list(frame.columns), col, "label column",
+                   "name the scenario column with --label-column")
     labels = read_labels(records, col, data.label_normalise)
     counts = labels.value_counts()
     folded: dict[str, str] = {}

@@ -118,21 +118,12 @@ def time_order(records: read.Records, column: str) -> np.ndarray:
     dates; stable, so equal times keep row order). Refuses a missing column, a missing
     value or text that is neither."""
     frame = records.frame
-    if column not in frame.columns:
-        cols = [str(c) for c in frame.columns]
-        shown = ", ".join(cols[:12]) + (", ..." if len(cols) > 12 else "")
-        raise InputError(
-            f"{records.source}: --time-column '{column}' not found (columns: {shown}); "
-            "name the column that holds each record's time"
-        )
+    read.require_column(records.source, list(frame.columns), column, "--time-column",
+                        "name the column that holds each record's time")
     values = frame[column]
-    missing = values.isna().to_numpy()
-    if missing.any():
-        first = int(np.flatnonzero(missing)[0])
-        raise InputError(
-            f"{records.where(first)}: --time-column '{column}' is empty "
-            f"({int(missing.sum())} records without a time); fill it or filter those records out"
-        )
+    records.refuse_rows(values.isna().to_numpy(),
+                        f"--time-column '{column}' is empty ({{n}} records without a time); "
+                        "fill it or filter those records out")
     if pd.api.types.is_datetime64_any_dtype(values):
         key = pd.to_datetime(values, utc=True).dt.tz_convert(None).to_numpy()
     elif pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
@@ -159,17 +150,10 @@ def time_order(records: read.Records, column: str) -> np.ndarray:
 def _labels(records: read.Records, column: str, good_label: str,
             normalise: bool) -> np.ndarray:
     """The label column as fit spells it (`validate.read_labels`): it exists, every record
-    has a label, the good label
-    is among them (fit's own checks, before anything is split; fit checks the rest on
-    the training records)."""
-    frame = records.frame
-    if column not in frame.columns:
-        cols = [str(c) for c in frame.columns]
-        shown = ", ".join(cols[:12]) + (", ..." if len(cols) > 12 else "")
-        raise InputError(
-            f"{records.source}: label column '{column}' not found (columns: {shown}); "
-            "name the scenario column with --label-column"
-        )
+    has a label, the good label is among them (fit's own checks, before anything is
+    split; fit checks the rest on the training records)."""
+    read.require_column(records.source, list(records.frame.columns), column, "label column",
+                        "name the scenario column with --label-column")
     labels = validate.read_labels(records, column, normalise).to_numpy()
     if good_label not in set(labels):
         shown = ", ".join(sorted(set(labels))[:10])

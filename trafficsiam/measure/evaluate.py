@@ -409,12 +409,8 @@ def evaluate(
     known = [str(s) for s in art.manifest["scenarios"]]
     paths = read.resolve_inputs(test if not isinstance(test, str | Path) else [test])
     columns = read.common_columns(paths)
-    if label_col not in columns:
-        shown = ", ".join(columns[:12]) + (", ..." if len(columns) > 12 else "")
-        raise InputError(
-            f"{paths[0]}: label column '{label_col}' not found (columns: {shown}); the test "
-            f"records need the model's label column to be evaluated"
-        )
+    read.require_column(paths[0], columns, label_col, "label column",
+                        "the test records need the model's label column to be evaluated")
     out = write.folder(out)
     work = Path(tempfile.mkdtemp(prefix=".evaluate-", dir=out))
     try:

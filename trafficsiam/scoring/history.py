@@ -20,21 +20,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from trafficsiam import write
-from trafficsiam.contract import (
-    CLUSTERS_CSV,
-    FEATURES_CSV,
-    INDEX_HTML,
-    NEW_TYPES_CSV,
-    REPORT_HTML,
-    RUNS_DIR,
-    SUMMARY,
-)
+from trafficsiam import contract, write
+from trafficsiam.contract import INDEX_HTML, REPORT_HTML, RUNS_DIR, SUMMARY
 from trafficsiam.report.index_page import index_page
 
 log = logging.getLogger("trafficsiam")
 
-RUN_FILES = (SUMMARY, CLUSTERS_CSV, NEW_TYPES_CSV, FEATURES_CSV, REPORT_HTML)
+RUN_FILES = (SUMMARY, contract.CLUSTERS_CSV, contract.NEW_TYPES_CSV, contract.FEATURES_CSV,
+             REPORT_HTML)
 
 
 def keep_run(out: Path, run_id: str, keep_runs: int | None) -> Path:
