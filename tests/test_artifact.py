@@ -162,14 +162,15 @@ def test_interrupted_write_leaves_nothing_behind(tmp_path):
 def test_interrupted_replace_keeps_the_old_model(tmp_path):
     out = tmp_path / "m"
     out.mkdir()
-    (out / "manifest.json").write_text("old")
+    old = '{"format": "trafficsiam", "note": "old"}'  # --force replaces only a model
+    (out / "manifest.json").write_text(old)
 
     def write(folder):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         artifact.write_atomic_dir(out, write, force=True)
-    assert (out / "manifest.json").read_text() == "old"
+    assert (out / "manifest.json").read_text() == old
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
 
 

@@ -24,6 +24,7 @@ from trafficsiam import artifact, synth
 from trafficsiam.state import StateStore
 
 REPO = Path(__file__).resolve().parents[1]
+OLD_MODEL = '{"format": "trafficsiam", "note": "the old model"}'
 TRIALS = 24
 
 # Forks one uninterrupted run, then per trial: a run killed with SIGKILL after a seeded
@@ -221,7 +222,7 @@ def test_ctrl_c_during_fit_leaves_no_half_written_model(when, tmp_path, synth_sm
     out = tmp_path / "m"
     if when == "replacing":
         out.mkdir()
-        (out / "manifest.json").write_text("the old model")
+        (out / "manifest.json").write_text(OLD_MODEL)  # --force replaces only a model
     epochs = "200" if when == "training" else "1"
     args = ["fit", str(data), "--out", str(out), "--ignore", "id", "--ignore", "timestamp",
             "--epochs", epochs, "--set", "train.steps_per_epoch=5", "--quiet", "--force"]
@@ -243,7 +244,7 @@ def test_ctrl_c_during_fit_leaves_no_half_written_model(when, tmp_path, synth_sm
     if when == "replacing":
         assert left == ["d.parquet", "m"]
         assert [p.name for p in out.iterdir()] == ["manifest.json"]
-        assert (out / "manifest.json").read_text() == "the old model"
+        assert (out / "manifest.json").read_text() == OLD_MODEL
     else:
         assert left == ["d.parquet"]
 

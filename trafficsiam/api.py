@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trafficsiam import artifact, cluster, read, validate
+from trafficsiam import artifact, cluster, paths, read, validate
 from trafficsiam.artifact import fingerprint
 from trafficsiam.assign import Assigner
 from trafficsiam.calibrate import KnownScorer, calibration_facts, fit_scorer
@@ -136,6 +136,9 @@ def fit(
     """
     cfg = config or Config()
     good = str(cfg.data.good_label)
+    if not isinstance(inputs, pd.DataFrame):
+        specs = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+        paths.check_outputs([("--out", out)], [("input", r) for r in paths.input_roots(specs)])
     clock = _Stopwatch()
     records = read.training_records(inputs, cfg.data.label_column, cfg.data.ignore)
     clock.lap("read")

@@ -49,6 +49,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from trafficsiam import paths
 from trafficsiam import write as writing
 from trafficsiam.assign import Assigner
 from trafficsiam.calibrate import KnownScorer
@@ -197,6 +198,7 @@ def write_atomic_dir(
         )
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; choose another --out")
+    paths.replaceable(out)
     parent = writing.folder(out.parent if str(out.parent) else Path("."))
     tmp = parent / f".{out.name}.partial-{os.getpid()}"
     old = parent / f".{out.name}.old-{os.getpid()}"

@@ -51,6 +51,7 @@ from trafficsiam.calibrate import KnownScorer, calibration_facts
 from trafficsiam.errors import ArtifactError, InputError
 from trafficsiam.labels import clean_label, clean_labels
 from trafficsiam.model import embed
+from trafficsiam.paths import check_outputs, input_roots
 from trafficsiam.prototypes import build_prototypes, good_traffic_prototypes
 from trafficsiam.scoring.batch import Scoring
 
@@ -98,6 +99,10 @@ def recalibrate(
     label column (when present) names another scenario are left out, with a count."""
     art = model if isinstance(model, Artifact) else artifact.load(model)
     good_label = str(art.manifest["good_label"])
+    specs = ([] if isinstance(good, pd.DataFrame)
+             else [good] if isinstance(good, str | Path) else list(good))
+    check_outputs([("--out", out)], [("input", r) for r in input_roots(specs)],
+                  models=[art.path])
     frame, sources = _read(art, good)
     label_col = str(art.manifest["label_column"])
     if label_col in frame.columns:
@@ -126,6 +131,7 @@ def promote(
         raise InputError(f"promote: --as {name!r} is empty; name the failure, e.g. "
                          "--as tls-reset")
     summary, path = _run_summary(Path(run), art)
+    check_outputs([("--out", out)], [("run folder", run)], models=[art.path])
     found = [t["new_type"] for t in summary.get("new_types", [])]
     if candidate not in found:
         shown = ", ".join(found) or "none"

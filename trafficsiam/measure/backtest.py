@@ -48,6 +48,7 @@ from trafficsiam.labels import clean_label
 from trafficsiam.measure import baselines
 from trafficsiam.measure.compare import CompareResult, compare
 from trafficsiam.measure.evaluate import METRICS, metrics, recall_at_fpr, write_json
+from trafficsiam.paths import check_outputs, input_roots
 
 log = logging.getLogger("trafficsiam")
 
@@ -275,6 +276,8 @@ def backtest(
     if isinstance(seeds, bool) or not isinstance(seeds, int | np.integer) or seeds < 1:
         raise ConfigError(f"backtest: --seeds must be at least 1, got {seeds}; pass --seeds 1")
     out = Path(out)
+    specs = [data] if isinstance(data, str | Path) else list(data)
+    check_outputs([("--out", out)], [("input", r) for r in input_roots(specs)])
     made = write_split(data, out, cfg, unseen=unseen, split=split, test_share=test_share,
                        time_column=time_column)
     info = made.info

@@ -28,6 +28,7 @@ from trafficsiam.errors import ConfigError, InputError
 from trafficsiam.losses import loss_class
 from trafficsiam.measure import baselines
 from trafficsiam.measure.evaluate import METRICS, evaluate, metrics
+from trafficsiam.paths import check_outputs, input_roots
 from trafficsiam.report import cards
 from trafficsiam.report.figures import Projection
 from trafficsiam.write import json_file as write_json
@@ -99,6 +100,10 @@ def compare(
     _check(losses, seeds, baseline_names)
     train_specs = [str(s) for s in ([train] if isinstance(train, str | Path) else train)]
     test_specs = [str(s) for s in ([test] if isinstance(test, str | Path) else test)]
+    # its outputs have names of their own (models/, runs/, comparison.*): an input below
+    # --out is safe (backtest's split/ is one)
+    check_outputs([("--out", out)], [("input", r) for r in input_roots(
+        [*train_specs, *test_specs])], around=False)
     read.resolve_inputs(train_specs)  # bad paths fail before any training
     test_paths = read.resolve_inputs(test_specs)
     label = cfg.data.label_column

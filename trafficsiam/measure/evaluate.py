@@ -63,6 +63,7 @@ from trafficsiam.contract import GOOD, KNOWN, NEW, OUTLIER, VERDICTS
 from trafficsiam.errors import InputError
 from trafficsiam.labels import clean_labels
 from trafficsiam.model import embed
+from trafficsiam.paths import check_outputs, input_roots
 from trafficsiam.report import cards
 from trafficsiam.report.figures import Projection
 from trafficsiam.scoring import score
@@ -407,7 +408,10 @@ def evaluate(
     label_col = str(art.manifest["label_column"])
     good_label = str(art.manifest["good_label"])
     known = [str(s) for s in art.manifest["scenarios"]]
-    paths = read.resolve_inputs(test if not isinstance(test, str | Path) else [test])
+    specs = [test] if isinstance(test, str | Path) else list(test)
+    check_outputs([("--out", out)], [("test input", r) for r in input_roots(specs)],
+                  models=[art.path], around=False)  # outputs of its own names
+    paths = read.resolve_inputs(specs)
     columns = read.common_columns(paths)
     read.require_column(paths[0], columns, label_col, "label column",
                         "the test records need the model's label column to be evaluated")

@@ -18,6 +18,7 @@ import pandas as pd
 from trafficsiam import artifact, write
 from trafficsiam.contract import EXAMPLES_CSV, FEATURES_CSV, REPORT_HTML
 from trafficsiam.normalise import Normaliser
+from trafficsiam.paths import check_outputs
 from trafficsiam.report import cards, figures
 from trafficsiam.report.profile import Members, feature_profile, top_features
 
@@ -200,5 +201,6 @@ def report_model(folder: str | Path, out: str | Path | None = None) -> Path:
     history = pd.DataFrame(art.manifest["training"]["history"])
     page = model_page(art.manifest, art.clusters, history, art.reference, features, examples)
     target = Path(out) if out is not None else art.path.parent / f"{art.path.name}.report.html"
+    check_outputs([("--out", target)], models=[art.path])
     write.text(target, page)
     return target

@@ -41,6 +41,7 @@ from trafficsiam.contract import (
 )
 from trafficsiam.errors import InputError, OutputError
 from trafficsiam.newtypes import seen_before
+from trafficsiam.paths import check_outputs, input_roots
 from trafficsiam.report import run_report
 from trafficsiam.scoring import dask_engine
 from trafficsiam.scoring.batch import Scoring
@@ -95,13 +96,16 @@ def score(
     art = model if isinstance(model, Artifact) else artifact.load(model)
     cfg = config or art.config.score
     specs = [str(s) for s in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
+    state_path = Path(state) if state is not None else Path(out) / STATE_NAME
+    check_outputs([("--out", out), ("--state", state_path)],
+                  [("input", r) for r in input_roots(specs)], models=[art.path])
     paths = read.resolve_inputs(specs)
     names = output_names(specs, paths)
     out = write.folder(out)
     run_engine = _engine(engine, paths, scheduler)
     clock = time.perf_counter()
 
-    with StateStore(Path(state) if state is not None else out / STATE_NAME) as store, \
+    with StateStore(state_path) as store, \
             store.lock(wait=wait):
         _remove_leftovers(out)
         todo, skipped = store.pending([describe(p) for p in paths], rescore=rescore)
