@@ -17,7 +17,6 @@ other failure, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM. See pipelines/R
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from trafficsiam.console import setup_logging
 from trafficsiam.contract import alert_exit_code, run_exit_code
 from trafficsiam.errors import TrafficSiamError
 
@@ -89,15 +89,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _setup_logging(quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("trafficsiam")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
-
-
 def _candidate(t: dict[str, Any], features: int = 3) -> str:
     near = "" if t["nearest_known"] == "none" else f", nearest {t['nearest_known']}"
     top = ", ".join(str(t["top_features"]).split("; ")[:features])
@@ -151,7 +142,7 @@ def summarise(result: ScoreResult, out: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    _setup_logging(args.quiet)
+    setup_logging(args.quiet)
     signal.signal(signal.SIGTERM, _on_sigterm)
     # Resolve models/prod once: a retrain switching the link mid-run must not leave this
     # run (or its Dask workers, which load the model by path) on two different models.

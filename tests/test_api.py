@@ -39,3 +39,16 @@ def test_fingerprint_changes_with_any_value(synth_small):
     a = api.fingerprint(frame)
     frame.loc[5, "bytes_in"] += 1
     assert api.fingerprint(frame) != a
+
+
+def test_fit_and_score_read_a_filtered_pandas_parquet(tmp_path, fast_config):
+    # pandas stores the index of a filtered frame as __index_level_0__: not a feature,
+    # and no KeyError (issue 18)
+    frame = synth.generate(rows=1500, seed=3)
+    frame[frame["bytes_in"] > 0].to_parquet(tmp_path / "filtered.parquet")
+    fitted = api.fit(tmp_path / "filtered.parquet", tmp_path / "m", fast_config, quiet=True,
+                     report=False)
+    assert "__index_level_0__" not in fitted.manifest["schema"]["numeric"]
+    result = api.score(tmp_path / "m", tmp_path / "filtered.parquet", tmp_path / "s",
+                       quiet=True, report=False)
+    assert sum(n for _, _, n in result.outputs) == int((frame["bytes_in"] > 0).sum())

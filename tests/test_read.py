@@ -8,6 +8,7 @@ from trafficsiam.read import (
     common_columns,
     from_frame,
     iter_chunks,
+    read_columns,
     read_records,
     resolve_inputs,
     training_records,
@@ -135,3 +136,34 @@ def test_a_frame_is_one_input_named_dataframe(tiny_frame):
     assert records.inputs() == [{"path": "DataFrame", "bytes": None}]
     with pytest.raises(InputError, match="DataFrame: no rows"):
         from_frame(tiny_frame.iloc[:0])
+
+
+# -- one reader: every file once, pandas' own columns not records' fields (issue 18) ----
+
+
+def test_a_pandas_index_stored_in_parquet_is_not_a_column(tmp_path):
+    frame = synth.generate(rows=400, seed=1)
+    kept = frame[frame["scenario"] != "error_type_2"]  # filtering stores __index_level_0__
+    kept.to_parquet(tmp_path / "filtered.parquet")
+    assert "__index_level_0__" not in read_columns(tmp_path / "filtered.parquet")
+    records = read_records([tmp_path / "filtered.parquet"])
+    assert list(records.frame.columns) == list(frame.columns)
+    assert records.frame.index.equals(pd.RangeIndex(len(kept)))
+
+
+def test_each_file_is_read_once_whatever_the_spelling(tmp_path):
+    synth.generate(rows=50, seed=1).to_parquet(tmp_path / "a.parquet", index=False)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path)  # a symlink loop under **
+    assert resolve_inputs(f"{tmp_path}/**/*.parquet") == [tmp_path / "a.parquet"]
+    other = tmp_path / "sub" / ".." / "a.parquet"
+    assert resolve_inputs([tmp_path / "a.parquet", other]) == [tmp_path / "a.parquet"]
+
+
+def test_a_folder_matched_by_a_glob_is_read_not_skipped(tmp_path):
+    dataset = tmp_path / "flows.parquet"  # a Spark-style dataset folder
+    dataset.mkdir()
+    synth.generate(rows=50, seed=1).to_parquet(dataset / "part-0.parquet", index=False)
+    synth.generate(rows=50, seed=2).to_parquet(tmp_path / "b.parquet", index=False)
+    assert resolve_inputs(f"{tmp_path}/*.parquet") == [tmp_path / "b.parquet",
+                                                       dataset / "part-0.parquet"]

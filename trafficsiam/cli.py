@@ -8,8 +8,6 @@ with one line too, unless --debug asks for the traceback.
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -18,33 +16,13 @@ from typing import Any, TypeVar
 import click
 
 from trafficsiam import __version__
+from trafficsiam.console import one_line, setup_logging
 from trafficsiam.contract import VERDICTS, alert_exit_code, run_exit_code
 from trafficsiam.errors import TrafficSiamError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-class _Formatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        msg = _one_line(record.getMessage())
-        return f"warning: {msg}" if record.levelno >= logging.WARNING else msg
-
-
-def _setup_logging(quiet: bool) -> None:
-    logger = logging.getLogger("trafficsiam")
-    logger.handlers.clear()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
-
-
-def _one_line(text: str) -> str:
-    """Line breaks from data (a column named 'a\nb') escaped: an error is always one line."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _handle_errors(func: F) -> F:
@@ -61,7 +39,7 @@ def _handle_errors(func: F) -> F:
         except TrafficSiamError as err:
             if debug:
                 raise
-            click.echo(f"error: {_one_line(str(err))}", err=True)
+            click.echo(f"error: {one_line(str(err))}", err=True)
             ctx.exit(err.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted; nothing was written", err=True)
@@ -167,7 +145,7 @@ def fit(
     features_by_cluster.csv and examples.csv."""
     from trafficsiam import api
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     cfg = _fit_config(config_path, label_column, good_label, ignore, loss, epochs,
                       embedding_dim, seed, overrides)
     result = api.fit(list(inputs), out, cfg, force=force, quiet=quiet, report=not no_report)
@@ -261,7 +239,7 @@ def score(
     from trafficsiam import api
     from trafficsiam.config import parse_override, score_config
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     if scheduler is not None and engine != "dask":
         raise click.UsageError("--scheduler needs --engine dask")
     art = api.load(model)
@@ -328,7 +306,7 @@ def evaluate(model: Path, test: tuple[str, ...], out: Path, config_path: Path | 
     from trafficsiam.config import parse_override, score_config
     from trafficsiam.measure.evaluate import evaluate as run_evaluate
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     art = api.load(model)
     cfg = score_config(art.config.score, config_path,
                        [parse_override(text) for text in overrides])
@@ -393,7 +371,7 @@ def compare(
     """
     from trafficsiam.measure.compare import compare as run_compare
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     cfg = _fit_config(config_path, label_column, good_label, ignore, None, epochs, None, None,
                       overrides)
     result = run_compare(train, list(tests), out, cfg, losses=_names(losses), seeds=seeds,
@@ -457,7 +435,7 @@ def backtest(
     """
     from trafficsiam.measure.backtest import backtest as run_backtest
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     cfg = _fit_config(config_path, label_column, good_label, ignore, loss, epochs, None, seed,
                       overrides)
     result = run_backtest(list(data), out, cfg, unseen=unseen, split=split_kind,
@@ -539,7 +517,7 @@ def calibrate(model: Path, good: tuple[str, ...], out: Path, seed: int, force: b
     """
     from trafficsiam.derive import recalibrate
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     result = recalibrate(model, list(good), out, force=force, seed=seed)
     if not quiet:
         click.echo(result.summary())
@@ -564,7 +542,7 @@ def promote(run: Path, candidate: str, name: str, model: Path | None, out: Path,
     from trafficsiam.derive import promote as run_promote
     from trafficsiam.derive import run_model
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     result = run_promote(model if model is not None else run_model(run), run, candidate,
                          name, out, force=force, seed=seed)
     if not quiet:
@@ -588,7 +566,7 @@ def report(folder: Path, out: Path | None, model: Path | None, state: Path | Non
     folder (from score), told apart by their manifest.json or summary.json."""
     from trafficsiam.report import report as write_report
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     path = write_report(folder, out, model=model, state=state)
     if not quiet:
         click.echo(f"report: {path}")

@@ -114,8 +114,13 @@ def resolve_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
                 )
             found.extend(files)
         elif globlib.has_magic(text):
+            # a matched folder (a Spark-style `x.parquet/` dataset) is read like a folder
+            # input, never skipped
             files = sorted(
-                Path(p) for p in globlib.glob(text, recursive=True) if Path(p).is_file()
+                f for p in map(Path, globlib.glob(text, recursive=True))
+                for f in ([p] if p.is_file() else
+                          [q for q in p.rglob("*") if q.is_file() and _is_supported(q)]
+                          if p.is_dir() else [])
             )
             if not files:
                 raise InputError(
@@ -125,7 +130,12 @@ def resolve_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
             found.extend(files)
         else:
             raise InputError(f"{text}: no such file or folder; check the path")
-    unique = sorted(set(found))
+    # one file under two spellings (a link, `a/../a`, a symlink loop under `**`) is read
+    # once: the first spelling, by resolved path
+    first: dict[Path, Path] = {}
+    for path in found:
+        first.setdefault(path.resolve(), path)
+    unique = sorted(first.values())
     for path in unique:
         if not _is_supported(path):
             raise InputError(
@@ -171,8 +181,16 @@ def read_columns(path: Path) -> list[str]:
             if header is None:
                 raise pd.errors.EmptyDataError
             return header
-        return list(pq.read_schema(path).names)
+        schema = pq.read_schema(path)
+        return [c for c in schema.names if c not in _index_columns(schema)]
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _index_columns(schema: pa.Schema) -> set[str]:
+    """The columns in which pandas stored a frame's index (`__index_level_0__` after
+    filtering rows): not records' fields, so never read as a column."""
+    meta = schema.pandas_metadata or {}
+    return {c for c in meta.get("index_columns", []) if isinstance(c, str)}
 
 
 def common_columns(paths: Iterable[Path]) -> list[str]:
@@ -205,7 +223,8 @@ def _read_one(path: Path, columns: list[str] | None) -> pd.DataFrame:
     with reading(path):
         if is_csv(path):
             return pd.read_csv(path, usecols=columns, low_memory=False)
-        return pq.read_table(path, columns=columns).to_pandas()
+        # a stored pandas index comes back as the frame's index: dropped (`_index_columns`)
+        return pq.read_table(path, columns=columns).to_pandas().reset_index(drop=True)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
