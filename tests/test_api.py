@@ -52,3 +52,14 @@ def test_fit_and_score_read_a_filtered_pandas_parquet(tmp_path, fast_config):
     result = api.score(tmp_path / "m", tmp_path / "filtered.parquet", tmp_path / "s",
                        quiet=True, report=False)
     assert sum(n for _, _, n in result.outputs) == int((frame["bytes_in"] > 0).sum())
+
+
+def test_the_fit_summary_counts_clusters_not_table_rows(fitted):
+    import dataclasses
+
+    result = fitted[0]
+    table = result.clusters
+    n = int((table["cluster"] >= 0).sum())
+    for clusters in (table, table[table["cluster"] >= 0]):  # with and without a noise row
+        text = dataclasses.replace(result, clusters=clusters).summary()
+        assert f": {n} clusters, " in text

@@ -416,3 +416,20 @@ def test_no_report_flag_reaches_the_library(command, monkeypatch, tmp_path):
     for flag, want in (([], True), (["--no-report"], False)):
         res = CliRunner().invoke(main, [*args, *flag])
         assert res.exit_code == 2 and seen["report"] is want, res.output
+
+
+def test_since_the_previous_run_compares_shares_not_counts():
+    from trafficsiam.report.run_report import changes
+
+    def run(records, known):
+        return {"records": records, "model": {"id": "m"}, "new_types": [],
+                "verdicts": {"good": records - known, "known_error": known,
+                             "new_error": 0, "outlier": 0},
+                "clusters": [{"cluster": 0, "is_good": False, "scenario": "dos",
+                              "known_error": known}]}
+
+    rows = {r["what"]: r for r in changes(run(10_000, 1_000), run(2_000, 200))}
+    # a batch five times smaller with the same share of DoS is no change
+    assert rows["known error dos"]["before"] == rows["known error dos"]["now"] == "10.0%"
+    assert rows["known error dos"]["delta"] == "+0.0 points"
+    assert rows["share known error"]["delta"] == "+0.0 points"

@@ -67,7 +67,8 @@ class FitResult:
             f"{', stopped early' if tr['stopped_early'] else ''}) in {tr['seconds']:.1f} s on "
             f"{tr['device']}: val loss {best['val_loss']:.4f}, "
             f"val triplet accuracy {best['val_triplet_accuracy']:.3f}",
-            f"clustered {cl['points']} records: {len(self.clusters) - 1} clusters, "
+            f"clustered {cl['points']} records: {int((self.clusters['cluster'] >= 0).sum())} "
+            "clusters, "
             f"weighted purity {cl['weighted_purity']:.3f}, noise {cl['noise_share']:.1%}, "
             f"{cl['explained_share']:.1%} in a cluster of their own scenario "
             f"(epsilon {cl['params']['cluster_selection_epsilon']:g})",

@@ -273,11 +273,14 @@ def changes(previous: dict[str, Any] | None, current: dict[str, Any]) -> list[di
                                         or [{"cluster": -1, "is_good": False,
                                              "scenario": "", "known_error": 0}]))
     now = _known_errors(pd.DataFrame(current["clusters"]))
+    # shares of each run's records: a smaller batch is not fewer errors
+    n_before = max(int(previous.get("records", 0)), 1)
+    n_now = max(int(current["records"]), 1)
     for t in sorted(set(before) | set(now)):
-        a, b = before.get(t, 0), now.get(t, 0)
+        a, b = before.get(t, 0) / n_before, now.get(t, 0) / n_now
         if a or b:
-            rows.append({"what": f"known error {t}", "before": cards.number(a),
-                         "now": cards.number(b), "delta": f"{b - a:+,}"})
+            rows.append({"what": f"known error {t}", "before": cards.percent(a),
+                         "now": cards.percent(b), "delta": f"{100 * (b - a):+.1f} points"})
     a, b = len(previous.get("new_types", [])), len(current.get("new_types", []))
     rows.append({"what": "candidate new error types", "before": cards.number(a),
                  "now": cards.number(b), "delta": f"{b - a:+,}"})
