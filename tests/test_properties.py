@@ -46,9 +46,9 @@ def _seed_files() -> dict[str, bytes]:
 
 def _clean(err: TrafficSiamError) -> None:
     """A message for a person: one line once the CLI escapes line breaks from data."""
-    from trafficsiam.cli import _one_line
+    from trafficsiam.console import one_line
 
-    text = _one_line(str(err))
+    text = one_line(str(err))
     assert text and "\n" not in text and "Traceback" not in text, text
     assert err.exit_code == 2, (type(err), text)
 
