@@ -216,3 +216,59 @@ def test_manifest_of_another_format(model_copy):
     _write_manifest(model_copy, {"format": "something-else"})
     with pytest.raises(ArtifactError, match=r"not a trafficsiam model manifest; refit the model"):
         artifact.load(model_copy)
+
+
+# -- a model folder validated as data before use (issue 18, item 4) ---------------------
+
+
+def _rehash(folder: Path, m: dict, name: str) -> None:
+    """A careful forger: the changed file's digest and the id rewritten to match."""
+    m["files"][name] = artifact.sha256_file(folder / name)
+    m["model_id"] = artifact.content_id(m["files"])
+    _write_manifest(folder, m)
+
+
+def test_huge_layer_sizes_are_refused_before_any_allocation(model_copy):
+    m = _manifest(model_copy)
+    m["model"]["hidden"] = [2**40, 2**40]
+    m["config"]["model"]["hidden"] = [16384, 16384]
+    _write_manifest(model_copy, m)
+    with pytest.raises(ArtifactError, match=r"the model's layers .* do not match its config"):
+        artifact.load(model_copy)
+    m["model"]["hidden"] = m["config"]["model"]["hidden"] = [512, 512]  # consistent, but
+    _write_manifest(model_copy, m)  # not the stored weights
+    with pytest.raises(ArtifactError, match=r"weights do not fit the model described in the "
+                                            r"manifest \(tensor 'net\.0\."):
+        artifact.load(model_copy)
+
+
+def test_a_json_nesting_bomb_is_one_line(model_copy):
+    (model_copy / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ArtifactError, match=r"nested too deeply to be a model manifest"):
+        artifact.load(model_copy)
+
+
+def test_non_finite_or_misshapen_arrays_are_refused(model_copy):
+    from safetensors.numpy import load_file, save_file
+
+    inputs = load_file(str(model_copy / "inputs.safetensors"))
+    bad = dict(inputs, good_prototypes=np.full_like(inputs["good_prototypes"], np.nan))
+    save_file(bad, str(model_copy / "inputs.safetensors"))
+    m = _manifest(model_copy)
+    _rehash(model_copy, m, "inputs.safetensors")
+    with pytest.raises(ArtifactError, match=r"'good_prototypes' is not a finite"):
+        artifact.load(model_copy)
+    narrow = dict(inputs, holdout=inputs["holdout"][:, :3].copy())
+    save_file(narrow, str(model_copy / "inputs.safetensors"))
+    _rehash(model_copy, m, "inputs.safetensors")
+    with pytest.raises(ArtifactError, match=r"'holdout' is not a finite \[records, \d+\]"):
+        artifact.load(model_copy)
+
+
+def test_non_finite_embeddings_are_refused(model_copy):
+    ref = pd.read_parquet(model_copy / "reference.parquet")
+    ref.loc[0, "e0"] = np.nan
+    ref.to_parquet(model_copy / "reference.parquet", index=False)
+    _rehash(model_copy, _manifest(model_copy), "reference.parquet")
+    with pytest.raises(ArtifactError, match=r"reference\.parquet: the embedding columns"):
+        artifact.load(model_copy)

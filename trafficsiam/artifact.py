@@ -46,7 +46,7 @@ import hdbscan
 import numpy as np
 import pandas as pd
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from trafficsiam import paths
@@ -116,6 +116,8 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+# A manifest is a page of JSON: anything this large is not one.
+MAX_MANIFEST_BYTES = 64 << 20
 # The files that make a model what it is (not its history's seconds or its report): the
 # model id is derived from them, so a model derived from another (trafficsiam.derive:
 # the same weights, a new reference or calibration) has an id of its own.
@@ -412,10 +414,16 @@ def load(path: str | Path) -> Artifact:
             f"{manifest_path}: missing, so {folder} is not a trafficsiam model; "
             "pass the --out folder of a fit"
         )
+    if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ArtifactError(f"{manifest_path}: {manifest_path.stat().st_size:,} bytes is not "
+                            "a model manifest; restore the model folder or refit the model")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ArtifactError(f"{manifest_path}: not valid JSON ({err}); refit the model") from None
+    except RecursionError:  # a nesting bomb
+        raise ArtifactError(f"{manifest_path}: nested too deeply to be a model manifest; "
+                            "restore the model folder or refit the model") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{manifest_path}: not a trafficsiam model manifest; refit the model")
     fv = manifest.get("format_version")
@@ -491,33 +499,75 @@ def _build(folder: Path, manifest: dict[str, Any], manifest_path: Path) -> Artif
             f"{manifest_path}: model head {spec.get('head')!r} is not one of "
             f"{', '.join(HEADS)}; upgrade trafficsiam or refit the model"
         )
-    model = SiameseMLP(
-        int(spec["in_features"]), tuple(spec["hidden"]), int(spec["embedding_dim"]),
-        float(spec["dropout"]),
-        # Models written before the heads existed are sigmoid models.
-        head=str(spec.get("head", "sigmoid")),
-    )
-    state = load_file(str(folder / WEIGHTS))  # safetensors: tensors only, no code
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ArtifactError(
-            f"{folder / WEIGHTS}: weights do not fit the model described in the manifest "
-            f"({str(err).splitlines()[0]}); refit the model"
-        ) from None
-    model.eval()
+    normaliser = Normaliser.from_dict(manifest["normaliser"])
+    model = _model(folder, manifest_path, spec, config, normaliser.n_features)
     inputs = {k: v.numpy() for k, v in load_file(str(folder / INPUTS)).items()}
     assign_arrays = {k: v.numpy() for k, v in load_file(str(folder / ASSIGN)).items()}
+    reference = pd.read_parquet(folder / REFERENCE)
+    holdout = pd.read_parquet(folder / HOLDOUT)
+    _check_arrays(folder, normaliser.n_features, model.embedding_dim, inputs,
+                  {REFERENCE: reference, HOLDOUT: holdout})
     return Artifact(
         path=folder,
         manifest=manifest,
         config=config,
         schema=FeatureSchema.from_dict(manifest["schema"]),
-        normaliser=Normaliser.from_dict(manifest["normaliser"]),
+        normaliser=normaliser,
         model=model,
-        reference=pd.read_parquet(folder / REFERENCE),
-        holdout=pd.read_parquet(folder / HOLDOUT),
+        reference=reference,
+        holdout=holdout,
         inputs=inputs,
         assign_arrays=assign_arrays,
         clusters=pd.read_csv(folder / CLUSTERS, keep_default_na=False),
     )
+
+
+def _model(folder: Path, manifest_path: Path, spec: dict[str, Any], config: Config,
+           n_features: int) -> SiameseMLP:
+    """The network the manifest describes, with its weights: the sizes checked against
+    the config's ranges and the normaliser's width, and the layers built on torch's meta
+    device and compared with the weights file's shapes before any memory is allocated
+    (an edited manifest must not make torch allocate exabytes)."""
+    hidden, dim = tuple(int(h) for h in spec["hidden"]), int(spec["embedding_dim"])
+    if (int(spec["in_features"]) != n_features or hidden != tuple(config.model.hidden)
+            or dim != config.model.embedding_dim):
+        raise ArtifactError(
+            f"{manifest_path}: the model's layers ({spec['in_features']} inputs, hidden "
+            f"{list(hidden)}, {dim} outputs) do not match its config and normaliser "
+            f"({n_features} inputs, hidden {list(config.model.hidden)}, "
+            f"{config.model.embedding_dim} outputs); restore the model folder or refit")
+    def build() -> SiameseMLP:  # models written before the heads existed are sigmoid models
+        return SiameseMLP(n_features, hidden, dim, float(spec["dropout"]),
+                          head=str(spec.get("head", "sigmoid")))
+    with torch.device("meta"):
+        want = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    with safe_open(str(folder / WEIGHTS), "pt") as stored:  # headers only, no tensor read
+        have = {k: tuple(stored.get_slice(k).get_shape()) for k in stored.keys()}  # noqa: SIM118
+    if have != want:
+        wrong = sorted(set(have.items()) ^ set(want.items()))[0][0]
+        raise ArtifactError(
+            f"{folder / WEIGHTS}: weights do not fit the model described in the manifest "
+            f"(tensor {wrong!r}); refit the model")
+    model = build()
+    model.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
+    return model.eval()
+
+
+def _check_arrays(folder: Path, n_features: int, dim: int, inputs: dict[str, np.ndarray],
+                  tables: dict[str, pd.DataFrame]) -> None:
+    """The stored arrays are data of the right shape: finite, the prototypes and held-out
+    inputs as wide as the normaliser's output, the embeddings as wide as the network's."""
+    for name in ("prototypes", "good_prototypes", "anomaly_prototypes", "holdout"):
+        arr = inputs.get(name)
+        if arr is not None and (arr.ndim != 2 or arr.shape[1] != n_features
+                                or not np.isfinite(arr).all()):
+            raise ArtifactError(
+                f"{folder / INPUTS}: '{name}' is not a finite [records, {n_features}] array "
+                f"(shape {list(arr.shape)}); restore the model folder or refit the model")
+    for name, table in tables.items():
+        cols = [f"e{i}" for i in range(dim)]
+        missing = [c for c in cols if c not in table.columns]
+        if missing or not np.isfinite(table[cols].to_numpy(np.float64)).all():
+            raise ArtifactError(
+                f"{folder / name}: the embedding columns e0..e{dim - 1} are missing or not "
+                "finite; restore the model folder or refit the model")
