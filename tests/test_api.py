@@ -63,3 +63,14 @@ def test_the_fit_summary_counts_clusters_not_table_rows(fitted):
     for clusters in (table, table[table["cluster"] >= 0]):  # with and without a noise row
         text = dataclasses.replace(result, clusters=clusters).summary()
         assert f": {n} clusters, " in text
+
+
+def test_fit_keeps_max_records_and_says_what_it_sampled(tmp_path):
+    synth.generate(rows=3000, seed=4).to_parquet(tmp_path / "big.parquet", index=False)
+    cfg = build_config({"data": {"ignore": ["id", "timestamp"], "max_records": 1000},
+                        "train": {"epochs": 1, "steps_per_epoch": 5}})
+    fitted = api.fit(tmp_path / "big.parquet", tmp_path / "m", cfg, quiet=True, report=False)
+    data = fitted.manifest["data"]
+    assert data["rows"] == 1000
+    assert data["sampled"]["records"] == 3000 and data["sampled"]["kept"] == 1000
+    assert fitted.summary().startswith("sampled 1000 of 3000 records (data.max_records 1000")

@@ -167,3 +167,44 @@ def test_a_folder_matched_by_a_glob_is_read_not_skipped(tmp_path):
     synth.generate(rows=50, seed=2).to_parquet(tmp_path / "b.parquet", index=False)
     assert resolve_inputs(f"{tmp_path}/*.parquet") == [tmp_path / "b.parquet",
                                                        dataset / "part-0.parquet"]
+
+
+# -- fit on exports larger than memory (issue 19, item 6) -------------------------------
+
+
+def _equal_share(labels, n):
+    from trafficsiam.cluster import stratified_sample
+
+    return stratified_sample(labels, n, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_inputs_over_max_records_are_sampled_in_two_streamed_passes(tmp_path, suffix):
+    frames = [synth.generate(rows=3000, seed=s) for s in (1, 2)]
+    frames[1].loc[:4, "scenario"] = "rare"  # five records of a rare scenario, in file 2
+    paths = []
+    for i, frame in enumerate(frames):
+        path = tmp_path / f"part-{i}{suffix}"
+        frame.to_parquet(path, index=False) if suffix == ".parquet" else frame.to_csv(
+            path, index=False)
+        paths.append(path)
+    records = training_records(paths, "scenario", ["id"], max_records=1200,
+                               choose=_equal_share)
+    assert len(records.frame) == 1200 and "id" not in records.frame.columns
+    assert (records.frame["scenario"] == "rare").sum() == 5  # rare ones kept whole
+    facts = records.sampled
+    assert facts["records"] == 6000 and facts["kept"] == 1200
+    assert facts["per_scenario"]["rare"] == {"records": 5, "kept": 5}
+    # every kept record is the row its origin names
+    both = pd.concat(frames, keys=[0, 1])
+    for i in (0, 599, 1199):
+        origin = both.loc[(int(records.file_index[i]), int(records.row_in_file[i]))]
+        assert origin["timestamp"] == records.frame["timestamp"].iloc[i] or suffix == ".csv"
+        assert origin["bytes_in"] == records.frame["bytes_in"].iloc[i]
+
+
+def test_inputs_within_max_records_are_read_whole(tmp_path):
+    synth.generate(rows=500, seed=1).to_parquet(tmp_path / "a.parquet", index=False)
+    records = training_records(tmp_path / "a.parquet", "scenario", max_records=1000,
+                               choose=_equal_share)
+    assert len(records.frame) == 500 and records.sampled is None

@@ -60,7 +60,12 @@ class FitResult:
         tr, cl, data = m["training"], m["clusters"], m["data"]
         best = tr["history"][tr["best_epoch"] - 1] if tr["best_epoch"] else tr["history"][-1]
         n_features = len(m["schema"]["numeric"]) + len(m["schema"]["categorical"])
+        sampled = data.get("sampled")
         lines = [
+            (f"sampled {sampled['kept']} of {sampled['records']} records (data.max_records "
+             f"{sampled['max_records']}, every scenario up to an equal share, rarer ones whole)")
+        ] if sampled else []
+        lines += [
             f"read {data['rows']} records, {len(m['scenarios'])} scenarios, "
             f"{n_features} feature columns -> {m['model']['in_features']} inputs",
             f"trained {tr['epochs_run']} epochs (best {tr['best_epoch']}"
@@ -141,7 +146,10 @@ def fit(
         specs = [inputs] if isinstance(inputs, str | Path) else list(inputs)
         paths.check_outputs([("--out", out)], [("input", r) for r in paths.input_roots(specs)])
     clock = _Stopwatch()
-    records = read.training_records(inputs, cfg.data.label_column, cfg.data.ignore)
+    sampler = np.random.default_rng(cfg.train.seed + 2)  # its own: the fit's draws unchanged
+    records = read.training_records(
+        inputs, cfg.data.label_column, cfg.data.ignore, cfg.data.max_records,
+        lambda labels, n: cluster.stratified_sample(labels, n, sampler))
     clock.lap("read")
     records, labels, dropped, schema = validate.training_set(records, cfg.data)
     cluster.check_min_cluster_size(cfg.cluster, len(records.frame))
@@ -231,6 +239,8 @@ def _data_facts(records: read.Records, scenarios: np.ndarray, dropped: pd.Series
         "scenario_counts": {str(k): int(v) for k, v in counts.items()},
         "dropped_rare_scenarios": {str(k): int(v) for k, v in dropped.items()},
         "cleaning": cleaning,
+        # inputs over data.max_records: what was read and what fit kept, per scenario
+        "sampled": records.sampled,
     }
 
 

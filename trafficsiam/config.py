@@ -53,6 +53,10 @@ class DataConfig(_Section):
     # A scenario with a single record has no positive pair: `error` refuses the
     # data; `drop` leaves those records out of training with a warning and a count.
     rare_scenarios: Literal["error", "drop"] = "error"
+    # Fit keeps at most this many records (a scenario-stratified sample, rare scenarios
+    # whole), reading larger inputs in two streamed passes; empty keeps all. Sized so that
+    # fit's memory stays within a 24 GiB machine (BENCHMARKS.md §8).
+    max_records: int | None = Field(1_000_000, ge=1000, le=1_000_000_000)
     # Labels are always Unicode NFC and blank labels missing (trafficsiam.labels); true
     # also folds case and whitespace, so that "Normal " and "normal" are one scenario.
     label_normalise: bool = False

@@ -11,10 +11,11 @@ from __future__ import annotations
 import csv
 import glob as globlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,9 @@ class Records:
     # Row i came from paths[file_index[i]], row number row_in_file[i] (0-based).
     file_index: np.ndarray
     row_in_file: np.ndarray
+    # When the input was larger than what fit keeps (`data.max_records`): what was read
+    # and what was kept (`training_records`).
+    sampled: dict[str, Any] | None = None
 
     def where(self, row: int) -> str:
         """'file.parquet row 12' for the i-th row of the frame (rows counted from 0)."""
@@ -60,6 +64,7 @@ class Records:
             paths=self.paths,
             file_index=self.file_index[mask],
             row_in_file=self.row_in_file[mask],
+            sampled=self.sampled,
         )
 
     def inputs(self) -> list[dict[str, object]]:
@@ -266,12 +271,113 @@ def from_frame(frame: pd.DataFrame, columns: list[str] | None = None) -> Records
     return records
 
 
+Chooser = Callable[[np.ndarray, int], np.ndarray]
+
+
 def training_records(
+    data: pd.DataFrame | str | Path | Sequence[str | Path], label_column: str,
+    ignore: Sequence[str] = (), max_records: int | None = None,
+    choose: Chooser | None = None,
+) -> Records:
+    """What fit reads: every column of `data` (files, or a DataFrame) but the ignored
+    ones, the label column always. With more than `max_records` records, only the rows
+    `choose(labels, max_records)` picks (sorted row positions) are kept: the labels are
+    read first, then the files streamed in chunks, so memory holds the kept rows, not the
+    input."""
+    if max_records is not None and choose is not None and not isinstance(data, pd.DataFrame):
+        paths = resolve_inputs(data)
+        total = sum(_rows(p) for p in paths)
+        if total > max_records:
+            names = common_columns(paths)
+            require_column(paths[0], names, label_column, "label column",
+                           "name the scenario column with --label-column")
+            wanted = [c for c in names if c not in set(ignore) or c == label_column]
+            return _sampled(paths, wanted, label_column, total, max_records, choose)
+    records = _all_records(data, label_column, ignore)
+    if (max_records is not None and choose is not None
+            and len(records.frame) > max_records):
+        labels = records.frame[label_column].astype(str).to_numpy()
+        keep = np.zeros(len(labels), dtype=bool)
+        keep[choose(labels, max_records)] = True
+        facts = _sample_facts(len(labels), labels, keep, max_records)
+        records = records.subset(keep)
+        records.sampled = facts
+    return records
+
+
+def _rows(path: Path) -> int:
+    """Rows of a file: a parquet footer, or a CSV's lines counted (no parsing)."""
+    counted = count_rows(path)
+    if counted is not None:
+        return counted
+    with reading(path), path.open("rb") as fh:
+        return max(sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 24), b""))
+                   - 1, 0)
+
+
+def _sample_facts(total: int, labels: np.ndarray, keep: np.ndarray,
+                  max_records: int) -> dict[str, Any]:
+    names, counts = np.unique(labels, return_counts=True)
+    kept = np.unique(labels[keep], return_counts=True)
+    kept_of = dict(zip(kept[0].tolist(), kept[1].tolist(), strict=True))
+    log.warning("%d records are more than data.max_records (%d): fit keeps %d, every "
+                "scenario up to an equal share and the rarer ones whole", total, max_records,
+                int(keep.sum()))
+    return {"records": int(total), "kept": int(keep.sum()), "max_records": int(max_records),
+            "per_scenario": {str(n): {"records": int(c), "kept": int(kept_of.get(n, 0))}
+                             for n, c in zip(names.tolist(), counts.tolist(), strict=True)}}
+
+
+def _sampled(paths: list[Path], wanted: list[str], label_column: str, total: int,
+             max_records: int, choose: Chooser) -> Records:
+    """Two passes over files larger than memory: the label column of every file, then
+    each file streamed in chunks keeping the chosen rows (their origin kept for messages)."""
+    log.info("reading the labels of %d record(s) in %d file(s) to sample them", total,
+             len(paths))
+    per_file = [_read_one(p, [label_column])[label_column].astype(str).to_numpy(dtype=object)
+                for p in paths]
+    labels = np.concatenate(per_file)
+    keep = np.zeros(len(labels), dtype=bool)
+    keep[choose(labels, max_records)] = True
+    facts = _sample_facts(len(labels), labels, keep, max_records)
+    frames, file_index, row_in_file = [], [], []
+    offset = 0
+    for i, path in enumerate(paths):
+        for start, chunk in _chunks(path, wanted):
+            rows = np.flatnonzero(keep[offset + start : offset + start + len(chunk)])
+            if len(rows):
+                frames.append(chunk.iloc[rows])
+                file_index.append(np.full(len(rows), i, dtype=np.int32))
+                row_in_file.append(start + rows.astype(np.int64))
+        offset += len(per_file[i])
+    frame = pd.concat(frames, ignore_index=True)[wanted]
+    return Records(frame=frame, paths=list(paths), file_index=np.concatenate(file_index),
+                   row_in_file=np.concatenate(row_in_file), sampled=facts)
+
+
+def _chunks(path: Path, columns: list[str], size: int = 262_144
+            ) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(first row, frame) chunks of a file, typed as `_read_one` types the whole file."""
+    with reading(path):
+        if is_csv(path):
+            start = 0
+            for chunk in pd.read_csv(path, usecols=columns, chunksize=size):
+                yield start, chunk.reset_index(drop=True)
+                start += len(chunk)
+        else:
+            start = 0
+            for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(
+                    batch_size=size, columns=columns):
+                yield start, batch.to_pandas()
+                start += batch.num_rows
+
+
+def _all_records(
     data: pd.DataFrame | str | Path | Sequence[str | Path], label_column: str,
     ignore: Sequence[str] = (),
 ) -> Records:
-    """What fit reads: every column of `data` (files, or a DataFrame) but the ignored
-    ones, the label column always."""
+    """Every record of `data` (files, or a DataFrame): its columns but the ignored ones,
+    the label column always."""
     if isinstance(data, pd.DataFrame):
         names = [str(c) for c in data.columns]
         where: object = FRAME_NAME
