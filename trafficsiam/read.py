@@ -288,18 +288,19 @@ def training_records(
         paths = resolve_inputs(data)
         total = sum(_rows(p) for p in paths)
         if total > max_records:
-            names = common_columns(paths)
-            require_column(paths[0], names, label_column, "label column",
+            columns = common_columns(paths)
+            require_column(paths[0], columns, label_column, "label column",
                            "name the scenario column with --label-column")
-            wanted = [c for c in names if c not in set(ignore) or c == label_column]
+            wanted = [c for c in columns if c not in set(ignore) or c == label_column]
             return _sampled(paths, wanted, label_column, total, max_records, choose)
     records = _all_records(data, label_column, ignore)
     if (max_records is not None and choose is not None
             and len(records.frame) > max_records):
-        labels = records.frame[label_column].astype(str).to_numpy()
-        keep = np.zeros(len(labels), dtype=bool)
-        keep[choose(labels, max_records)] = True
-        facts = _sample_facts(len(labels), labels, keep, max_records)
+        names, codes = np.unique(records.frame[label_column].astype(str).to_numpy(),
+                                 return_inverse=True)
+        keep = np.zeros(len(codes), dtype=bool)
+        keep[choose(codes, max_records)] = True
+        facts = _sample_facts(codes, names, keep, max_records)
         records = records.subset(keep)
         records.sampled = facts
     return records
@@ -315,17 +316,35 @@ def _rows(path: Path) -> int:
                    - 1, 0)
 
 
-def _sample_facts(total: int, labels: np.ndarray, keep: np.ndarray,
+def _label_categories(path: Path, column: str) -> pd.Categorical:
+    """One file's label column as a pandas Categorical, read without a Python string per
+    record where the format allows (parquet dictionary decoding, CSV category parsing)."""
+    with reading(path):
+        if is_csv(path):
+            values = pd.read_csv(path, usecols=[column], dtype={column: "category"})[column]
+        else:
+            table = pq.read_table(path, columns=[column], read_dictionary=[column])
+            values = table.column(0).to_pandas()
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(str).astype("category")
+    cats = values.cat.categories
+    if not all(isinstance(c, str) for c in cats):
+        values = values.cat.rename_categories([str(c) for c in cats])
+    return values.values
+
+
+def _sample_facts(codes: np.ndarray, names: np.ndarray, keep: np.ndarray,
                   max_records: int) -> dict[str, Any]:
-    names, counts = np.unique(labels, return_counts=True)
-    kept = np.unique(labels[keep], return_counts=True)
-    kept_of = dict(zip(kept[0].tolist(), kept[1].tolist(), strict=True))
+    """What was read and what was kept, per scenario (`codes` index `names`)."""
+    counts = np.bincount(codes, minlength=len(names))
+    kept = np.bincount(codes[keep], minlength=len(names))
     log.warning("%d records are more than data.max_records (%d): fit keeps %d, every "
-                "scenario up to an equal share and the rarer ones whole", total, max_records,
-                int(keep.sum()))
-    return {"records": int(total), "kept": int(keep.sum()), "max_records": int(max_records),
-            "per_scenario": {str(n): {"records": int(c), "kept": int(kept_of.get(n, 0))}
-                             for n, c in zip(names.tolist(), counts.tolist(), strict=True)}}
+                "scenario up to an equal share and the rarer ones whole", len(codes),
+                max_records, int(keep.sum()))
+    return {"records": int(len(codes)), "kept": int(keep.sum()),
+            "max_records": int(max_records),
+            "per_scenario": {str(names[i]): {"records": int(counts[i]), "kept": int(kept[i])}
+                             for i in np.flatnonzero(counts)}}
 
 
 def _sampled(paths: list[Path], wanted: list[str], label_column: str, total: int,
@@ -334,12 +353,13 @@ def _sampled(paths: list[Path], wanted: list[str], label_column: str, total: int
     each file streamed in chunks keeping the chosen rows (their origin kept for messages)."""
     log.info("reading the labels of %d record(s) in %d file(s) to sample them", total,
              len(paths))
-    per_file = [_read_one(p, [label_column])[label_column].astype(str).to_numpy(dtype=object)
-                for p in paths]
-    labels = np.concatenate(per_file)
-    keep = np.zeros(len(labels), dtype=bool)
-    keep[choose(labels, max_records)] = True
-    facts = _sample_facts(len(labels), labels, keep, max_records)
+    per_file = [_label_categories(p, label_column) for p in paths]
+    both = pd.api.types.union_categoricals(per_file)
+    # codes, not strings: 10M labels as Python strings would outweigh the kept records
+    codes = np.asarray(both.codes, dtype=np.int32)
+    keep = np.zeros(len(codes), dtype=bool)
+    keep[choose(codes, max_records)] = True
+    facts = _sample_facts(codes, np.asarray(both.categories.astype(str)), keep, max_records)
     frames, file_index, row_in_file = [], [], []
     offset = 0
     for i, path in enumerate(paths):
