@@ -76,7 +76,9 @@ def main() -> None:
                   f"{path.stat().st_size / 2**20:.0f} MiB)", flush=True)
         out = subprocess.run([sys.executable, "-c", CHILD, str(path),
                               str(args.work / f"model-{rows}")],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=False)
+        if out.returncode:
+            raise SystemExit(f"fit on {rows:,} rows failed:\n{out.stderr[-3000:]}")
         result = {"rows": rows, **json.loads(out.stdout.strip().splitlines()[-1])}
         results.append(result)
         print(f"{rows:>12,} rows: fit {result['seconds']} s, peak RSS "

@@ -162,7 +162,7 @@ def test_interrupted_write_leaves_nothing_behind(tmp_path):
 def test_interrupted_replace_keeps_the_old_model(tmp_path):
     out = tmp_path / "m"
     out.mkdir()
-    old = '{"format": "trafficsiam", "note": "old"}'  # --force replaces only a model
+    old = '{"format": "trafficsiam-model", "note": "old"}'  # --force replaces only a model
     (out / "manifest.json").write_text(old)
 
     def write(folder):

@@ -24,7 +24,7 @@ from trafficsiam import artifact, synth
 from trafficsiam.state import StateStore
 
 REPO = Path(__file__).resolve().parents[1]
-OLD_MODEL = '{"format": "trafficsiam", "note": "the old model"}'
+OLD_MODEL = '{"format": "trafficsiam-model", "note": "the old model"}'
 TRIALS = 24
 
 # Forks one uninterrupted run, then per trial: a run killed with SIGKILL after a seeded

@@ -96,3 +96,17 @@ def test_the_rule_itself(tmp_path):
     check_outputs([("--out", tmp_path)], [("input", tmp_path / "in")], around=False)
     assert input_roots([f"{tmp_path}/in/**/*.parquet", tmp_path / "in"]) == [
         tmp_path / "in", tmp_path / "in"]
+
+
+def test_force_replaces_a_model_folder_fit_wrote(fitted, tmp_path):
+    from trafficsiam.paths import is_model_folder, replaceable
+
+    model = tmp_path / "model"
+    shutil.copytree(fitted[0].path, model)
+    assert is_model_folder(model)
+    replaceable(model)  # no error: it is ours to replace
+    res = _cli("fit", fitted[1], "--out", model, "--force", "--ignore", "id", "--ignore",
+               "timestamp", "--epochs", "1", "--set", "train.steps_per_epoch=3", "-q",
+               "--no-report")
+    assert res.exit_code == 0, res.output
+    assert is_model_folder(model)

@@ -62,6 +62,7 @@ from trafficsiam.contract import (
     HOLDOUT,
     INPUTS,
     MANIFEST,
+    MODEL_FORMAT,
     REFERENCE,
     WEIGHTS,
 )
@@ -73,7 +74,7 @@ from trafficsiam.validate import FeatureSchema
 if TYPE_CHECKING:
     from trafficsiam.train import TrainResult
 
-FORMAT = "trafficsiam-model"
+FORMAT = MODEL_FORMAT
 FORMAT_VERSION = 5
 # Formats 1-4 were calibrated with per-cluster novelty thresholds that format 5's single
 # calibrated decision replaced (`decide`): what their verdicts meant cannot be restated

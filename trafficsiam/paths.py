@@ -19,9 +19,8 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from trafficsiam.contract import MANIFEST, MODEL_FORMAT
 from trafficsiam.errors import OutputError
-
-MANIFEST = "manifest.json"
 
 
 def input_roots(specs: Sequence[str | Path]) -> list[Path]:
@@ -53,7 +52,7 @@ def is_model_folder(path: Path) -> bool:
     """A folder `trafficsiam fit` (or calibrate, promote) wrote: its manifest says so."""
     manifest = Path(path) / MANIFEST
     try:
-        return json.loads(manifest.read_text(encoding="utf-8")).get("format") == "trafficsiam"
+        return json.loads(manifest.read_text(encoding="utf-8")).get("format") == MODEL_FORMAT
     except (OSError, ValueError, AttributeError):
         return False
 
