@@ -396,3 +396,32 @@ def test_infinite_value_is_refused_with_file_row_and_column(model, tmp_path):
     with pytest.raises(InputError, match=r"x\.parquet row 42: column 'latency_ms' has value "
                                          r"inf \(1 infinite values"):
         score(model, tmp_path / "x.parquet", tmp_path / "out", config=CFG, quiet=True)
+
+
+def test_a_run_failing_on_its_second_output_leaves_no_output_at_all(model, tmp_path,
+                                                                     monkeypatch):
+    # issue 18: all or nothing, a full disk on the 2nd of 2 outputs left the 1st in place
+    import errno
+
+    from trafficsiam.scoring import local
+
+    src = tmp_path / "landing"
+    src.mkdir()
+    for i in range(2):
+        synth.generate(rows=400, seed=30 + i).to_parquet(src / f"d{i}.parquet", index=False)
+    real = local.write_output
+
+    def full_disk_on_the_second(tmp, scoring, job, *args, **kwargs):
+        if job.index == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(tmp, scoring, job, *args, **kwargs)
+
+    monkeypatch.setattr(local, "write_output", full_disk_on_the_second)
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match="No space left on device"):
+        score(model, src, out, config=CFG, quiet=True)
+    left = sorted(p.name for p in out.rglob("*") if p.is_file())
+    assert left == ["trafficsiam-state.db", "trafficsiam-state.db.lock"], left  # no output
+    monkeypatch.setattr(local, "write_output", real)
+    again = score(model, src, out, config=CFG, quiet=True)  # nothing was recorded as scored
+    assert sorted(p.name for p, _, _ in again.outputs) == ["d0.parquet", "d1.parquet"]

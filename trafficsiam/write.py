@@ -51,18 +51,56 @@ def atomic(
     place. `tag` names the temporary file (a run id lets a later run find its leftovers);
     `then` ends the message of a failed write."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{tag or uuid.uuid4().hex}.tmp")
+    tmp = stage(path, write, tag, then)
+    try:
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise failed(path, err, then=then) from None
+
+
+def stage(
+    path: str | Path, write: Callable[[Path], object], tag: str | None = None,
+    then: str = "",
+) -> Path:
+    """`write(tmp)` on the temporary name `atomic` uses, synced but not moved: a run with
+    several outputs stages them all and `publish`es them together, so that a failure in
+    any leaves none in place. Returns the temporary path."""
+    path = Path(path)
+    tmp = staged_name(path, tag or uuid.uuid4().hex)
     try:
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise failed(path, err, then=then) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def staged_name(path: Path, tag: str) -> Path:
+    """The temporary name `stage` writes `path` under: hidden, beside it, tagged."""
+    return path.with_name(f".{path.name}.{tag}.tmp")
+
+
+def publish(staged: list[tuple[Path, Path]], then: str = "") -> None:
+    """Move staged outputs (temporary, final) into place, after all were written; on any
+    failure the ones not yet moved are removed (`discard`)."""
+    for i, (tmp, path) in enumerate(staged):
+        try:
+            os.replace(tmp, path)
+        except OSError as err:
+            discard(staged[i:])
+            raise failed(path, err, then=then) from None
+
+
+def discard(staged: list[tuple[Path, Path]]) -> None:
+    """Remove staged outputs that will not be published."""
+    for tmp, _ in staged:
+        tmp.unlink(missing_ok=True)
 
 
 def text(path: str | Path, content: str, tag: str | None = None, then: str = "") -> None:

@@ -153,7 +153,8 @@ def _write_partition(
     frame: pd.DataFrame, model_path: str, model_id: str, cfg: dict[str, Any], job: Job,
     shipped: Shipped, target: str, run_id: str, expected: int,
 ) -> pd.Series:
-    """Stage 2: write one output atomically; (verdict counts, example records)."""
+    """Stage 2: stage one output beside its final name (the client publishes them all
+    once every partition is written); (verdict counts, example records, staged path)."""
     scoring = worker_scoring(model_path, model_id, cfg)
     new_types = _unship(shipped)
     path = job.source.path
@@ -166,8 +167,8 @@ def _write_partition(
 
     out = Path(target)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write.atomic(out, write_one, run_id, then=NOT_RECORDED)
-    return pd.Series([(tally, examples)], dtype=object)
+    tmp = write.stage(out, write_one, run_id, then=NOT_RECORDED)
+    return pd.Series([(tally, examples, str(tmp))], dtype=object)
 
 
 # --- the run on the client ---------------------------------------------------------------
@@ -289,16 +290,26 @@ def run_dask(
         # One task holds the new types; every partition of stage 2 depends on it.
         shipped = dask.delayed(_ship(new_types), name=f"trafficsiam-new-types-{run_id}",
                                traverse=False)
-        written = client.gather(client.compute([
-            frame.map_partitions(_write_partition, *common, job, shipped,
-                                 str(out / job.output), run_id, rows[job.index], meta=_META)
-            for frame, job in zip(files, jobs, strict=True)
-        ]))
+        try:
+            written = client.gather(client.compute([
+                frame.map_partitions(_write_partition, *common, job, shipped,
+                                     str(out / job.output), run_id, rows[job.index],
+                                     meta=_META)
+                for frame, job in zip(files, jobs, strict=True)
+            ]))
+        except BaseException:
+            # the partitions that were staged: none of a failed run's outputs stay
+            write.discard([(write.staged_name(out / job.output, run_id), out / job.output)
+                           for job in jobs])
+            raise
         examples: Examples = {}
-        for part in written:
-            part_tally, part_examples = part.iloc[0]
+        staged = []
+        for job, part in zip(jobs, written, strict=True):
+            part_tally, part_examples, tmp = part.iloc[0]
             tally.merge(part_tally)
             examples.update(part_examples)
+            staged.append((Path(tmp), out / job.output))
+        write.publish(staged, then=NOT_RECORDED)
     finally:
         client.close()
         if cluster is not None:

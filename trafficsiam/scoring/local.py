@@ -58,6 +58,7 @@ def run_local(
     tally = Tally()
     sample = Sample(cfg.max_new_points)
     rows: dict[int, int] = {}
+    staged: list[tuple[Path, Path]] = []
     try:
         # Pass 1: check every input and assess every record before writing any output.
         schemas: dict[int, pa.Schema] = {}
@@ -91,7 +92,8 @@ def run_local(
 
         new_types = find_new_types(scoring, sample)
 
-        # Pass 2: every column, plus ts_*, written beside a temporary name.
+        # Pass 2: every column, plus ts_*, staged beside a temporary name; all outputs are
+        # moved into place together once every one is written (none if any fails).
         examples: Examples = {}
         bar = _progress(total, "writing", quiet)
         for job in jobs:
@@ -107,11 +109,15 @@ def run_local(
                                  new_types, rows[job.index], tally, examples,
                                  schemas[job.index], bar.update)
 
-            write.atomic(target, write_one, run_id, then=NOT_RECORDED)
+            staged.append((write.stage(target, write_one, run_id, then=NOT_RECORDED),
+                           target))
             if not quiet and bar.disable:
                 log.info("wrote %s (%d records)", target, rows[job.index])
         bar.close()
+        write.publish(staged, then=NOT_RECORDED)
+        staged = []
     finally:
+        write.discard(staged)
         shutil.rmtree(work, ignore_errors=True)
     return tally, new_types, examples, rows
 
