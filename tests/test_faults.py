@@ -158,7 +158,8 @@ def test_a_full_disk_while_writing_the_output_is_one_line_and_leaves_nothing(fit
         f"error: {out / 'big.parquet'}: could not write (File too large); free space on that "
         "disk (or raise its quota or file size limit), or choose another --out; nothing was "
         "recorded as scored\n")
-    assert sorted(p.name for p in out.iterdir()) == ["trafficsiam-state.db",
+    assert sorted(p.name for p in out.iterdir()) == [".trafficsiam-out.lock",
+                                                     "trafficsiam-state.db",
                                                      "trafficsiam-state.db.lock"]
     with StateStore(out / "trafficsiam-state.db") as store:
         assert store.processed() == []

@@ -177,7 +177,7 @@ def test_missing_feature_column_is_a_clear_error_and_writes_nothing(model, tmp_p
     with pytest.raises(InputError, match=r"b\.parquet: feature column 'latency_ms'.*missing"):
         score(model, src, out, config=CFG, quiet=True)
     assert sorted(p.name for p in out.iterdir()) == [
-        "trafficsiam-state.db", "trafficsiam-state.db.lock"
+        ".trafficsiam-out.lock", "trafficsiam-state.db", "trafficsiam-state.db.lock"
     ]
     assert StateStore(out / "trafficsiam-state.db").runs()[0]["status"] == "failed"
 
@@ -421,7 +421,25 @@ def test_a_run_failing_on_its_second_output_leaves_no_output_at_all(model, tmp_p
     with pytest.raises(OutputError, match="No space left on device"):
         score(model, src, out, config=CFG, quiet=True)
     left = sorted(p.name for p in out.rglob("*") if p.is_file())
-    assert left == ["trafficsiam-state.db", "trafficsiam-state.db.lock"], left  # no output
+    assert left == [".trafficsiam-out.lock", "trafficsiam-state.db",
+                    "trafficsiam-state.db.lock"], left  # no scored file, no temporary file
     monkeypatch.setattr(local, "write_output", real)
     again = score(model, src, out, config=CFG, quiet=True)  # nothing was recorded as scored
     assert sorted(p.name for p, _, _ in again.outputs) == ["d0.parquet", "d1.parquet"]
+
+
+def test_two_runs_into_one_out_folder_with_different_states_do_not_overlap(model, batch,
+                                                                          tmp_path):
+    # issue 18: they shared a work folder and crashed each other
+    from trafficsiam.contract import OUT_LOCK
+    from trafficsiam.state import StateLocked, exclusive
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with exclusive(out / OUT_LOCK, 0, 0.1, "held by this test"):  # another run, in effect
+        with pytest.raises(StateLocked, match=r"another trafficsiam score run is writing "
+                                              r"into this --out folder"):
+            score(model, batch, out, state=tmp_path / "other.db", config=CFG, quiet=True)
+    assert not list(out.glob("*.parquet"))
+    assert score(model, batch, out, state=tmp_path / "other.db", config=CFG,
+                 quiet=True).run_id is not None

@@ -11,9 +11,9 @@ from __future__ import annotations
 __all__ = [
     "ASSIGN", "CLUSTERS", "CLUSTERS_CSV", "EXAMPLES_CSV", "FEATURES_CSV", "GOOD", "HISTORY",
     "HOLDOUT", "INDEX_HTML", "INPUTS", "KNOWN", "MANIFEST", "MODEL_FORMAT", "NEW",
-    "NEW_TYPES_CSV",
-    "OUTLIER", "REFERENCE", "REPORT_HTML", "RUNS_DIR", "STATE_NAME", "SUMMARY", "TS_COLUMNS",
-    "VERDICTS", "WEIGHTS", "WORK_NAME", "alert_exit_code", "run_exit_code",
+    "NEW_TYPES_CSV", "OUTLIER", "OUT_LOCK", "REFERENCE", "REPORT_HTML", "RUNS_DIR",
+    "STATE_NAME", "SUMMARY", "TS_COLUMNS", "VERDICTS", "WEIGHTS", "WORK_NAME",
+    "alert_exit_code", "run_exit_code",
 ]
 
 # The verdicts, in the order of their int8 codes (`decide.verdict_codes`).
@@ -40,6 +40,7 @@ EXAMPLES_CSV = "examples.csv"
 # A scoring run's folder (--out).
 STATE_NAME = "trafficsiam-state.db"
 WORK_NAME = ".trafficsiam-work"
+OUT_LOCK = ".trafficsiam-out.lock"
 SUMMARY = "summary.json"
 CLUSTERS_CSV = "clusters.csv"
 NEW_TYPES_CSV = "new_types.csv"

@@ -32,7 +32,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +73,37 @@ class StateLocked(TrafficSiamError):
     """Another run holds the state's lock (exit code 75, EX_TEMPFAIL: try again later)."""
 
     exit_code = 75
+
+
+@contextmanager
+def exclusive(lock_path: Path, wait: float, poll: float, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` (flock; released with the process) for the
+    block, waiting up to `wait` seconds; else `StateLocked` with `busy`, the holder and the
+    fix. The holder (pid, host, since) is written into the file while held."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    holder = os.pread(fd, 4096, 0).decode(errors="replace").split()
+                    raise StateLocked(
+                        f"{busy} ({', '.join(holder) or 'holder not recorded yet'}); wait "
+                        "for it to finish, or pass --wait SECONDS to queue behind it") from None
+                time.sleep(min(poll, left))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid={os.getpid()} host={socket.gethostname()} since={_now()}\n"
+                  .encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # still ours: the next holder starts from an empty file
+    finally:
+        os.close(fd)  # closing the only descriptor releases the flock
 
 
 @dataclass(frozen=True)
@@ -169,35 +200,10 @@ class StateStore:
             raise OutputError(f"{self.path}: cannot write the state database ({e}); free "
                               "space on that disk, or pass another --state") from None
 
-    @contextmanager
-    def lock(self, wait: float = 0.0, poll: float = 0.2) -> Iterator[None]:
+    def lock(self, wait: float = 0.0, poll: float = 0.2) -> AbstractContextManager[None]:
         """Hold the exclusive run lock for the block, waiting up to `wait` seconds for it."""
-        lock_path = f"{self.path}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        holder = os.pread(fd, 4096, 0).decode(errors="replace").split()
-                        raise StateLocked(
-                            f"{self.path}: another trafficsiam score run holds this state "
-                            f"({', '.join(holder) or 'holder not recorded yet'}); wait for it "
-                            "to finish, or pass --wait SECONDS to queue behind it") from None
-                    time.sleep(min(poll, left))
-            host = socket.gethostname()
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid={os.getpid()} host={host} since={_now()}\n".encode(), 0)
-            try:
-                yield
-            finally:
-                os.ftruncate(fd, 0)  # still ours: the next holder starts from an empty file
-        finally:
-            os.close(fd)  # closing the only descriptor releases the flock
+        return exclusive(Path(f"{self.path}.lock"), wait, poll,
+                         f"{self.path}: another trafficsiam score run holds this state")
 
     def pending(self, files: Sequence[InputFile],
                 rescore: bool = False) -> tuple[list[InputFile], list[InputFile]]:

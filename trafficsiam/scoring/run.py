@@ -33,6 +33,7 @@ from trafficsiam.contract import (
     FEATURES_CSV,
     INDEX_HTML,
     NEW_TYPES_CSV,
+    OUT_LOCK,
     REPORT_HTML,
     RUNS_DIR,
     STATE_NAME,
@@ -51,7 +52,7 @@ from trafficsiam.scoring.passes import Outcome
 from trafficsiam.scoring.plan import Job, output_names
 from trafficsiam.scoring.tables import summarise
 from trafficsiam.scoring.tally import Tally
-from trafficsiam.state import InputFile, StateStore, describe
+from trafficsiam.state import InputFile, StateStore, describe, exclusive
 
 log = logging.getLogger("trafficsiam")
 # `write.atomic`'s temporary names with a run id: .<name>.<run id>.tmp
@@ -105,8 +106,11 @@ def score(
     run_engine = _engine(engine, paths, scheduler)
     clock = time.perf_counter()
 
-    with StateStore(state_path) as store, \
-            store.lock(wait=wait):
+    # Two locks: the state's (one run per state) and the --out folder's (two runs with
+    # different states must not share its work folder and outputs).
+    with exclusive(out / OUT_LOCK, wait, 0.2,
+                   f"{out}: another trafficsiam score run is writing into this --out folder"), \
+            StateStore(state_path) as store, store.lock(wait=wait):
         _remove_leftovers(out)
         todo, skipped = store.pending([describe(p) for p in paths], rescore=rescore)
         if skipped:
