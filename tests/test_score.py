@@ -443,3 +443,14 @@ def test_two_runs_into_one_out_folder_with_different_states_do_not_overlap(model
     assert not list(out.glob("*.parquet"))
     assert score(model, batch, out, state=tmp_path / "other.db", config=CFG,
                  quiet=True).run_id is not None
+
+
+def test_a_deleted_output_is_scored_again(model, batch, tmp_path):
+    # issue 18: with --state elsewhere, deleting --out said "nothing new to score" forever
+    out, state = tmp_path / "out", tmp_path / "state.db"
+    first = score(model, batch, out, state=state, config=CFG, quiet=True)
+    assert first.run_id is not None
+    assert score(model, batch, out, state=state, config=CFG, quiet=True).run_id is None
+    (out / "batch.parquet").unlink()
+    again = score(model, batch, out, state=state, config=CFG, quiet=True)
+    assert again.run_id is not None and (out / "batch.parquet").is_file()

@@ -69,9 +69,15 @@ def test_pending_skips_scored_and_rescores_changed(store: StateStore, tmp_path: 
     a, b, c = (write(tmp_path / f"{n}.parquet", n.encode()) for n in "abc")
     assert store.pending([c, a, b]) == ([c, a, b], [])
     store.begin_run("r1", "m1", [a, b], tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "out" / f"{name}.parquet").write_bytes(b"scored")
     store.finish_run("r1", {a: (tmp_path / "out/a.parquet", 3), b: (tmp_path / "out/b.parquet", 4)},
                      {"alerts": 1})
     assert store.pending([c, a, b]) == ([c], [a, b])
+    (tmp_path / "out" / "b.parquet").unlink()  # an output deleted: its input is due again
+    assert store.pending([c, a, b]) == ([c, b], [a])
+    (tmp_path / "out" / "b.parquet").write_bytes(b"scored")
     a2 = write(a.path, b"a changed")  # same path, new content
     assert store.pending([c, a2, b]) == ([c, a2], [b])
     assert store.pending([c, a2, b], rescore=True) == ([c, a2, b], [])
@@ -87,6 +93,7 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
     with StateStore(tmp_path / "runs.db") as s:
         s.begin_run("r1", "m1", [a], tmp_path)
         s.finish_run("r1", {a: (tmp_path / "o.parquet", 1)}, {})
+    (tmp_path / "o.parquet").write_bytes(b"scored")
     with StateStore(tmp_path / "runs.db") as s:
         assert s.pending([a]) == ([], [a])
 

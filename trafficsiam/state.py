@@ -208,14 +208,19 @@ class StateStore:
     def pending(self, files: Sequence[InputFile],
                 rescore: bool = False) -> tuple[list[InputFile], list[InputFile]]:
         """Split `files` into (to_score, skipped), in input order: an input is skipped when a
-        finished run recorded the same path with the same SHA-256, unless `rescore`."""
+        finished run recorded the same path with the same SHA-256 and its output is still
+        there, unless `rescore`."""
         if rescore:
             return list(files), []
-        done = {tuple(r) for r in self._db.execute("SELECT path, sha256 FROM inputs")}
+        # an input is done while its scored output is still there: deleting an output (or
+        # the --out folder, with the state elsewhere) scores that input again
+        done = {(path, sha): output for path, sha, output in
+                self._db.execute("SELECT path, sha256, output FROM inputs")}
         to_score: list[InputFile] = []
         skipped: list[InputFile] = []
         for f in files:
-            (skipped if (str(f.path), f.sha256) in done else to_score).append(f)
+            output = done.get((str(f.path), f.sha256))
+            (skipped if output is not None and Path(output).is_file() else to_score).append(f)
         return to_score, skipped
 
     def begin_run(self, run_id: str, model_id: str, inputs: Sequence[InputFile],
