@@ -189,3 +189,20 @@ def test_operations_exports_timestamps_addresses_and_counters_are_left_out(write
     # listed as a feature, a column is what the user says it is
     forced = infer_schema(records, DataConfig(categorical=("src_ip",), numeric=("seq",)))
     assert forced.categorical == ("src_ip",) and forced.numeric == ("seq",)
+
+
+def test_columns_scoring_adds_are_never_features(write_parquet, caplog):
+    # issue 18: fit took ts_verdict as a feature of records scored before
+    n = 60
+    frame = pd.DataFrame({
+        "scenario": ["good", "bad"] * (n // 2),
+        "x": np.random.default_rng(0).normal(size=n),
+        "ts_verdict": ["good", "known_error"] * (n // 2),
+        "ts_anomaly": np.random.default_rng(1).random(n),
+    })
+    records, _ = records_of(frame, write_parquet)
+    schema = infer_schema(records, DataConfig())
+    assert schema.columns == ("x",)
+    assert schema.excluded == {"ts_verdict": "scored", "ts_anomaly": "scored"}
+    assert "column 'ts_verdict' is one that trafficsiam score adds and is not used as a " \
+           "feature (add --ignore ts_verdict to silence this)" in caplog.text

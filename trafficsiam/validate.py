@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from trafficsiam.config import DataConfig
+from trafficsiam.contract import TS_COLUMNS
 from trafficsiam.errors import InputError
 from trafficsiam.labels import clean_label, clean_labels
 from trafficsiam.read import Records, require_column
@@ -47,6 +48,7 @@ NOT_FEATURES = {
     "timestamp": "holds timestamps as text",
     "ip address": "holds IP addresses",
     "identifier": "has a distinct value on most rows, like an identifier,",
+    "scored": "is one that trafficsiam score adds",
 }
 
 
@@ -225,7 +227,9 @@ def infer_schema(records: Records, data: DataConfig) -> FeatureSchema:
                 f"{records.source}: column '{col}' is entirely missing; "
                 f"fill it or leave it out with --ignore {col}"
             )
-        kind = _column_kind(records, col, data)
+        # a column scoring adds (records scored before): our output, never a feature,
+        # whatever is in it (fit took ts_verdict as one, and score refused the file)
+        kind = "scored" if col in TS_COLUMNS else _column_kind(records, col, data)
         if kind in NOT_FEATURES:
             excluded[col] = kind
             log.warning(
