@@ -11,9 +11,10 @@ layer over it.
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = version("trafficsiam")  # pyproject.toml's, the one place it is written
 __all__ = ["Model", "__version__", "fit", "load"]
 
 if TYPE_CHECKING:

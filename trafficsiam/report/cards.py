@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from importlib.metadata import version
 from typing import Any
 
 import numpy as np
@@ -133,12 +134,10 @@ def example_table(records: Sequence[Mapping[str, Any]], columns: list[str]) -> d
 
 def page(template: str, data: dict[str, Any], **context: Any) -> str:
     """A whole page: plotly.js and the plots' JSON inline, nothing loaded from elsewhere."""
-    from trafficsiam import __version__
-
     # The Content-Security-Policy runs only the page's own scripts, named by their SHA-256
     # (not a random nonce: the same model and data give the same page, byte for byte).
     text = render(template, plotly_js=plotly_js(), data=data, script_hashes=_HASHES,
-                  version=__version__, **context)
+                  version=version("trafficsiam"), **context)
     hashes = " ".join(
         "'sha256-" + base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode()
         + "'" for body in _scripts(text))
