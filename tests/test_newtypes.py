@@ -55,12 +55,21 @@ def run(emb: np.ndarray, normaliser: Normaliser, **kw: int) -> tuple[NewTypes, n
     return found, found.assign(emb)
 
 
+def one_candidate(found: NewTypes, names: np.ndarray, members: int,
+                  outliers: float | None = None) -> None:
+    """`found` is the single candidate new-1, holding the first `members` records (95 %),
+    and at least `outliers` of the rest stay outliers."""
+    assert found.names == ["new-1"]
+    assert (names[:members] == "new-1").mean() >= 0.95
+    if outliers is not None:
+        assert (names[members:] == None).mean() >= outliers  # noqa: E711
+
+
 def test_one_group_among_few_scattered_records_is_one_candidate(normaliser):
     rng = np.random.default_rng(11)
     emb = np.vstack([group(rng, 300, 0.5), scatter(rng, 20)])
     found, names = run(emb, normaliser)
-    assert found.names == ["new-1"]
-    assert (names[:300] == "new-1").mean() >= 0.95
+    one_candidate(found, names, 300)
     assert found.table["sample_records"].tolist() == [int((names == "new-1").sum())]
     assert len(found.examples["new-1"]) == ScoreConfig().examples
     # records of the group that were not in the sample join it, far records do not
@@ -73,19 +82,14 @@ def test_one_group_in_a_full_sample_is_one_candidate(normaliser):
     rng = np.random.default_rng(12)
     center = rng.uniform(0.3, 0.7, size=DIMS)
     emb = np.vstack([group(rng, 19_700, center, sd=0.05, rank=3), scatter(rng, 300)])
-    found, names = run(emb, normaliser)
-    assert found.names == ["new-1"]
-    assert (names[:19_700] == "new-1").mean() >= 0.95
-    assert (names[19_700:] == None).mean() >= 0.9  # noqa: E711
+    one_candidate(*run(emb, normaliser), 19_700, outliers=0.9)
 
 
 def test_one_group_beyond_the_sample_cap_is_one_candidate(normaliser):
     """More unexplained records than `max_new_points`: the rest are assigned."""
     rng = np.random.default_rng(13)
     emb = np.vstack([group(rng, 2_850, 0.4), scatter(rng, 150)])
-    found, names = run(emb, normaliser, capacity=1_000)
-    assert found.names == ["new-1"]
-    assert (names[:2_850] == "new-1").mean() >= 0.95
+    one_candidate(*run(emb, normaliser, capacity=1_000), 2_850)
 
 
 def test_two_separated_groups_are_two_candidates(normaliser):
@@ -107,10 +111,7 @@ def test_scattered_records_are_no_candidate(normaliser, n):
 def test_scattered_minority_stays_outlier(normaliser):
     rng = np.random.default_rng(16)
     emb = np.vstack([group(rng, 300, 0.6), scatter(rng, 30)])
-    found, names = run(emb, normaliser)
-    assert found.names == ["new-1"]
-    assert (names[:300] == "new-1").mean() >= 0.95
-    assert (names[300:] == None).mean() >= 0.8  # noqa: E711
+    one_candidate(*run(emb, normaliser), 300, outliers=0.8)
 
 
 def test_same_records_same_candidates(normaliser):
