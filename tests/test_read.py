@@ -208,3 +208,15 @@ def test_inputs_within_max_records_are_read_whole(tmp_path):
     records = training_records(tmp_path / "a.parquet", "scenario", max_records=1000,
                                choose=_equal_share)
     assert len(records.frame) == 500 and records.sampled is None
+
+
+def test_csv_files_whose_size_bound_exceeds_max_records_are_still_read_whole(tmp_path):
+    # small CSVs are not counted: their byte bound may pass max_records, their rows not
+    paths = []
+    for i in range(3):
+        synth.generate(rows=10, seed=i).to_csv(tmp_path / f"p{i}.csv", index=False)
+        paths.append(tmp_path / f"p{i}.csv")
+    assert all(p.stat().st_size < 2000 for p in paths)  # under 2 x max_records bytes
+    assert sum(p.stat().st_size // 2 for p in paths) > 1000  # the bound passes it
+    records = training_records(paths, "scenario", max_records=1000, choose=_equal_share)
+    assert len(records.frame) == 30 and records.sampled is None

@@ -54,8 +54,8 @@ class DataConfig(_Section):
     # data; `drop` leaves those records out of training with a warning and a count.
     rare_scenarios: Literal["error", "drop"] = "error"
     # Fit keeps at most this many records (a scenario-stratified sample, rare scenarios
-    # whole), reading larger inputs in two streamed passes; empty keeps all. Sized so that
-    # fit's memory stays within a 24 GiB machine (BENCHMARKS.md §8).
+    # whole), reading larger inputs in two streamed passes, so that fit's memory follows
+    # this setting, not the input (BENCHMARKS.md §8); empty keeps all.
     max_records: int | None = Field(1_000_000, ge=1000, le=1_000_000_000)
     # Labels are always Unicode NFC and blank labels missing (trafficsiam.labels); true
     # also folds case and whitespace, so that "Normal " and "normal" are one scenario.

@@ -103,7 +103,8 @@ def recalibrate(
              else [good] if isinstance(good, str | Path) else list(good))
     check_outputs([("--out", out)], [("input", r) for r in input_roots(specs)],
                   models=[art.path])
-    frame, sources = _read(art, good)
+    scoring = Scoring(art, art.config.score)
+    frame, sources = _read(scoring, good)
     label_col = str(art.manifest["label_column"])
     if label_col in frame.columns:
         labels = clean_labels(frame[label_col], art.config.data.label_normalise)
@@ -112,7 +113,7 @@ def recalibrate(
             log.warning("left out %d records whose '%s' is not '%s' (calibrate takes good "
                         "traffic only)", int((~keep).sum()), label_col, good_label)
         frame = frame[keep].reset_index(drop=True)
-    x, emb = _embed(art, frame, sources[0])
+    x, emb = _embed(scoring, frame, sources[0])
     step = {"kind": "calibrate", "inputs": sources, "records": int(len(x))}
     return _derive(art, x, emb, good_label, replace=True, step=step, out=Path(out),
                    force=force, seed=seed)
@@ -138,7 +139,7 @@ def promote(
         raise InputError(f"{path}: the run has no candidate {candidate!r} (candidates: "
                          f"{shown}); name one of them")
     frame, outputs = _candidate_records(art, summary, candidate, path)
-    x, emb = _embed(art, frame, Path(outputs[0]))
+    x, emb = _embed(Scoring(art, art.config.score), frame, Path(outputs[0]))
     step = {"kind": "promote", "run_id": summary.get("run_id"), "run_folder": str(run),
             "candidate": candidate, "scenario": scenario,
             "new_scenario": scenario not in art.manifest["scenarios"],
@@ -159,34 +160,33 @@ def run_model(run: str | Path) -> Path:
 # -- reading ------------------------------------------------------------------------------
 
 
-def _read(art: Artifact, data: pd.DataFrame | str | Path | Sequence[str | Path]
+def _read(scoring: Scoring, data: pd.DataFrame | str | Path | Sequence[str | Path]
           ) -> tuple[pd.DataFrame, list[str]]:
-    """The records of `data` (feature columns and, when present, the label column)."""
-    features = list(art.schema.columns)
-    label_col = str(art.manifest["label_column"])
+    """The records of `data` (feature columns and, when present, the label column),
+    checked as scoring checks its inputs."""
+    label_col = str(scoring.art.manifest["label_column"])
     if isinstance(data, pd.DataFrame):
         columns = [str(c) for c in data.columns]
-        Scoring(art, art.config.score).check_columns(Path(read.FRAME_NAME), columns)
-        wanted = features + ([label_col] if label_col in columns else [])
+        scoring.check_columns(Path(read.FRAME_NAME), columns)
+        wanted = scoring.features + ([label_col] if label_col in columns else [])
         return data[wanted].reset_index(drop=True), [read.FRAME_NAME]
     paths = read.resolve_inputs(data)
     columns = read.common_columns(paths)
-    Scoring(art, art.config.score).check_columns(paths[0], columns)
-    wanted = features + ([label_col] if label_col in columns else [])
+    scoring.check_columns(paths[0], columns)
+    wanted = scoring.features + ([label_col] if label_col in columns else [])
     return read.read_records(paths, wanted).frame, [str(p) for p in paths]
 
 
-def _embed(art: Artifact, frame: pd.DataFrame, source: Path | str
+def _embed(scoring: Scoring, frame: pd.DataFrame, source: Path | str
            ) -> tuple[np.ndarray, np.ndarray]:
     """(normalised inputs, embeddings) with scoring's checks of the values."""
     if len(frame) < MIN_RECORDS:
         raise InputError(
             f"{source}: {len(frame)} records; a derived model needs at least {MIN_RECORDS} "
             "(half vote as reference records, half calibrate the decision)")
-    scoring = Scoring(art, art.config.score)
     table = pa.Table.from_pandas(frame[scoring.features], preserve_index=False)
-    x, _ = art.normaliser.transform(scoring.feature_frame(table, Path(source), 0))
-    return x, embed(art.model, x)
+    x, _ = scoring.art.normaliser.transform(scoring.feature_frame(table, Path(source), 0))
+    return x, embed(scoring.art.model, x)
 
 
 def _read_summary(run: Path) -> tuple[dict[str, Any], Path]:
@@ -244,9 +244,10 @@ def _derive(art: Artifact, x: np.ndarray, emb: np.ndarray, scenario: str, *, rep
     names = [str(s) for s in art.manifest["scenarios"]]
     if scenario not in names:
         names.append(scenario)  # appended: the parent's scenario codes stay as they were
-    code = names.index(scenario)
+    code_of = {name: i for i, name in enumerate(names)}
+    code = code_of[scenario]
     good_label = str(art.manifest["good_label"])
-    good_code = names.index(good_label) if good_label in names else -1
+    good_code = code_of.get(good_label, -1)
 
     order = rng.permutation(len(x))
     half = len(order) // 2
@@ -260,7 +261,7 @@ def _derive(art: Artifact, x: np.ndarray, emb: np.ndarray, scenario: str, *, rep
                            np.full(len(to_ref), -1, np.int64)])
     clustered = cluster.fit_clusters(points, ref_names, cfg.cluster, good_label, rng)
     sample = clustered.sample_idx
-    ref_codes = np.array([names.index(s) for s in ref_names[sample]], dtype=np.int64)
+    ref_codes = np.array([code_of[s] for s in ref_names[sample]], dtype=np.int64)
 
     inputs = art.inputs
     per = cfg.cluster.prototypes
@@ -285,7 +286,7 @@ def _derive(art: Artifact, x: np.ndarray, emb: np.ndarray, scenario: str, *, rep
     held_emb = np.vstack([art.holdout[columns].to_numpy(np.float64)[keep], emb[to_cal]])
     held_x = np.vstack([inputs["holdout"][keep], x[to_cal]]).astype(np.float32)
     held_names = np.concatenate([held_names[keep], np.full(len(to_cal), scenario, object)])
-    held_codes = np.array([names.index(s) for s in held_names], dtype=np.int64)
+    held_codes = np.array([code_of[s] for s in held_names], dtype=np.int64)
     held_rows = np.concatenate([art.holdout["row"].to_numpy(np.int64)[keep],
                                 np.full(len(to_cal), -1, np.int64)])
 

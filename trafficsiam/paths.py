@@ -15,6 +15,7 @@ user's.
 from __future__ import annotations
 
 import glob as globlib
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,10 +31,9 @@ def input_roots(specs: Sequence[str | Path]) -> list[Path]:
     for spec in specs:
         text = str(spec)
         if globlib.has_magic(text) and not Path(text).exists():
-            parts = Path(text).parts
-            fixed = [p for p in parts[: next(i for i, p in enumerate(parts)
-                                              if globlib.has_magic(p))]]
-            roots.append(Path(*fixed) if fixed else Path("."))
+            fixed = itertools.takewhile(lambda part: not globlib.has_magic(part),
+                                        Path(text).parts)
+            roots.append(Path(*fixed))
         else:
             roots.append(Path(text))
     return roots

@@ -286,7 +286,10 @@ def training_records(
     input."""
     if max_records is not None and choose is not None and not isinstance(data, pd.DataFrame):
         paths = resolve_inputs(data)
-        total = sum(_rows(p) for p in paths)
+        # a CSV row takes two bytes at least: smaller files need not be counted (a pass
+        # over the file before reading it)
+        total = sum(p.stat().st_size // 2 if is_csv(p) and p.stat().st_size < 2 * max_records
+                    else _rows(p) for p in paths)
         if total > max_records:
             columns = common_columns(paths)
             require_column(paths[0], columns, label_column, "label column",
@@ -307,7 +310,8 @@ def training_records(
 
 
 def _rows(path: Path) -> int:
-    """Rows of a file: a parquet footer, or a CSV's lines counted (no parsing)."""
+    """Rows of a file, at least as many as it holds: a parquet footer, or a CSV's lines
+    counted (no parsing)."""
     counted = count_rows(path)
     if counted is not None:
         return counted
@@ -357,9 +361,13 @@ def _sampled(paths: list[Path], wanted: list[str], label_column: str, total: int
     both = pd.api.types.union_categoricals(per_file)
     # codes, not strings: 10M labels as Python strings would outweigh the kept records
     codes = np.asarray(both.codes, dtype=np.int32)
-    keep = np.zeros(len(codes), dtype=bool)
-    keep[choose(codes, max_records)] = True
-    facts = _sample_facts(codes, np.asarray(both.categories.astype(str)), keep, max_records)
+    if len(codes) <= max_records:  # the row count was a bound (CSV sizes): all fit
+        keep, facts = np.ones(len(codes), dtype=bool), None
+    else:
+        keep = np.zeros(len(codes), dtype=bool)
+        keep[choose(codes, max_records)] = True
+        facts = _sample_facts(codes, np.asarray(both.categories.astype(str)), keep,
+                              max_records)
     frames, file_index, row_in_file = [], [], []
     offset = 0
     for i, path in enumerate(paths):
@@ -385,11 +393,8 @@ def _chunks(path: Path, columns: list[str], size: int = 262_144
                 yield start, chunk.reset_index(drop=True)
                 start += len(chunk)
         else:
-            start = 0
-            for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(
-                    batch_size=size, columns=columns):
-                yield start, batch.to_pandas()
-                start += batch.num_rows
+            for start, table in iter_chunks(path, columns, size):
+                yield start, table.to_pandas()
 
 
 def _all_records(
