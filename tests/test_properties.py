@@ -165,6 +165,65 @@ def test_random_frames_fit_a_finite_normaliser_or_are_refused_cleanly(tmp_path, 
         _clean(err)
 
 
+def _as_scoring(schema, norm):
+    """The real `Scoring` checks and conversions of a batch, over a fitted normaliser
+    without a network (the reading half of scoring is what is compared)."""
+    from types import SimpleNamespace
+
+    from trafficsiam.scoring.batch import Scoring
+
+    scoring = Scoring.__new__(Scoring)
+    scoring.art = SimpleNamespace(schema=schema, normaliser=norm, model_id="0" * 12)
+    scoring.features = list(schema.columns)
+    scoring.numeric = set(schema.numeric)
+    return scoring
+
+
+@st.composite
+def fittable_frames(draw) -> pd.DataFrame:
+    """`frames()` with labels fit accepts (two scenarios of two records at least), so that
+    the values, not the labels, decide what fit does."""
+    frame = draw(frames())
+    frame = pd.concat([frame] * max(1, -(-4 // len(frame))), ignore_index=True)
+    frame["scenario"] = np.where(np.arange(len(frame)) % 2 == 0, "good", "bad")
+    return frame
+
+
+@SETTINGS
+@given(frame=fittable_frames(), csv=st.booleans())
+def test_score_reads_the_fit_s_own_training_file_as_fit_read_it(tmp_path, frame, csv):
+    """Issue 18: whatever file fit accepts, scoring that same file accepts it too and
+    turns every record into the same model inputs (CSV and parquet alike)."""
+    from trafficsiam.contract import TS_COLUMNS
+    from trafficsiam.read import input_schema
+
+    path = tmp_path / ("x.csv" if csv else "x.parquet")
+    if csv:
+        frame.to_csv(path, index=False)
+    else:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    data = DataConfig(rare_scenarios="drop")
+    try:
+        records = read_records([path], common_columns([path]))
+        check_labels(records, data)
+        schema = infer_schema(records, data)
+        norm = Normaliser.fit(records.frame[list(schema.columns)], schema, NormaliseConfig())
+    except TrafficSiamError as err:
+        _clean(err)
+        return
+    fitted, _ = norm.transform(records.frame[list(schema.columns)])
+    scoring = _as_scoring(schema, norm)
+    try:
+        scoring.check_schema(path, input_schema(path))
+    except TrafficSiamError as err:  # the one file scoring refuses on purpose
+        assert any(c in TS_COLUMNS for c in frame.columns), str(err)
+        assert "is one that scoring adds" in str(err)
+        return
+    scored = [norm.transform(scoring.feature_frame(table, path, start))[0]
+              for start, table in iter_chunks(path, scoring.features, 7)]
+    np.testing.assert_array_equal(np.concatenate(scored), fitted)
+
+
 @SETTINGS
 @given(rows=st.lists(st.tuples(
     st.one_of(st.floats(allow_nan=True, allow_infinity=False),

@@ -8,6 +8,7 @@ from trafficsiam.read import (
     common_columns,
     from_frame,
     iter_chunks,
+    parse_numbers,
     read_columns,
     read_records,
     resolve_inputs,
@@ -38,7 +39,39 @@ def test_csv_reads_like_parquet(tiny_frame, write_parquet):
     path = write_parquet(tiny_frame, "data.csv")
     records = read_records([path], ["scenario", "bytes"])
     assert list(records.frame.columns) == ["scenario", "bytes"]
-    assert records.frame["bytes"].tolist() == tiny_frame["bytes"].tolist()
+    # CSV is text; its numbers parse to the values parquet holds
+    assert records.frame["bytes"].tolist() == [str(v) for v in tiny_frame["bytes"]]
+    np.testing.assert_array_equal(parse_numbers(records.frame["bytes"])[0],
+                                  tiny_frame["bytes"].to_numpy(dtype=float))
+
+
+@pytest.mark.parametrize(("text", "number"), [
+    ("True", 1.0), ("false", 0.0), ("TRUE", 1.0), ("1.5e3", 1500.0), ("-7", -7.0),
+    ("NA", np.nan), ("null", np.nan), ("", np.nan), ("NaN", np.nan), (None, np.nan),
+])
+def test_numbers_parse_alike_from_csv_text_and_parquet_text(text, number):
+    values, bad = parse_numbers(pd.Series(["1", text], dtype=object))
+    np.testing.assert_array_equal(values, [1.0, number])
+    assert not bad.any()
+
+
+def test_text_that_is_no_number_is_marked_bad_not_dropped():
+    values, bad = parse_numbers(pd.Series(["1", "yes", "tRuE", None]))
+    assert bad.tolist() == [False, True, True, False]
+    assert values[0] == 1.0 and np.isnan(values[1:]).all()
+
+
+def test_durations_are_seconds_and_booleans_ones_and_zeros():
+    durations = pd.Series(pd.to_timedelta([1500, None], unit="ms"))
+    np.testing.assert_array_equal(parse_numbers(durations)[0], [1.5, np.nan])
+    np.testing.assert_array_equal(parse_numbers(pd.Series([True, False]))[0], [1.0, 0.0])
+
+
+def test_a_csv_with_a_byte_order_mark_has_its_first_column_name_clean(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffid,bytes\n1,2\n".encode())
+    assert read_columns(path) == ["id", "bytes"]
+    assert list(read_records([path], ["id"]).frame.columns) == ["id"]
 
 
 def test_only_requested_columns_are_loaded(tiny_frame, write_parquet):
@@ -115,18 +148,18 @@ def test_chunks_have_exactly_batch_size_rows_whatever_the_row_groups(tmp_path):
     frame = synth.generate(rows=2500, seed=3)
     path = tmp_path / "f.parquet"
     frame.to_parquet(path, index=False, row_group_size=333)
-    chunks = list(iter_chunks(path, ["bytes_in"], 1000, ["bytes_in"]))
+    chunks = list(iter_chunks(path, ["bytes_in"], 1000))
     assert [(s, t.num_rows) for s, t in chunks] == [(0, 1000), (1000, 1000), (2000, 500)]
     joined = np.concatenate([t.column("bytes_in").to_numpy() for _, t in chunks])
     np.testing.assert_array_equal(joined, frame["bytes_in"].to_numpy())
 
 
-def test_csv_chunks_keep_text_as_written_and_parse_numeric_features(tmp_path):
+def test_csv_chunks_keep_text_as_written_and_missing_values_missing(tmp_path):
     path = tmp_path / "f.csv"
-    path.write_text("id,bytes_in,protocol\n007,1.5,tcp\n008,,udp\n")
-    (start, table), = iter_chunks(path, None, 10, ["bytes_in"])
-    assert start == 0 and table.column("id").to_pylist() == ["007", "008"]
-    assert table.column("bytes_in").to_pylist() == [1.5, None]
+    path.write_text("id,bytes_in,protocol\n007,1.5,tcp\n008,,udp\n009,NA,tcp\n")
+    (start, table), = iter_chunks(path, None, 10)
+    assert start == 0 and table.column("id").to_pylist() == ["007", "008", "009"]
+    assert table.column("bytes_in").to_pylist() == ["1.5", None, None]
 
 
 def test_a_frame_is_one_input_named_dataframe(tiny_frame):
@@ -200,7 +233,7 @@ def test_inputs_over_max_records_are_sampled_in_two_streamed_passes(tmp_path, su
     for i in (0, 599, 1199):
         origin = both.loc[(int(records.file_index[i]), int(records.row_in_file[i]))]
         assert origin["timestamp"] == records.frame["timestamp"].iloc[i] or suffix == ".csv"
-        assert origin["bytes_in"] == records.frame["bytes_in"].iloc[i]
+        assert origin["bytes_in"] == parse_numbers(records.frame["bytes_in"])[0][i]
 
 
 def test_inputs_within_max_records_are_read_whole(tmp_path):

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -181,14 +182,31 @@ def read_columns(path: Path) -> list[str]:
     with reading(path):
         if is_csv(path):
             # The csv module, not pandas: pandas renames duplicate headers to 'a.1'.
-            with path.open(newline="", encoding="utf-8") as fh:
+            # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first
+            # name; pyarrow's reader skips it too
+            with path.open(newline="", encoding="utf-8-sig") as fh:
                 header = next(csv.reader(fh), None)
             if header is None:
                 raise pd.errors.EmptyDataError
+            if not _quotes_closed(path, path.stat().st_mtime_ns, path.stat().st_size):
+                raise ValueError("a quoted value is never closed: the file holds an odd "
+                                 "number of '\"'")
             return header
         schema = pq.read_schema(path)
         return [c for c in schema.names if c not in _index_columns(schema)]
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@lru_cache(maxsize=256)
+def _quotes_closed(path: Path, mtime_ns: int, size: int) -> bool:
+    """Whether every quote of a CSV is closed (CSV doubles a quote inside quotes, so an
+    odd count is an unclosed one). pyarrow reads an unclosed quote to the end of the file
+    as one value, silently: one pass over the bytes, once per file version."""
+    count = 0
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            count += block.count(b'"')
+    return count % 2 == 0
 
 
 def _index_columns(schema: pa.Schema) -> set[str]:
@@ -227,10 +245,62 @@ def first_line(err: BaseException) -> str:
 def _read_one(path: Path, columns: list[str] | None) -> pd.DataFrame:
     with reading(path):
         if is_csv(path):
-            return pd.read_csv(path, usecols=columns, low_memory=False)
+            table = pacsv.read_csv(path, parse_options=CSV_PARSE,
+                                   convert_options=_csv_text(read_columns(path), columns))
+            return table.to_pandas()
         # a stored pandas index comes back as the frame's index: dropped (`_index_columns`)
         return pq.read_table(path, columns=columns).to_pandas().reset_index(drop=True)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _csv_text(header: list[str], columns: Sequence[str] | None = None
+              ) -> pacsv.ConvertOptions:
+    """How every command reads a CSV: every column as text exactly as written (ids with
+    leading zeros survive), the usual spellings of a missing value (empty, NA, null, NaN,
+    ...) missing; numbers are parsed by `parse_numbers`, the one rule for CSV and
+    parquet alike, once a column is known to be numeric."""
+    return pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
+                                include_columns=list(columns) if columns else None,
+                                strings_can_be_null=True)
+
+
+# A quoted value may span lines, as CSV allows (and pandas read it): an unclosed quote is
+# then an error at the end of the file, not a record cut in two.
+CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
+# pyarrow's CSV reader reads these as booleans: text in parquet reads the same
+TRUE_WORDS = frozenset({"1", "True", "TRUE", "true"})
+FALSE_WORDS = frozenset({"0", "False", "FALSE", "false"})
+# and these as missing (its default null_values)
+MISSING_WORDS = frozenset(pacsv.ConvertOptions().null_values)
+
+
+def parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 values, mask of values present but not numbers): the one rule by which
+    every command reads a numeric column, from CSV text or parquet types alike. Numbers as
+    they are; booleans 1 and 0; durations in seconds; text parsed as a decimal number or
+    a boolean word (`TRUE_WORDS`, `FALSE_WORDS`); missing values and the spellings of
+    missing (`MISSING_WORDS`) NaN."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(object)
+    if pd.api.types.is_timedelta64_dtype(values):
+        arr = values.dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan)
+        return arr, np.zeros(len(arr), dtype=bool)
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        arr = values.to_numpy(dtype="float64", na_value=np.nan)
+        return arr, np.zeros(len(arr), dtype=bool)
+    present = values.notna().to_numpy()
+    parsed = pd.to_numeric(values.where(present), errors="coerce")
+    arr = parsed.to_numpy(dtype="float64", na_value=np.nan)
+    bad = present & np.isnan(arr)
+    if bad.any():
+        arr = arr.copy()  # pandas may hand out a read-only view
+        text = values[bad].astype(str)
+        arr[bad] = np.where(text.isin(TRUE_WORDS), 1.0,
+                            np.where(text.isin(FALSE_WORDS), 0.0, np.nan))
+        missing = text.isin(MISSING_WORDS).to_numpy()
+        bad[np.flatnonzero(bad)[missing]] = False
+        bad &= np.isnan(arr)
+    return arr, bad
 
 
 def read_records(paths: Sequence[Path], columns: list[str] | None = None) -> Records:
@@ -325,7 +395,10 @@ def _label_categories(path: Path, column: str) -> pd.Categorical:
     record where the format allows (parquet dictionary decoding, CSV category parsing)."""
     with reading(path):
         if is_csv(path):
-            values = pd.read_csv(path, usecols=[column], dtype={column: "category"})[column]
+            opts = _csv_text(read_columns(path), [column])
+            opts.column_types = {column: pa.dictionary(pa.int32(), pa.string())}
+            values = pacsv.read_csv(path, parse_options=CSV_PARSE,
+                                    convert_options=opts).column(0).to_pandas()
         else:
             table = pq.read_table(path, columns=[column], read_dictionary=[column])
             values = table.column(0).to_pandas()
@@ -386,15 +459,8 @@ def _sampled(paths: list[Path], wanted: list[str], label_column: str, total: int
 def _chunks(path: Path, columns: list[str], size: int = 262_144
             ) -> Iterator[tuple[int, pd.DataFrame]]:
     """(first row, frame) chunks of a file, typed as `_read_one` types the whole file."""
-    with reading(path):
-        if is_csv(path):
-            start = 0
-            for chunk in pd.read_csv(path, usecols=columns, chunksize=size):
-                yield start, chunk.reset_index(drop=True)
-                start += len(chunk)
-        else:
-            for start, table in iter_chunks(path, columns, size):
-                yield start, table.to_pandas()
+    for start, table in iter_chunks(path, columns, size):
+        yield start, table.to_pandas()
 
 
 def _all_records(
@@ -425,31 +491,30 @@ def _all_records(
 # --- streaming -----------------------------------------------------------------------------
 
 
-def _dataset(path: Path, numeric: Iterable[str]) -> ds.Dataset:
+def _dataset(path: Path) -> ds.Dataset:
     if is_csv(path):
-        header = read_columns(path)
-        numeric = set(numeric)
-        # CSV has no types: pass-through columns stay text exactly as written (ids with
-        # leading zeros survive), numeric features are parsed as float, categoricals as text.
-        types = {c: (pa.float64() if c in numeric else pa.string()) for c in header}
-        fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(
-            column_types=types, strings_can_be_null=True))
+        fmt = ds.CsvFileFormat(parse_options=CSV_PARSE,
+                               convert_options=_csv_text(read_columns(path)))
         return ds.dataset(path, format=fmt)
     return ds.dataset(path, format="parquet")
 
 
 def iter_chunks(
-    path: Path, columns: Sequence[str] | None, batch_size: int, numeric: Iterable[str] = (),
+    path: Path, columns: Sequence[str] | None, batch_size: int, numbers: Iterable[str] = (),
 ) -> Iterator[tuple[int, pa.Table]]:
     """(first row, table) for consecutive chunks of exactly `batch_size` rows (the last
     may be shorter), whatever the file's row groups or CSV blocks; `columns` None reads
-    them all. CSV columns named in `numeric` are parsed as numbers, the others kept as
-    text. Parquet is streamed with `ParquetFile.iter_batches`, CSV with a
+    them all. CSV columns are text (`_csv_text`), but those named in `numbers`, whose
+    values were checked already, come as float64 (`as_numbers`). Parquet is streamed with `ParquetFile.iter_batches`, CSV with a
     `pyarrow.dataset` scanner."""
+    if is_csv(path) and numbers:
+        for start, table in iter_chunks(path, columns, batch_size):
+            yield start, as_numbers(table, numbers)
+        return
     with reading(path):
         cols = list(columns) if columns else None
         if is_csv(path):
-            batches: Iterator[pa.RecordBatch] = _dataset(path, numeric).to_batches(
+            batches: Iterator[pa.RecordBatch] = _dataset(path).to_batches(
                 columns=cols, batch_size=batch_size, use_threads=True)
         else:
             # Not pyarrow.dataset for parquet: its scanner reads row groups ahead and keeps
@@ -486,7 +551,21 @@ def count_rows(path: Path) -> int | None:
         return int(pq.ParquetFile(path).metadata.num_rows)
 
 
-def input_schema(path: Path, numeric: Iterable[str] = ()) -> pa.Schema:
+def input_schema(path: Path, numbers: Iterable[str] = ()) -> pa.Schema:
     """The arrow schema `iter_chunks` yields for `path`."""
     with reading(path):
-        return _dataset(path, numeric).schema
+        schema = _dataset(path).schema
+    if is_csv(path):
+        for name in set(numbers) & set(schema.names):
+            schema = schema.set(schema.get_field_index(name), pa.field(name, pa.float64()))
+    return schema
+
+
+def as_numbers(table: pa.Table, numbers: Iterable[str]) -> pa.Table:
+    """`table` with the columns named in `numbers` as float64 by `parse_numbers` (a
+    scored CSV's numeric features are numbers in its output, as the model read them)."""
+    for name in set(numbers) & set(table.column_names):
+        values, _ = parse_numbers(table.column(name).to_pandas())
+        table = table.set_column(table.schema.get_field_index(name), name,
+                                 pa.array(values, pa.float64()))
+    return table

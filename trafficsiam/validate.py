@@ -19,7 +19,7 @@ from trafficsiam.config import DataConfig
 from trafficsiam.contract import TS_COLUMNS
 from trafficsiam.errors import InputError
 from trafficsiam.labels import clean_label, clean_labels
-from trafficsiam.read import Records, require_column
+from trafficsiam.read import Records, parse_numbers, require_column
 
 log = logging.getLogger("trafficsiam")
 
@@ -166,19 +166,6 @@ def _first_bad(records: Records, col: str, mask: np.ndarray, values: pd.Series) 
     return f"{records.where(first)}: column '{col}' has value {show(values.iloc[first])}"
 
 
-def parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 values, mask of values present but not numbers): the one rule by which fit
-    and scoring read a numeric feature (numbers and booleans as they are, text parsed,
-    missing values NaN)."""
-    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
-        arr = values.to_numpy(dtype="float64", na_value=np.nan)
-        return arr, np.zeros(len(arr), dtype=bool)
-    present = values.notna().to_numpy()
-    parsed = pd.to_numeric(values.where(present), errors="coerce")
-    arr = parsed.to_numpy(dtype="float64", na_value=np.nan)
-    return arr, present & np.isnan(arr)
-
-
 def _numeric_values(records: Records, col: str, forced: bool) -> pd.Series | None:
     """Parse a text column as numbers; None when it is genuinely categorical."""
     values = records.frame[col]
@@ -271,6 +258,9 @@ def _column_kind(records: Records, col: str, data: DataConfig) -> str:
         return "numeric"
     parsed = _numeric_values(records, col, forced)
     if parsed is not None:
+        # CSV is text: a counter written as text is one too (the same verdict as parquet's)
+        if not forced and _is_counter(parsed.astype("Int64") if _integral(parsed) else parsed):
+            return "identifier"
         records.frame[col] = parsed
         _check_finite(records, col, parsed)
         return "numeric"
@@ -279,6 +269,12 @@ def _column_kind(records: Records, col: str, data: DataConfig) -> str:
         if kind is not None:
             return kind
     return "categorical"
+
+
+def _integral(values: pd.Series) -> bool:
+    arr = values.to_numpy(dtype="float64")
+    return bool(np.isfinite(arr).all() and (arr == np.round(arr)).all()
+                and (np.abs(arr) < 2.0**53).all())
 
 
 def _is_counter(values: pd.Series) -> bool:
@@ -358,9 +354,7 @@ def numeric_matrix(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     """The numeric feature columns as a float64 matrix, missing values as NaN."""
     if not columns:
         return np.empty((len(frame), 0), dtype=np.float64)
-    return np.column_stack(
-        [frame[c].to_numpy(dtype="float64", na_value=np.nan) for c in columns]
-    )
+    return np.column_stack([parse_numbers(frame[c])[0] for c in columns])
 
 
 def training_set(

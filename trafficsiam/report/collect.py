@@ -32,6 +32,7 @@ from trafficsiam.contract import NEW as V_NEW
 from trafficsiam.contract import OUTLIER as V_OUTLIER
 from trafficsiam.contract import TS_COLUMNS
 from trafficsiam.newtypes import row_keys
+from trafficsiam.read import parse_numbers
 
 # Group kinds.
 CLUSTER, NEW_TYPE, OUTLIER, GOOD = "cluster", "new_type", "outlier", "good"
@@ -240,7 +241,8 @@ class RecordSample:
 
 
 def _as_text(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+    """Any column as `string` (not `large_string`: files written by two tools concatenate)."""
+    if pa.types.is_string(values.type):
         return values
     try:
         if pa.types.is_timestamp(values.type):  # to the second: what a reader compares
@@ -264,9 +266,8 @@ def _uniform(table: pa.Table, numeric: list[str]) -> pa.Table:
             try:
                 arrays.append(pc.cast(col, pa.float64()))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                parsed = pd.to_numeric(pd.Series(col.to_pylist(), dtype=object),
-                                       errors="coerce")
-                arrays.append(pa.array(parsed.to_numpy(np.float64), pa.float64()))
+                parsed, _ = parse_numbers(col.to_pandas())  # scoring checked the values
+                arrays.append(pa.array(parsed, pa.float64()))
         else:
             arrays.append(_as_text(col))
     return pa.table(arrays, names=table.column_names)

@@ -348,8 +348,7 @@ def resample(art: Artifact, summary: dict[str, Any]) -> RecordSample:
         if not path.is_file():
             raise InputError(f"{path}: scored file of run {summary['run_id']} is missing; "
                              "score the inputs again to report on them")
-        for start, table in read.iter_chunks(path, None, art.config.score.batch_size,
-                                             sample.numeric):
+        for start, table in read.iter_chunks(path, None, art.config.score.batch_size):
             verdict = pc.index_in(table.column("ts_verdict"), value_set=pa.array(VERDICTS))
             new_type = np.asarray(table.column("ts_new_type").to_pylist(), dtype=object)
             sample.add(entry["sha256"], index, start, table,

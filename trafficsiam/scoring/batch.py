@@ -26,7 +26,8 @@ from trafficsiam.errors import InputError
 from trafficsiam.model import embed
 from trafficsiam.newtypes import Seen
 from trafficsiam.normalise import MISSING_TOKEN, TransformCounts
-from trafficsiam.validate import parse_numbers, show
+from trafficsiam.read import parse_numbers
+from trafficsiam.validate import show
 
 # Rows per forward pass while scoring: the hidden activations stay in cache
 # (BENCHMARKS.md, "Scoring throughput").

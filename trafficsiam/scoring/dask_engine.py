@@ -131,7 +131,7 @@ def _unship(shipped: Shipped) -> NewTypes:
 def _arrow(frame: pd.DataFrame, scoring: Scoring, path: Path) -> pa.Table:
     """The partition as the arrow table the local engine reads from the file: the file's
     own schema (types and metadata), so outputs and example records match exactly."""
-    schema = read.input_schema(path, scoring.numeric)
+    schema = read.input_schema(path)
     # A stored pandas index is the frame's index (see `_read`): preserve_index makes it the
     # column the file holds again; a RangeIndex, which no column holds, is dropped.
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=True)
@@ -233,7 +233,7 @@ def run_dask(
     files = []
     for job in jobs:  # every input checked before any work, as the local engine does
         path = job.source.path
-        schema = read.input_schema(path, scoring.numeric)
+        schema = read.input_schema(path)
         scoring.check_schema(path, schema)
         files.append(_read(dd, path, schema))
     common = (str(Path(model_path).resolve()), scoring.model_id, cfg.model_dump())
@@ -309,9 +309,8 @@ def run_dask(
             tally.merge(part_tally)
             examples.update(part_examples)
             staged.append((Path(tmp), out / job.output))
-        write.publish(staged, then=NOT_RECORDED)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-    return tally, new_types, examples, rows
+    return tally, new_types, examples, rows, staged

@@ -79,8 +79,7 @@ def run_local(
                         spool.tofile(fh)
                         emb_u.tofile(fe)
 
-                    chunks = read.iter_chunks(path, scoring.features, cfg.batch_size,
-                                              scoring.numeric)
+                    chunks = read.iter_chunks(path, scoring.features, cfg.batch_size)
                     rows[job.index] = assess_file(scoring, job, chunks, tally, sample, spill,
                                                   bar.update)
             except OSError as err:  # reading errors are InputErrors already: this is the spool
@@ -92,8 +91,8 @@ def run_local(
 
         new_types = find_new_types(scoring, sample)
 
-        # Pass 2: every column, plus ts_*, staged beside a temporary name; all outputs are
-        # moved into place together once every one is written (none if any fails).
+        # Pass 2: every column, plus ts_*, staged beside a temporary name; the run moves
+        # them into place with its tables once all are written (none if any fails).
         examples: Examples = {}
         bar = _progress(total, "writing", quiet)
         for job in jobs:
@@ -114,12 +113,12 @@ def run_local(
             if not quiet and bar.disable:
                 log.info("wrote %s (%d records)", target, rows[job.index])
         bar.close()
-        write.publish(staged, then=NOT_RECORDED)
-        staged = []
-    finally:
+    except BaseException:
         write.discard(staged)
+        raise
+    finally:
         shutil.rmtree(work, ignore_errors=True)
-    return tally, new_types, examples, rows
+    return tally, new_types, examples, rows, staged
 
 
 def _spooled(
@@ -127,7 +126,8 @@ def _spooled(
 ) -> Iterator[Chunk]:
     """Pass 2's chunks: every column read again, pass 1's results from its spool files."""
     dim = scoring.art.model.embedding_dim
-    for start, table in read.iter_chunks(path, None, scoring.cfg.batch_size, scoring.numeric):
+    for start, table in read.iter_chunks(path, None, scoring.cfg.batch_size,
+                                         scoring.numeric):
         spool = np.fromfile(spool_file, dtype=SPOOL, count=table.num_rows)
         n_u = int(np.count_nonzero(spool["explained"] == 0))
         emb_u = np.fromfile(emb_file, dtype=np.float32, count=n_u * dim).reshape(n_u, dim)

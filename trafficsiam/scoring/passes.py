@@ -36,9 +36,10 @@ Examples = dict[tuple[int, int], dict[str, Any]]
 # A chunk of pass 2: (first row, every input column, its spool records, the embeddings of
 # its unexplained rows in row order).
 Chunk = tuple[int, pa.Table, np.ndarray, np.ndarray]
-# What an engine returns: the run's counts, its new types, their example records, and the
-# records of each input (by job index).
-Outcome = tuple[Tally, NewTypes, Examples, dict[int, int]]
+# What an engine returns: the run's counts, its new types, their example records, the
+# records of each input (by job index), and the scored files staged but not yet in place
+# (temporary, final): the run publishes them with its tables, or discards them.
+Outcome = tuple[Tally, NewTypes, Examples, dict[int, int], list[tuple[Path, Path]]]
 
 
 def find_new_types(scoring: Scoring, sample: Sample, prefix: str = "") -> NewTypes:

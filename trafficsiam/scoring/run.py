@@ -47,7 +47,7 @@ from trafficsiam.report import run_report
 from trafficsiam.scoring import dask_engine
 from trafficsiam.scoring.batch import Scoring
 from trafficsiam.scoring.history import keep_run, summaries
-from trafficsiam.scoring.local import run_local
+from trafficsiam.scoring.local import NOT_RECORDED, run_local
 from trafficsiam.scoring.passes import Outcome
 from trafficsiam.scoring.plan import Job, output_names
 from trafficsiam.scoring.tables import summarise
@@ -128,14 +128,16 @@ def score(
         now = datetime.now(UTC)
         run_id = now.strftime("%Y%m%dT%H%M%SZ") + f"-{now.microsecond:06x}"
         store.begin_run(run_id, art.model_id, todo, out)
+        staged: list[tuple[Path, Path]] = []
         try:
             scoring = Scoring(art, cfg)
             scoring.earlier = seen_before(summaries(out), art.model_id)
-            tally, new_types, examples, rows = run_engine(scoring, jobs, out, run_id, quiet)
+            tally, new_types, examples, rows, staged = run_engine(scoring, jobs, out, run_id,
+                                                                  quiet)
             _warn_unknown_categories(scoring, tally, specs)
             # The inputs are hashed again (a file rewritten while we read it must not be
             # recorded) while the tables and the page are built: hashlib releases the GIL.
-            # Nothing is written before the hashes are checked.
+            # Nothing is put in place before the hashes are checked.
             with ThreadPoolExecutor(max_workers=1) as pool:
                 rehashed = pool.submit(lambda: [describe(j.source.path) for j in jobs])
                 summary, clusters, table = summarise(
@@ -147,11 +149,18 @@ def score(
                 page = (run_report.run_page(art, run, sample, store.summaries())
                         if report else None)
                 _check_unchanged(jobs, rehashed.result())
-            _write_run(out, run, summary, page, run_id)
+            # all or nothing: the scored files and the run's tables are staged, then moved
+            # into place together; a failure before this point leaves none of them
+            staged += _stage_run(out, run, summary, page, run_id)
+            write.publish(staged, then=NOT_RECORDED)
+            staged = []
+            if page is None:  # an earlier run's page would sit beside this run's tables
+                (out / REPORT_HTML).unlink(missing_ok=True)
             store.finish_run(
                 run_id, {j.source: (out / j.output, rows[j.index]) for j in jobs}, summary
             )
         except BaseException as err:
+            write.discard(staged)
             try:
                 store.fail_run(run_id, f"{type(err).__name__}: {err}".splitlines()[0])
             except OutputError:
@@ -195,20 +204,27 @@ def _check_unchanged(jobs: Sequence[Job], now: Sequence[InputFile]) -> None:
             )
 
 
-def _write_run(
+def _stage_run(
     out: Path, run: run_report.RunTables, summary: dict[str, Any], page: str | None,
     run_id: str,
-) -> None:
-    """The run's tables and page, each atomically; without a page an earlier run's is
-    removed (it would sit beside this run's tables)."""
-    write.csv(out / CLUSTERS_CSV, run.clusters, run_id)
-    write.csv(out / NEW_TYPES_CSV, run.new_types, run_id)
-    write.csv(out / FEATURES_CSV, run.features, run_id)
-    write.json_file(out / SUMMARY, summary, run_id)
+) -> list[tuple[Path, Path]]:
+    """The run's tables and page, staged beside their names: (temporary, final)."""
+    files: list[tuple[Path, Callable[[Path], object]]] = [
+        (out / CLUSTERS_CSV, lambda p: run.clusters.to_csv(p, index=False)),
+        (out / NEW_TYPES_CSV, lambda p: run.new_types.to_csv(p, index=False)),
+        (out / FEATURES_CSV, lambda p: run.features.to_csv(p, index=False)),
+        (out / SUMMARY, lambda p: p.write_text(write.to_json(summary), encoding="utf-8")),
+    ]
     if page is not None:
-        write.text(out / REPORT_HTML, page, run_id)
-    else:
-        (out / REPORT_HTML).unlink(missing_ok=True)
+        files.append((out / REPORT_HTML, lambda p: p.write_text(page, encoding="utf-8")))
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, fill in files:
+            staged.append((write.stage(path, fill, run_id, then=NOT_RECORDED), path))
+    except BaseException:
+        write.discard(staged)
+        raise
+    return staged
 
 
 def _warn_unknown_categories(scoring: Scoring, tally: Tally, specs: Sequence[str]) -> None:
