@@ -500,3 +500,66 @@ def test_score_with_all_categorical_values_new_warns_and_scores_them_as_other(mo
     assert "all are scored as '(other)', so check that the column is exported as at fit" \
         in res.stderr
     assert len(pd.read_parquet(out / "data.parquet")) == len(batch)
+
+
+# --- files fit accepts, score takes as fit read them (issue 18, item 2) -------------------
+
+
+def csv_true_false(tmp: Path, frame: pd.DataFrame) -> list[Path]:
+    path = tmp / "flags.csv"
+    frame.assign(flag=np.arange(len(frame)) % 3 == 0).to_csv(path, index=False)
+    return [path]
+
+
+def csv_with_bom(tmp: Path, frame: pd.DataFrame) -> list[Path]:
+    path = tmp / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(index=False).encode())
+    return [path]
+
+
+def parquet_duration(tmp: Path, frame: pd.DataFrame) -> list[Path]:
+    seconds = np.arange(len(frame)) % 7
+    return [_parquet(tmp, frame.assign(hold=pd.to_timedelta(seconds, unit="s")))]
+
+
+def mixed_string_widths(tmp: Path, frame: pd.DataFrame) -> list[Path]:
+    """Three tools' exports of one data set: string, large_string and CSV."""
+    narrow = pa.Table.from_pandas(frame.iloc[:150], preserve_index=False)
+    wide = pa.Table.from_pandas(frame.iloc[150:300], preserve_index=False)
+    wide = wide.cast(pa.schema([pa.field(f.name, pa.large_string()) if pa.types.is_string(f.type)
+                                else f for f in wide.schema]))
+    pq.write_table(narrow, tmp / "a.parquet")
+    pq.write_table(wide, tmp / "b.parquet")
+    frame.iloc[300:].to_csv(tmp / "c.csv", index=False)
+    return [tmp]
+
+
+def dictionary_columns(tmp: Path, frame: pd.DataFrame) -> list[Path]:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.cast(pa.schema([
+        pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if pa.types.is_string(f.type)
+        else f for f in table.schema]))
+    pq.write_table(table, tmp / "dict.parquet")
+    return [tmp / "dict.parquet"]
+
+
+ACCEPTED = [csv_true_false, csv_with_bom, parquet_duration, mixed_string_widths,
+            dictionary_columns]
+
+
+@pytest.mark.parametrize("case", ACCEPTED, ids=lambda c: c.__name__)
+def test_score_takes_the_file_fit_was_trained_on(case, tmp_path, frame):
+    data = tmp_path / "in"
+    data.mkdir()
+    inputs = case(data, frame)
+    res = invoke("fit", *inputs, "--out", tmp_path / "model", *FAST)
+    assert res.exit_code == 0, res.output
+    numeric = api.load(tmp_path / "model").schema.numeric
+    if case in (csv_true_false, parquet_duration):  # the new column is a numeric feature
+        assert {"flag", "hold"} & set(numeric), numeric
+    res = invoke("score", tmp_path / "model", *inputs, "--out", tmp_path / "out", "--quiet")
+    assert res.exit_code == 0, res.output
+    outputs = sorted((tmp_path / "out").glob("*.parquet"))
+    scored = pd.concat([pd.read_parquet(p) for p in outputs], ignore_index=True)
+    assert len(scored) == len(frame) and scored["ts_verdict"].notna().all()
+    assert sorted(scored["id"].astype(str)) == sorted(frame["id"].astype(str))

@@ -70,8 +70,10 @@ def _refuse(
 
 
 def _is_number(kind: pa.DataType) -> bool:
+    """A type `read.parse_numbers` reads as numbers (a duration: its seconds)."""
     return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind)
-                or pa.types.is_boolean(kind) or pa.types.is_decimal(kind))
+                or pa.types.is_boolean(kind) or pa.types.is_decimal(kind)
+                or pa.types.is_duration(kind))
 
 
 def _is_nested(kind: pa.DataType) -> bool:
