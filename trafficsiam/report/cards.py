@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from trafficsiam.report import figures
+from trafficsiam.report.profile import OTHER_GOOD
 from trafficsiam.report.render import plotly_js, render
 
 EXAMPLE_COLUMNS = 20  # example tables show at most this many columns, the rest in a note
@@ -82,6 +83,21 @@ def feature_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     "effect_value": r.get("effect"), "what": what, "here": here,
                     "good": there})
     return out
+
+
+def features_part(rows: list[dict[str, Any]], good_cluster: bool) -> dict[str, Any]:
+    """A card's feature table: its rows, what they are compared with, and what to say
+    when there are none. A good cluster compared with all good traffic (a table written
+    before good clusters had their own reference) is compared with itself: no rows."""
+    if good_cluster and not any(r.get("versus") == OTHER_GOOD for r in rows):
+        rows = []
+    note = ("Good traffic is what the other cards are compared with, and too few good "
+            "records lie outside this cluster to compare it with them." if good_cluster
+            else "No feature profile for this group.")
+    return {"features": feature_rows(rows),
+            "versus": "other good traffic" if good_cluster else "good traffic",
+            "versus_short": "other good" if good_cluster else "good",
+            "features_note": note}
 
 
 def mix_rows(counts: Mapping[str, int], top: int = 6) -> list[dict[str, str]]:
