@@ -508,3 +508,17 @@ def test_good_cluster_cards_of_a_run_compare_with_other_good_or_show_none(run, m
     page = Page((run[1] / "out" / "report.html").read_text())
     shown = [(g, e) for g, _, e in page.features if g in good_names]
     assert not shown or any(e not in ("+0.00", "-0.00") for _, e in shown)
+
+
+def test_one_scenario_has_one_colour_on_every_page(model):
+    known, good = model.manifest["scenarios"], model.manifest["good_label"]
+    rule = figures.scenario_colors(known, good, ["never-seen"])
+    by_cluster = cards.colors(model.clusters, known)  # the score and model pages
+    errors = model.clusters[(model.clusters["cluster"] >= 0) & ~model.clusters["is_good"]]
+    assert len(errors) and all(by_cluster[int(r.cluster)] == rule[str(r.scenario)]
+                               for r in errors.itertuples())
+    assert rule[good] == figures.PALETTE_GOOD[0] and rule["never-seen"] in figures.PALETTE_NEW
+    # a promoted scenario is appended to the model's: the others keep their colours
+    promoted = figures.scenario_colors([*known, "dns-amplification"], good)
+    assert {k: promoted[k] for k in rule if k != "never-seen"} == {
+        k: v for k, v in rule.items() if k != "never-seen"}

@@ -23,21 +23,24 @@ from trafficsiam.report.render import plotly_js, render
 EXAMPLE_COLUMNS = 20  # example tables show at most this many columns, the rest in a note
 
 
-def colors(clusters: pd.DataFrame) -> dict[int, str]:
-    """A colour per known cluster id: greens for good clusters, other hues for errors;
-    fixed by the model's cluster table, so both pages of a model agree."""
+def colors(clusters: pd.DataFrame, known: Sequence[str] | None = None) -> dict[int, str]:
+    """A colour per known cluster id, by its scenario (`figures.scenario_colors`, with
+    `known` the model's scenarios in its order): a further good cluster gets the next
+    green, so good clusters stay apart; clusters of one error scenario share its colour."""
+    table = clusters.sort_values("cluster")
+    table = table[table["cluster"] >= 0]
+    good = [str(s) for s in table.loc[table["is_good"].astype(bool), "scenario"]]
+    scenarios = [str(s) for s in (known if known is not None else table["scenario"])]
+    by_scenario = figures.scenario_colors(scenarios, good[0] if good else "",
+                                          table["scenario"].astype(str))
     out: dict[int, str] = {-1: figures.VERDICT_COLORS["noise"]}
-    g = k = 0
-    for row in clusters.sort_values("cluster").itertuples():
-        c = int(row.cluster)
-        if c < 0:
-            continue
+    g = 0
+    for row in table.itertuples():
         if bool(row.is_good):
-            out[c] = figures.PALETTE_GOOD[g % len(figures.PALETTE_GOOD)]
+            out[int(row.cluster)] = figures.PALETTE_GOOD[g % len(figures.PALETTE_GOOD)]
             g += 1
         else:
-            out[c] = figures.PALETTE_KNOWN[k % len(figures.PALETTE_KNOWN)]
-            k += 1
+            out[int(row.cluster)] = by_scenario[str(row.scenario)]
     return out
 
 

@@ -68,7 +68,7 @@ def model_page(manifest: dict[str, Any], clusters: pd.DataFrame, history: pd.Dat
     dim = int(manifest["model"]["embedding_dim"])
     emb_cols = [f"e{i}" for i in range(dim)]
     projection = figures.Projection.fit(reference[emb_cols].to_numpy())
-    color_of = cards.colors(clusters)
+    color_of = cards.colors(clusters, manifest["scenarios"])
     table = clusters.set_index("cluster")
     labels = reference["cluster"].to_numpy(np.int64)
     label_column = str(manifest["label_column"])

@@ -303,7 +303,7 @@ def run_page(art: Artifact, run: RunTables, sample: RecordSample,
     summary = run.summary
     total = max(int(summary["records"]), 1)
     verdicts = summary["verdicts"]
-    color_of = cards.colors(art.clusters)
+    color_of = cards.colors(art.clusters, art.manifest["scenarios"])
     top = int(art.config.score.top_features)
     new_keys = [k for k in run.members if k[0] == NEW_TYPE]
     new_cards = [_card(run, art, sample, k, figures.PALETTE_NEW[i % len(figures.PALETTE_NEW)],
