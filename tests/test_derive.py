@@ -150,3 +150,15 @@ def _write(frame, folder, name="good.parquet"):
     path = folder / name
     frame.to_parquet(path, index=False)
     return path
+
+
+def test_promote_refuses_a_run_whose_scored_files_were_scored_again(model, tmp_path):
+    batch = synth.generate(rows=6000, seed=41, novel=True)
+    _, out = _score(model.path, batch, tmp_path / "run")
+    first = json.loads((out / "summary.json").read_text())
+    assert first["new_types"], "the batch must hold a candidate"
+    # the same input path with other records: its scored file is replaced
+    _score(model.path, batch[batch["scenario"] == "good"], tmp_path / "run")
+    with pytest.raises(InputError, match=r"its scored files now hold .* \(scored again since\)"):
+        promote(model.path, out, "new-1", "x", tmp_path / "m5", run_id=first["run_id"])
+    assert not (tmp_path / "m5").exists()

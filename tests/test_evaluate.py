@@ -159,6 +159,13 @@ def test_evaluate_on_sample_data(fitted, novel_batch, tmp_path):
     assert "Plotly.newPlot" in html and "<script src" not in html  # works offline
     assert "error_type_3" in html  # the per-scenario table names the novel types
     assert "<h2>Operating points</h2>" in html and "<th>false_alarm_rate</th>" in html
+    # each scenario in the colour the score and model pages give it
+    from trafficsiam.report.figures import scenario_colors
+
+    data = json.loads(html.split('id="report-data">', 1)[1].split("</script>", 1)[0])
+    assert data["colours"] == scenario_colors(result.manifest["scenarios"],
+                                              result.manifest["good_label"],
+                                              set(records["scenario"]))
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # scoring work removed
 
 

@@ -8,8 +8,10 @@ import json
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
-from trafficsiam import api, synth
+from trafficsiam import api, artifact, synth
+from trafficsiam.cli import main
 from trafficsiam.config import ScoreConfig, build_config
 from trafficsiam.contract import INDEX_HTML, REPORT_HTML, RUNS_DIR, SUMMARY
 from trafficsiam.derive import promote
@@ -119,3 +121,28 @@ def test_keep_runs_removes_the_oldest_run_folders_never_scored_files(tmp_path, w
     assert len(list((copy / RUNS_DIR).iterdir())) == 2
     for d in (1, 2, 3, 4, 6):
         assert (copy / f"day{d}.parquet").is_file()
+
+
+def test_promote_takes_a_candidate_of_an_earlier_run_by_its_id(week, tmp_path):
+    out, found = week
+    day3 = found[3]["summary"]
+    first = found[3]["first"]
+    res = CliRunner().invoke(main, ["promote", str(out), first, "--as", "dns-amplification",
+                                    "--run", day3["run_id"], "--out", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    step = artifact.load(tmp_path / "m").manifest["lineage"][-1]
+    records = {t["new_type"]: t["records"] for t in day3["new_types"]}[first]
+    assert step["run_id"] == day3["run_id"] and step["records"] == records
+    assert step["run_folder"] == str(out / RUNS_DIR / day3["run_id"])
+
+
+def test_promote_names_the_kept_runs_when_the_run_id_is_unknown(week, tmp_path):
+    out, found = week
+    res = CliRunner().invoke(main, ["promote", str(out), "new-1", "--as", "x",
+                                    "--run", "2001-01-01", "--out", str(tmp_path / "m")])
+    assert res.exit_code != 0 and not (tmp_path / "m").exists()
+    latest = found[6]["summary"]["run_id"]
+    assert f"{out / RUNS_DIR}: no run '2001-01-01' is kept there (kept, latest last: " in \
+        res.output
+    assert f"{latest}); pass one of them to --run, or leave --run out for the latest" in \
+        res.output

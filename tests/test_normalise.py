@@ -107,3 +107,31 @@ def test_the_one_hot_warning_says_what_goes_to_other_and_which_setting_cut(caplo
     assert ("column 'note' has 2000 distinct values and none is on 0.1% of the records "
             "(normalise.min_category_share): all of it becomes '(other)'") in caplog.text
     assert "leave it out with --ignore note" in caplog.text
+
+
+def test_a_value_never_seen_at_fit_is_named_new_and_a_rare_one_stays_other():
+    frame = pd.DataFrame({"code": ["OK"] * 60 + ["FIN"] * 39 + ["RARE"], "n": np.arange(100.0)})
+    schema = FeatureSchema(numeric=("n",), categorical=("code",))
+    norm = Normaliser.fit(frame, schema, NormaliseConfig(min_category_share=0.05))
+    assert norm.categories["code"] == ["OK", "FIN"] and norm.rare["code"] == ["RARE"]
+    norm = Normaliser.from_dict(json.loads(json.dumps(norm.to_dict())))  # as loaded
+    batch = pd.DataFrame({"code": ["RST", "RARE", "OK", "RST", None], "n": np.arange(5.0)})
+    new = norm.new_values(batch)
+    assert new == {"code": ["RST"]}
+    x, _ = norm.transform(batch)
+    shown, names = norm.with_new(batch, x, new)
+    assert names[-1] == "code=RST (new)" and names[:-1] == norm.feature_names
+    other = names.index(f"code={OTHER_TOKEN}")
+    assert shown[:, -1].tolist() == [1, 0, 0, 1, 0]
+    assert shown[:, other].tolist() == [0, 1, 0, 0, 1]  # the rare value and the missing one
+    assert np.array_equal(shown[:, :-1][[1, 2, 4]], x[[1, 2, 4]])
+
+
+def test_a_model_without_rare_values_calls_no_value_new():
+    frame = pd.DataFrame({"code": ["OK"] * 60 + ["FIN"] * 40, "n": np.arange(100.0)})
+    schema = FeatureSchema(numeric=("n",), categorical=("code",))
+    data = Normaliser.fit(frame, schema, NormaliseConfig()).to_dict()
+    del data["categorical"]["rare"]  # a manifest written before rare values were kept
+    norm = Normaliser.from_dict(data)
+    batch = pd.DataFrame({"code": ["RST", "OK"], "n": [1.0, 2.0]})
+    assert norm.new_values(batch) == {}

@@ -19,8 +19,9 @@ from trafficsiam.cli import main
 from trafficsiam.config import ScoreConfig
 from trafficsiam.contract import VERDICTS
 from trafficsiam.errors import InputError
-from trafficsiam.report import collect, figures, report
+from trafficsiam.report import cards, collect, figures, report
 from trafficsiam.report.collect import RecordSample
+from trafficsiam.report.profile import Members
 from trafficsiam.scoring import score
 
 REPO = Path(__file__).resolve().parents[1]
@@ -433,3 +434,91 @@ def test_since_the_previous_run_compares_shares_not_counts():
     assert rows["known error dos"]["before"] == rows["known error dos"]["now"] == "10.0%"
     assert rows["known error dos"]["delta"] == "+0.0 points"
     assert rows["share known error"]["delta"] == "+0.0 points"
+
+
+def test_a_value_never_seen_at_fit_is_named_new_not_other(model, tmp_path):
+    (tmp_path / "in").mkdir()
+    frame = synth.generate(rows=2000, seed=12, novel=True)
+    unseen = frame["scenario"] == "error_type_3"
+    frame.loc[unseen, "service"] = "RST"
+    frame.to_parquet(tmp_path / "in" / "a.parquet", index=False)
+    score(model, tmp_path / "in", tmp_path / "out", config=CFG, quiet=True)
+    features = pd.read_csv(tmp_path / "out" / "features_by_cluster.csv")
+    named = features[features["feature"] == "service=RST (new)"].set_index("group")
+    # one row per group; most of some group holds it, where good traffic rarely does
+    assert len(named) == features["group"].nunique()
+    holder = named["share"].idxmax()
+    assert named.loc[holder, "share"] > 0.5 > 5 * named.loc[holder, "good_share"]
+    assert named.loc[holder, "rank"] <= 3
+    other = features[(features["feature"] == "service=(other)") & (features["group"] == holder)]
+    assert other["share"].max() < 0.5  # not counted in (other) as well
+    page = Page((tmp_path / "out" / "report.html").read_text())
+    assert any(f == "service=RST (new)" for _, f, _ in page.features)
+
+
+def _profile_frame() -> tuple[object, pd.DataFrame, np.ndarray]:
+    from trafficsiam.config import NormaliseConfig
+    from trafficsiam.normalise import Normaliser
+    from trafficsiam.validate import FeatureSchema
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"n": np.r_[rng.normal(10, 1, 200), rng.normal(1000, 50, 100),
+                                     rng.normal(10, 1, 50)],
+                          "c": ["a"] * 350})
+    cluster = np.r_[np.zeros(200, int), np.ones(100, int), np.full(50, 2)]
+    norm = Normaliser.fit(frame, FeatureSchema(("n",), ("c",)), NormaliseConfig())
+    return norm, frame, cluster
+
+
+def test_a_good_cluster_is_compared_with_the_other_good_records_not_itself():
+    from trafficsiam.report.profile import OTHER_GOOD, feature_profile, rest_of_good
+
+    norm, frame, cluster = _profile_frame()
+    x, _ = norm.transform(frame)
+    good_rows = cluster < 2  # clusters 0 and 1 are good, 2 an error
+    good = Members("good", "good", -1, frame[good_rows], x[good_rows])
+    groups = [Members("cluster", f"c{c}", c, frame[cluster == c], x[cluster == c])
+              for c in range(3)]
+    own = {c: rest_of_good(good, cluster[good_rows] == c) for c in (0, 1)}
+    profile = feature_profile(norm, groups, good, own).set_index(["group", "feature"])
+    assert profile.loc[("c0", "n"), "versus"] == profile.loc[("c1", "n"), "versus"] == OTHER_GOOD
+    assert profile.loc[("c0", "n"), "effect"] < -3 < 3 < profile.loc[("c1", "n"), "effect"]
+    assert profile.loc[("c0", "n"), "good_records"] == 100
+    assert profile.loc[("c2", "n"), "versus"] == "good"  # an error: all good traffic
+    # one good cluster that is all of good traffic has nothing to be compared with
+    alone = feature_profile(norm, groups[:1], groups[0], {0: rest_of_good(
+        groups[0], np.ones(200, bool))})
+    assert alone.empty
+
+
+def test_a_good_card_without_a_profile_says_why_instead_of_zero_effects():
+    rows = [{"feature": "n", "type": "numeric", "effect": 0.0, "median": 1.0,
+             "good_median": 1.0, "versus": "good"}]  # a table from before: good vs itself
+    part = cards.features_part(rows, good_cluster=True)
+    assert part["features"] == [] and "compared with" in part["features_note"]
+    assert cards.features_part(rows, good_cluster=False)["features"][0]["feature"] == "n"
+
+
+def test_good_cluster_cards_of_a_run_compare_with_other_good_or_show_none(run, model):
+    features = pd.read_csv(run[1] / "out" / "features_by_cluster.csv")
+    good_names = set(model.clusters.loc[model.clusters["is_good"].astype(bool), "name"])
+    of_good = features[features["group"].isin(good_names)]
+    assert set(of_good["versus"]) <= {"other good"}
+    assert set(features.loc[~features["group"].isin(good_names), "versus"]) == {"good"}
+    page = Page((run[1] / "out" / "report.html").read_text())
+    shown = [(g, e) for g, _, e in page.features if g in good_names]
+    assert not shown or any(e not in ("+0.00", "-0.00") for _, e in shown)
+
+
+def test_one_scenario_has_one_colour_on_every_page(model):
+    known, good = model.manifest["scenarios"], model.manifest["good_label"]
+    rule = figures.scenario_colors(known, good, ["never-seen"])
+    by_cluster = cards.colors(model.clusters, known)  # the score and model pages
+    errors = model.clusters[(model.clusters["cluster"] >= 0) & ~model.clusters["is_good"]]
+    assert len(errors) and all(by_cluster[int(r.cluster)] == rule[str(r.scenario)]
+                               for r in errors.itertuples())
+    assert rule[good] == figures.PALETTE_GOOD[0] and rule["never-seen"] in figures.PALETTE_NEW
+    # a promoted scenario is appended to the model's: the others keep their colours
+    promoted = figures.scenario_colors([*known, "dns-amplification"], good)
+    assert {k: promoted[k] for k in rule if k != "never-seen"} == {
+        k: v for k, v in rule.items() if k != "never-seen"}

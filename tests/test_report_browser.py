@@ -156,8 +156,62 @@ def test_model_report_in_chromium(browser, pages):
     assert XSS in names
     curves = page.evaluate("document.getElementById('curves').data.map(t => t.name)")
     assert {"train loss", "validation loss"} <= set(curves)
-    assert MARKUP_COLUMN in page.evaluate("document.body.innerText")  # a feature, as text
+    page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+    # a feature, as text (an example table's column)
+    assert MARKUP_COLUMN in page.evaluate("document.body.innerText")
     history = json.loads((fit.path / "manifest.json").read_text())["training"]["history"]
     lengths = page.evaluate("document.getElementById('curves').data.map(t => t.x.length)")
     assert set(lengths) == {len(history)}
+    page.close()
+
+
+_OVERLAP = """els => {
+  const boxes = els.map(e => e.getBoundingClientRect());
+  return boxes.length === 2 && boxes[0].width > 0 && boxes[1].width > 0 &&
+    boxes[0].left < boxes[1].right && boxes[1].left < boxes[0].right &&
+    boxes[0].top < boxes[1].bottom && boxes[1].top < boxes[0].bottom;
+}"""
+
+# Every element wider than its box must be one that scrolls: content cut off by an
+# ancestor (overflow hidden) or spilling over the page (visible) is what a reader loses.
+_CLIPPED = """() => {
+  document.querySelectorAll("details").forEach(d => { d.open = true; });
+  const bad = [];
+  document.querySelectorAll("table.examples").forEach(t => {
+    for (let el = t.parentElement; el && el !== document.body; el = el.parentElement) {
+      const ox = getComputedStyle(el).overflowX;
+      if (el.scrollWidth > el.clientWidth + 1 && ox !== "auto" && ox !== "scroll") {
+        bad.push(el.tagName + "." + el.className);
+      }
+      if (ox === "auto" || ox === "scroll") { break; }
+    }
+  });
+  const page = document.documentElement;
+  if (page.scrollWidth > page.clientWidth + 1) { bad.push("page wider than the window"); }
+  return bad;
+}"""
+
+
+@pytest.mark.parametrize("which", ["score", "model"])
+def test_the_plot_toolbar_leaves_the_legend_free(browser, pages, which):
+    fit, run = pages
+    path = run.out / "report.html" if which == "score" else fit.path / "report.html"
+    page, _ = _open(browser, path, f"{which}-legend")
+    page.hover("#map")
+    for plot in ("map", "curves") if which == "model" else ("map", "trend"):
+        overlap = page.eval_on_selector_all(f"#{plot} .modebar, #{plot} .legend", _OVERLAP)
+        assert not overlap, f"the toolbar covers the legend of #{plot}"
+    page.close()
+
+
+@pytest.mark.parametrize("which", ["score", "model"])
+def test_example_tables_scroll_rather_than_clip(browser, pages, which):
+    fit, run = pages
+    path = run.out / "report.html" if which == "score" else fit.path / "report.html"
+    page, _ = _open(browser, path, f"{which}-examples")
+    assert page.evaluate("document.querySelectorAll('table.examples').length") > 0
+    assert page.evaluate(_CLIPPED) == []
+    page.set_viewport_size({"width": 820, "height": 900})  # a half-screen window
+    page.wait_for_timeout(300)
+    assert page.evaluate(_CLIPPED) == []
     page.close()

@@ -524,27 +524,30 @@ def calibrate(model: Path, good: tuple[str, ...], out: Path, seed: int, force: b
 
 
 @main.command()
-@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folder", metavar="OUT", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("candidate")
 @click.option("--as", "name", required=True, metavar="NAME",
               help="The scenario the candidate's records are (new, or a known one).")
+@click.option("--run", "run_id", metavar="RUN_ID",
+              help="An earlier run kept under OUT/runs/ [the latest run in OUT].")
 @click.option("--model", type=click.Path(path_type=Path),
-              help="The model that scored RUN [the one its summary.json names].")
+              help="The model that scored the run [the one its summary.json names].")
 @_derived_options
 @_handle_errors
-def promote(run: Path, candidate: str, name: str, model: Path | None, out: Path, seed: int,
-            force: bool, quiet: bool) -> None:
-    """A new model in which CANDIDATE (new-1, ...) of the scoring run in folder RUN is the
-    scenario NAME: its records become labelled examples (reference and calibration
-    records, input prototypes), so that scoring the next batch with the new model calls
-    that failure known_error NAME. The model that scored RUN is not changed.
+def promote(folder: Path, candidate: str, name: str, run_id: str | None, model: Path | None,
+            out: Path, seed: int, force: bool, quiet: bool) -> None:
+    """A new model in which CANDIDATE (new-1, ...) of a scoring run into OUT (the latest,
+    or --run's) is the scenario NAME: its records become labelled examples (reference
+    and calibration records, input prototypes), so that scoring the next batch with the
+    new model calls that failure known_error NAME. The model that scored it is not
+    changed.
     """
     from trafficsiam.derive import promote as run_promote
     from trafficsiam.derive import run_model
 
     setup_logging(quiet)
-    result = run_promote(model if model is not None else run_model(run), run, candidate,
-                         name, out, force=force, seed=seed)
+    result = run_promote(model if model is not None else run_model(folder, run_id), folder,
+                         candidate, name, out, force=force, seed=seed, run_id=run_id)
     if not quiet:
         click.echo(result.summary())
 

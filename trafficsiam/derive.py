@@ -48,12 +48,14 @@ from trafficsiam.api import calibration_text
 from trafficsiam.artifact import Artifact
 from trafficsiam.assign import Assigner
 from trafficsiam.calibrate import KnownScorer, calibration_facts
+from trafficsiam.contract import RUNS_DIR
 from trafficsiam.errors import ArtifactError, InputError
 from trafficsiam.labels import clean_label, clean_labels
 from trafficsiam.model import embed
 from trafficsiam.paths import check_outputs, input_roots
 from trafficsiam.prototypes import build_prototypes, good_traffic_prototypes
 from trafficsiam.scoring.batch import Scoring
+from trafficsiam.scoring.history import run_folders
 
 log = logging.getLogger("trafficsiam")
 
@@ -121,16 +123,18 @@ def recalibrate(
 
 def promote(
     model: str | Path | Artifact, run: str | Path, candidate: str, name: str,
-    out: str | Path, *, force: bool = False, seed: int = 0,
+    out: str | Path, *, force: bool = False, seed: int = 0, run_id: str | None = None,
 ) -> Derived:
     """A model in which the records that the scoring run in folder `run` put in
     `candidate` (new-1, ...) are examples of scenario `name`: a new scenario, or more
-    examples of a known one."""
+    examples of a known one. `run_id` picks an earlier run kept under `run`/runs/
+    (`kept_run`); without it, the latest."""
     art = model if isinstance(model, Artifact) else artifact.load(model)
     scenario = clean_label(name, art.config.data.label_normalise)
     if scenario is None:
         raise InputError(f"promote: --as {name!r} is empty; name the failure, e.g. "
                          "--as tls-reset")
+    run = kept_run(run, run_id)
     summary, path = _run_summary(Path(run), art)
     check_outputs([("--out", out)], [("run folder", run)], models=[art.path])
     found = [t["new_type"] for t in summary.get("new_types", [])]
@@ -139,6 +143,13 @@ def promote(
         raise InputError(f"{path}: the run has no candidate {candidate!r} (candidates: "
                          f"{shown}); name one of them")
     frame, outputs = _candidate_records(art, summary, candidate, path)
+    expected = next(int(t.get("records", -1)) for t in summary["new_types"]
+                    if t["new_type"] == candidate)
+    if expected >= 0 and len(frame) != expected:
+        # a later run scored the same inputs again: their files no longer hold this run's
+        raise InputError(
+            f"{path}: the run put {expected:,} records in {candidate}, its scored files now "
+            f"hold {len(frame):,} (scored again since); promote it from the latest run")
     x, emb = _embed(Scoring(art, art.config.score), frame, Path(outputs[0]))
     step = {"kind": "promote", "run_id": summary.get("run_id"), "run_folder": str(run),
             "candidate": candidate, "scenario": scenario,
@@ -148,9 +159,24 @@ def promote(
                    force=force, seed=seed)
 
 
-def run_model(run: str | Path) -> Path:
+def kept_run(out: str | Path, run_id: str | None) -> Path:
+    """The folder of run `run_id` kept under `out`/runs/ (`score.keep_runs`), or `out`
+    itself (its latest run) when `run_id` is None."""
+    out = Path(out)
+    if run_id is None:
+        return out
+    kept = [p.name for p in run_folders(out / RUNS_DIR)] if (out / RUNS_DIR).is_dir() else []
+    if run_id not in kept:
+        shown = ", ".join(kept[-10:]) or "none"
+        raise InputError(f"{out / RUNS_DIR}: no run {run_id!r} is kept there (kept, latest "
+                         f"last: {shown}); pass one of them to --run, or leave --run out for "
+                         "the latest")
+    return out / RUNS_DIR / run_id
+
+
+def run_model(run: str | Path, run_id: str | None = None) -> Path:
     """The model folder a scoring run's summary.json names."""
-    summary, path = _read_summary(Path(run))
+    summary, path = _read_summary(kept_run(run, run_id))
     model = (summary.get("model") or {}).get("path")
     if not isinstance(model, str):
         raise InputError(f"{path}: names no model folder; pass the model with --model")

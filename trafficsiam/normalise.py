@@ -4,7 +4,9 @@ Numeric columns: signed log1p (traffic volumes span orders of magnitude), then
 robust scaling by median and IQR, clipped to +-clip. A numeric column that had
 missing values in training gains a 0/1 "missing" indicator, because a missing
 latency is itself a signal. Categorical columns: one-hot over the most frequent
-values plus an "(other)" bucket that also takes values never seen in training.
+values plus an "(other)" bucket that also takes values never seen in training. The
+values seen in training but not kept are remembered (`rare`), so that a report can name
+a value never seen at fit (`Resp_Code=RST (new)`, `with_new`) instead of "(other)".
 
 The fitted state is plain data (`to_dict` / `from_dict`) stored in the manifest.
 """
@@ -27,6 +29,13 @@ log = logging.getLogger("trafficsiam")
 
 MISSING_TOKEN = "(missing)"
 OTHER_TOKEN = "(other)"
+NEW_SUFFIX = " (new)"
+# Values seen at fit but not kept, remembered per column up to this many (the manifest
+# stays small); a column with more cannot tell a new value from a rare one.
+MAX_RARE = 1000
+# A report names at most this many new values per column (the most frequent); the rest
+# stay in "(other)".
+MAX_NEW_NAMED = 10
 # IQR of a standard normal: dividing by it makes the robust scale comparable to a std.
 IQR_TO_STD = 1.349
 # q99 - q01 of a normal distribution, in standard deviations.
@@ -88,6 +97,9 @@ class Normaliser:
     categorical: list[str]
     categories: dict[str, list[str]]
     clip: float
+    # Values seen at fit that go to "(other)"; None where there were more than MAX_RARE
+    # or the model was fitted before they were kept (no value is then called new).
+    rare: dict[str, list[str] | None] = field(default_factory=dict)
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, schema: FeatureSchema, cfg: NormaliseConfig) -> Normaliser:
@@ -115,6 +127,7 @@ class Normaliser:
             if np.isnan(raw[:, j]).any():
                 indicators.append(col)
         categories: dict[str, list[str]] = {}
+        rare: dict[str, list[str] | None] = {}
         n = len(frame)
         for col in schema.categorical:
             counts = _as_tokens(frame[col]).value_counts(sort=False)
@@ -123,6 +136,8 @@ class Normaliser:
             if len(keep) < len(counts):
                 _warn_other(col, counts, len(keep), cfg)
             categories[col] = [str(v) for v in keep]
+            rest = counts.index[len(keep):]
+            rare[col] = [str(v) for v in rest] if len(rest) <= MAX_RARE else None
         return cls(
             numeric=list(schema.numeric),
             center=center,
@@ -131,6 +146,7 @@ class Normaliser:
             categorical=list(schema.categorical),
             categories=categories,
             clip=cfg.clip,
+            rare=rare,
         )
 
     @property
@@ -195,7 +211,8 @@ class Normaliser:
                 "scale": self.scale,
                 "missing_indicator": self.missing_indicator,
             },
-            "categorical": {"columns": self.categorical, "categories": self.categories},
+            "categorical": {"columns": self.categorical, "categories": self.categories,
+                            "rare": self.rare},
             "clip": self.clip,
             "feature_names": self.feature_names,
         }
@@ -211,7 +228,62 @@ class Normaliser:
             categorical=list(cat["columns"]),
             categories={k: [str(v) for v in vs] for k, vs in cat["categories"].items()},
             clip=float(data["clip"]),
+            rare={k: None if vs is None else [str(v) for v in vs]
+                  for k, vs in (cat.get("rare") or {}).items()},
         )
+
+    # --- reports: values never seen at fit ---------------------------------------------
+
+    def _unseen(self, values: pd.Series, col: str) -> pd.Series:
+        """The tokens of `values` (a categorical column) never seen at fit, as a Series
+        aligned with `values`, None elsewhere (kept values, rare ones, missing values)."""
+        rare = self.rare.get(col)
+        tokens = _as_tokens(values).reset_index(drop=True)
+        if rare is None or len(tokens) == 0:
+            return pd.Series([None] * len(tokens), dtype=object)
+        codes, _ = _codes(values, self.categories[col])
+        seen = set(rare) | {MISSING_TOKEN}
+        unseen = (codes < 0) & ~tokens.isin(seen).to_numpy()
+        return tokens.where(unseen, None).astype(object)
+
+    def new_values(self, frame: pd.DataFrame, top: int = MAX_NEW_NAMED) -> dict[str, list[str]]:
+        """Per categorical column of `frame`, its values never seen at fit, the `top` most
+        frequent first (ties by value); columns without any are left out."""
+        out: dict[str, list[str]] = {}
+        for col in self.categorical:
+            if col not in frame or len(frame) == 0:
+                continue
+            counts = self._unseen(frame[col], col).dropna().value_counts(sort=False)
+            if len(counts):
+                counts = counts.sort_index(kind="stable").sort_values(
+                    ascending=False, kind="stable")
+                out[col] = [str(v) for v in counts.index[:top]]
+        return out
+
+    def with_new(self, frame: pd.DataFrame, x: np.ndarray, new: dict[str, list[str]]
+                 ) -> tuple[np.ndarray, list[str]]:
+        """A report's view of `x` (the transform of `frame`): the records holding a value
+        of `new` leave their column's "(other)" input for one of their own, appended and
+        named `col=value (new)`. The names of every input; `x` itself is not changed.
+        A `frame` without the rows of `x` (held-out inputs only) has none of them."""
+        names = list(self.feature_names)
+        extra = [(col, v) for col in self.categorical for v in new.get(col, [])]
+        names += [f"{col}={v}{NEW_SUFFIX}" for col, v in extra]
+        if not extra:
+            return x, names
+        out = np.zeros((x.shape[0], x.shape[1] + len(extra)), dtype=x.dtype)
+        out[:, :x.shape[1]] = x
+        if len(frame) != x.shape[0]:
+            return out, names
+        position = {name: j for j, name in enumerate(names)}
+        unseen = {col: self._unseen(frame[col], col).to_numpy() for col in new if col in frame}
+        for j, (col, v) in enumerate(extra, start=x.shape[1]):
+            if col not in unseen:
+                continue
+            hit = unseen[col] == v
+            out[hit, j] = 1.0
+            out[hit, position[f"{col}={OTHER_TOKEN}"]] = 0.0
+        return out, names
 
 
 def _codes(values: pd.Series, known: list[str]) -> tuple[np.ndarray, int]:

@@ -30,7 +30,7 @@ from trafficsiam.measure import baselines
 from trafficsiam.measure.evaluate import METRICS, evaluate, metrics
 from trafficsiam.paths import check_outputs, input_roots
 from trafficsiam.report import cards
-from trafficsiam.report.figures import Projection
+from trafficsiam.report.figures import Projection, scenario_colors
 from trafficsiam.write import json_file as write_json
 
 log = logging.getLogger("trafficsiam")
@@ -211,6 +211,8 @@ def _view(fitted: api.FitResult, evaluated: Path) -> dict[str, Any]:
                  "known": records["known"].to_numpy()[rows].tolist()},
         "frames": [np.round(projection(f), 4) for f in emb],
         "frame_labels": frames["scenario"],
+        "known": [str(k) for k in fitted.manifest["scenarios"]],
+        "good_label": str(fitted.manifest["good_label"]),
     }
 
 
@@ -230,7 +232,12 @@ def report_page(table: pd.DataFrame, views: dict[str, dict[str, Any]], train: li
             "frames": [{"x": f[:, 0].tolist(), "y": f[:, 1].tolist()} for f in view["frames"]],
             "frame_labels": [str(s) for s in view["frame_labels"]],
         }
-    return cards.page("compare.html.j2", {"maps": maps}, title="Losses side by side",
+    # one colour per label across every panel, by the rule of the other pages
+    first = next(iter(views.values()), {})
+    labels = {str(k) for m in maps.values() for k in [*m["test"]["label"], *m["frame_labels"]]}
+    colours = scenario_colors(first.get("known", []), first.get("good_label", ""), labels)
+    return cards.page("compare.html.j2", {"maps": maps, "colours": colours},
+                      title="Losses side by side",
                       columns=cols, rows=rows, maps=list(maps), train=train, test=test,
                       seeds=seeds)
 

@@ -65,7 +65,7 @@ from trafficsiam.labels import clean_labels
 from trafficsiam.model import embed
 from trafficsiam.paths import check_outputs, input_roots
 from trafficsiam.report import cards
-from trafficsiam.report.figures import Projection
+from trafficsiam.report.figures import Projection, scenario_colors
 from trafficsiam.scoring import score
 from trafficsiam.write import json_file as write_json
 
@@ -465,7 +465,8 @@ def evaluate(
     write.atomic(out / "records.parquet", lambda tmp: records.to_parquet(tmp, index=False))
     if report:
         write.text(out / "evaluate.html",
-                   report_page(values, info, table, embedding, y, pred.verdict, seed, points))
+                   report_page(values, info, table, embedding, y, pred.verdict, seed, points,
+                               known))
     if not quiet:
         log.info("evaluated %d records (%d of novel scenarios): %s", len(y),
                  info["novel_records"], out)
@@ -492,9 +493,11 @@ def map_points(emb: np.ndarray, labels: np.ndarray, verdict: np.ndarray | None,
 
 def report_page(values: dict[str, float], info: dict[str, Any], table: pd.DataFrame,
                 embedding: np.ndarray, labels: np.ndarray, verdict: np.ndarray,
-                seed: int = 0, operating: pd.DataFrame | None = None) -> str:
+                seed: int = 0, operating: pd.DataFrame | None = None,
+                known: Sequence[str] = ()) -> str:
     """evaluate.html: the metrics, the verdicts per scenario, the operating points and
-    the embedding map, on the report pages' base template."""
+    the embedding map (a scenario in the colour every page gives it; `known`: the model's
+    scenarios), on the report pages' base template."""
     def rows_of(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
         if frame is None:
             return []
@@ -502,6 +505,8 @@ def report_page(values: dict[str, float], info: dict[str, Any], table: pd.DataFr
                  for k, v in r.items()} for r in frame.to_dict(orient="records")]
 
     return cards.page(
-        "evaluate.html.j2", {"points": map_points(embedding, labels, verdict, seed)},
+        "evaluate.html.j2", {"points": map_points(embedding, labels, verdict, seed),
+                             "colours": scenario_colors(known, info["good_label"],
+                                                        np.unique(np.asarray(labels, str)))},
         title=f"Evaluation of model {info['model_id']}", metrics=write.jsonable(values),
         info=info, scenarios=rows_of(table), operating=rows_of(operating))

@@ -17,26 +17,30 @@ import numpy as np
 import pandas as pd
 
 from trafficsiam.report import figures
+from trafficsiam.report.profile import OTHER_GOOD
 from trafficsiam.report.render import plotly_js, render
 
 EXAMPLE_COLUMNS = 20  # example tables show at most this many columns, the rest in a note
 
 
-def colors(clusters: pd.DataFrame) -> dict[int, str]:
-    """A colour per known cluster id: greens for good clusters, other hues for errors;
-    fixed by the model's cluster table, so both pages of a model agree."""
+def colors(clusters: pd.DataFrame, known: Sequence[str] | None = None) -> dict[int, str]:
+    """A colour per known cluster id, by its scenario (`figures.scenario_colors`, with
+    `known` the model's scenarios in its order): a further good cluster gets the next
+    green, so good clusters stay apart; clusters of one error scenario share its colour."""
+    table = clusters.sort_values("cluster")
+    table = table[table["cluster"] >= 0]
+    good = [str(s) for s in table.loc[table["is_good"].astype(bool), "scenario"]]
+    scenarios = [str(s) for s in (known if known is not None else table["scenario"])]
+    by_scenario = figures.scenario_colors(scenarios, good[0] if good else "",
+                                          table["scenario"].astype(str))
     out: dict[int, str] = {-1: figures.VERDICT_COLORS["noise"]}
-    g = k = 0
-    for row in clusters.sort_values("cluster").itertuples():
-        c = int(row.cluster)
-        if c < 0:
-            continue
+    g = 0
+    for row in table.itertuples():
         if bool(row.is_good):
-            out[c] = figures.PALETTE_GOOD[g % len(figures.PALETTE_GOOD)]
+            out[int(row.cluster)] = figures.PALETTE_GOOD[g % len(figures.PALETTE_GOOD)]
             g += 1
         else:
-            out[c] = figures.PALETTE_KNOWN[k % len(figures.PALETTE_KNOWN)]
-            k += 1
+            out[int(row.cluster)] = by_scenario[str(row.scenario)]
     return out
 
 
@@ -82,6 +86,21 @@ def feature_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     "effect_value": r.get("effect"), "what": what, "here": here,
                     "good": there})
     return out
+
+
+def features_part(rows: list[dict[str, Any]], good_cluster: bool) -> dict[str, Any]:
+    """A card's feature table: its rows, what they are compared with, and what to say
+    when there are none. A good cluster compared with all good traffic (a table written
+    before good clusters had their own reference) is compared with itself: no rows."""
+    if good_cluster and not any(r.get("versus") == OTHER_GOOD for r in rows):
+        rows = []
+    note = ("Good traffic is what the other cards are compared with, and too few good "
+            "records lie outside this cluster to compare it with them." if good_cluster
+            else "No feature profile for this group.")
+    return {"features": feature_rows(rows),
+            "versus": "other good traffic" if good_cluster else "good traffic",
+            "versus_short": "other good" if good_cluster else "good",
+            "features_note": note}
 
 
 def mix_rows(counts: Mapping[str, int], top: int = 6) -> list[dict[str, str]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,21 @@ PALETTE_KNOWN = ["#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#bcbd22
 PALETTE_NEW = ["#d62728", "#c2185b", "#e65100", "#880e4f", "#ff1744", "#b71c1c"]
 VERDICT_COLORS = {"good": "#2e7d32", "known_error": "#1f77b4", "new_error": "#d62728",
                   "outlier": "#9e9e9e", "noise": "#bdbdbd"}
+
+
+def scenario_colors(known: Sequence[str], good_label: str, others: Iterable[str] = ()
+                    ) -> dict[str, str]:
+    """The one rule every page colours a scenario by: good traffic green, the model's
+    known error scenarios the known palette in the model's order (`manifest["scenarios"]`,
+    to which `promote` only appends, so a derived model keeps its parent's colours), any
+    other label (a scenario the model never saw) the new-error palette, in name order."""
+    out = {str(good_label): PALETTE_GOOD[0]}
+    errors = [str(s) for s in known if str(s) != str(good_label)]
+    for i, s in enumerate(dict.fromkeys(errors)):
+        out[s] = PALETTE_KNOWN[i % len(PALETTE_KNOWN)]
+    for i, s in enumerate(sorted({str(s) for s in others} - set(out))):
+        out[s] = PALETTE_NEW[i % len(PALETTE_NEW)]
+    return out
 
 
 def text(value: Any) -> str:

@@ -20,7 +20,7 @@ from trafficsiam.contract import EXAMPLES_CSV, FEATURES_CSV, REPORT_HTML
 from trafficsiam.normalise import Normaliser
 from trafficsiam.paths import check_outputs
 from trafficsiam.report import cards, figures
-from trafficsiam.report.profile import Members, feature_profile, top_features
+from trafficsiam.report.profile import Members, feature_profile, rest_of_good, top_features
 
 EXAMPLES = 3
 NOISE = "noise"
@@ -43,8 +43,10 @@ def fit_tables(normaliser: Normaliser, raw: pd.DataFrame, x: np.ndarray,
         c = int(row.cluster)
         at = np.flatnonzero(labels == c)
         groups.append(Members(_kind(c), str(row.name), c, raw.iloc[at], x[at]))
-    profile = feature_profile(normaliser, groups, Members("good", "good", -1, raw.iloc[
-        np.flatnonzero(good)], x[good]))
+    good_members = Members("good", "good", -1, raw.iloc[np.flatnonzero(good)], x[good])
+    own = {int(row.cluster): rest_of_good(good_members, labels[good] == int(row.cluster))
+           for row in clusters.itertuples() if bool(row.is_good)}
+    profile = feature_profile(normaliser, groups, good_members, own)
     examples = []
     for row in clusters.sort_values("cluster").itertuples():
         c = int(row.cluster)
@@ -66,7 +68,7 @@ def model_page(manifest: dict[str, Any], clusters: pd.DataFrame, history: pd.Dat
     dim = int(manifest["model"]["embedding_dim"])
     emb_cols = [f"e{i}" for i in range(dim)]
     projection = figures.Projection.fit(reference[emb_cols].to_numpy())
-    color_of = cards.colors(clusters)
+    color_of = cards.colors(clusters, manifest["scenarios"])
     table = clusters.set_index("cluster")
     labels = reference["cluster"].to_numpy(np.int64)
     label_column = str(manifest["label_column"])
@@ -97,8 +99,9 @@ def model_page(manifest: dict[str, Any], clusters: pd.DataFrame, history: pd.Dat
     for c in sorted(table.index, key=lambda c: (c < 0, -int(table.loc[c, "size"]), c)):
         row = table.loc[c]
         name = str(row["name"])
-        feats = (cards.feature_rows(top_features(features, _kind(int(c)), name, top))
-                 if features is not None else [])
+        feats = cards.features_part(
+            top_features(features, _kind(int(c)), name, top) if features is not None else [],
+            c >= 0 and bool(row["is_good"]))
         ex = examples[examples["cluster"] == c] if examples is not None and len(examples) \
             else pd.DataFrame()
         for col in manifest["schema"]["numeric"]:  # read back as text: shown as numbers
@@ -120,7 +123,7 @@ def model_page(manifest: dict[str, Any], clusters: pd.DataFrame, history: pd.Dat
             "color": color_of.get(int(c), "#888"), "highlight": False,
             "records": int(row["size"]), "stats": stats,
             "mix": cards.mix_rows(cards.parse_mix(row["mix"])), "mix_title": "scenarios",
-            "features": feats, "profiled": int(points[str(c)]),
+            **feats, "profiled": int(points[str(c)]),
             "examples": cards.example_table(records, ex_cols),
         })
     tr, cl = manifest["training"], manifest["clusters"]

@@ -34,7 +34,7 @@ from trafficsiam.errors import ArtifactError, InputError
 from trafficsiam.model import embed, one_thread
 from trafficsiam.report import cards, collect, figures
 from trafficsiam.report.collect import CLUSTER, GOOD, NEW_TYPE, OUTLIER, RecordSample
-from trafficsiam.report.profile import Members, feature_profile, top_features
+from trafficsiam.report.profile import Members, feature_profile, rest_of_good, top_features
 from trafficsiam.state import StateStore
 
 # Fewer good records than this in a run: profiles compare with the model's held-out good.
@@ -92,7 +92,11 @@ def run_tables(art: Artifact, sample: RecordSample, summary: dict[str, Any],
         good = Members(GOOD, "good", -1, pd.DataFrame(columns=sample.features),
                        art.inputs["holdout"][holdout_good])
         reference = f"{len(good.x):,} held-out good records of the model's training data"
-    features = feature_profile(art.normaliser, list(members.values()), good)
+    good_cluster = (good.raw["ts_cluster"].to_numpy(np.int64) if "ts_cluster" in good.raw
+                    else np.full(len(good.raw), -2))
+    own = {int(c): rest_of_good(good, good_cluster == int(c))
+           for c in art.clusters.loc[art.clusters["is_good"].astype(bool), "cluster"]}
+    features = feature_profile(art.normaliser, list(members.values()), good, own)
 
     clusters = clusters.copy()
     extra = []
@@ -190,6 +194,7 @@ def _card(run: RunTables, art: Artifact, sample: RecordSample, key: tuple[str, s
                if c not in sample.features and c not in SCORES]
     example_cols = [*context, "ts_novelty", "ts_anomaly", *sample.features]
     mix = cards.mix_rows(group.labels) if group.labels else []
+    is_good = False
     if kind == NEW_TYPE:
         row = run.new_types.set_index("new_type").loc[name]
         records = int(row["records"])
@@ -226,12 +231,14 @@ def _card(run: RunTables, art: Artifact, sample: RecordSample, key: tuple[str, s
         ex = m.raw.sort_values("ts_strength", ascending=False, kind="stable").head(EXAMPLES)
         examples = _record_dicts(ex)
         title = m.group
-        badge = "good traffic" if row["is_good"] else f"known error: {row['scenario']}"
+        is_good = bool(row["is_good"])
+        badge = "good traffic" if is_good else f"known error: {row['scenario']}"
     return {
         "kind": kind, "group": m.group, "title": title, "badge": badge, "color": color,
         "highlight": kind == NEW_TYPE, "records": records, "stats": stats, "mix": mix,
         "mix_title": "labels in the input" if group.labels else "scenarios at fit",
-        "features": cards.feature_rows(top_features(run.features, kind, m.group, top)),
+        **cards.features_part(top_features(run.features, kind, m.group, top),
+                              kind == CLUSTER and bool(is_good)),
         "profiled": len(m.x),
         "examples": cards.example_table(examples, example_cols),
     }
@@ -296,7 +303,7 @@ def run_page(art: Artifact, run: RunTables, sample: RecordSample,
     summary = run.summary
     total = max(int(summary["records"]), 1)
     verdicts = summary["verdicts"]
-    color_of = cards.colors(art.clusters)
+    color_of = cards.colors(art.clusters, art.manifest["scenarios"])
     top = int(art.config.score.top_features)
     new_keys = [k for k in run.members if k[0] == NEW_TYPE]
     new_cards = [_card(run, art, sample, k, figures.PALETTE_NEW[i % len(figures.PALETTE_NEW)],

@@ -44,7 +44,8 @@
     var el = document.getElementById("map");
     if (!el || !data.map) { return; }
     var map = data.map;
-    var layout = { font: font, margin: { l: 50, r: 10, t: 10, b: 45 }, hovermode: "closest",
+    // t: 40 keeps the plot toolbar (top right) above the legend, which starts at the plot's top
+    var layout = { font: font, margin: { l: 50, r: 10, t: 40, b: 45 }, hovermode: "closest",
                    legend: { itemsizing: "constant" }, uirevision: "map" };
     if (map.dims === 3) {
       layout.scene = { xaxis: { title: { text: map.axes[0] } }, yaxis: { title: { text: map.axes[1] } },
@@ -69,7 +70,7 @@
   function drawFigure(id, figure) {
     var el = document.getElementById(id);
     if (!el || !figure) { return; }
-    var layout = Object.assign({ font: font, margin: { l: 55, r: 55, t: 10, b: 60 } }, figure.layout);
+    var layout = Object.assign({ font: font, margin: { l: 55, r: 55, t: 40, b: 60 } }, figure.layout);
     Plotly.newPlot(el, figure.data, layout, config);
   }
 
