@@ -280,3 +280,24 @@ def test_a_run_waiting_on_a_state_that_was_removed_writes_a_new_one(tmp_path: Pa
     second.close()
     with StateStore(db) as store:
         assert [(r["run_id"], r["status"]) for r in store.runs()] == [("r-ok", "ok")]
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_a_state_path_that_cannot_be_a_file_is_one_line(tmp_path: Path, where: str) -> None:
+    (tmp_path / "scored").mkdir()
+    (tmp_path / "notes.txt").write_text("keep me")
+    path = tmp_path / ("scored" if where == "a folder" else "notes.txt/state.db")
+    with pytest.raises(InputError) as err:
+        StateStore(path)
+    text = str(err.value)
+    assert err.value.exit_code == 2 and "\n" not in text
+    if where == "a folder":
+        assert text == (f"{path}: is a folder, not a state database file; pass a file path "
+                        f"to --state, e.g. {path / 'trafficsiam-state.db'}")
+    else:
+        assert text == (f"{path}: cannot create the state database's folder "
+                        f"{tmp_path / 'notes.txt'} (File exists); pass a --state path whose "
+                        "folder can be created")
+    # nothing of the user's changed: the folder is empty, the file as it was
+    assert list((tmp_path / "scored").iterdir()) == []
+    assert (tmp_path / "notes.txt").read_text() == "keep me"

@@ -39,6 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from trafficsiam.contract import STATE_NAME
 from trafficsiam.errors import InputError, OutputError, TrafficSiamError
 
 SCHEMA_VERSION = 1
@@ -154,7 +155,15 @@ class StateStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path).resolve()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():  # "remove it", the usual fix, would lose what the folder holds
+            raise InputError(f"{self.path}: is a folder, not a state database file; pass a "
+                             f"file path to --state, e.g. {self.path / STATE_NAME}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file where a folder of the path should be, no permission
+            raise InputError(f"{self.path}: cannot create the state database's folder "
+                             f"{e.filename or self.path.parent} ({e.strerror}); pass a --state "
+                             "path whose folder can be created") from None
         self._begun: set[str] = set()
         self._open()
 
