@@ -446,7 +446,7 @@ def test_score_refuses_with_one_line_exit_2_and_records_nothing(case, model, bat
     assert expected.format(model=model.model_id) in res.stderr
     made, processed = _outputs_and_state(out)
     assert made == [] and processed == []
-    assert StateStore(out / "trafficsiam-state.db").runs()[0]["status"] == "failed"
+    assert not (out / "trafficsiam-state.db").exists()  # a refused first run leaves none
 
 
 @pytest.mark.parametrize("what", ["empty folder", "newer format", "changed file", "no folder"])

@@ -522,3 +522,104 @@ def test_one_scenario_has_one_colour_on_every_page(model):
     promoted = figures.scenario_colors([*known, "dns-amplification"], good)
     assert {k: promoted[k] for k in rule if k != "never-seen"} == {
         k: v for k, v in rule.items() if k != "never-seen"}
+
+
+# -- every page the product writes: one base template, its CSP, data only as text ------
+
+LINK = "<a href=x>y</a>"
+
+
+class _Elements(HTMLParser):
+    """Every element of a page: (tag, attributes), and the bodies of its scripts."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.script_bodies: list[str] = []
+        self._in_script = False
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.script_bodies.append(data)
+
+
+def assert_markup_shown_as_text(text: str, shown: str = LINK) -> None:
+    """The page has the base template's CSP, no element made from data, and shows the
+    data's markup as text."""
+    page = _Elements(text)
+    csp = [a.get("content") or "" for t, a in page.elements
+           if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"]
+    assert len(csp) == 1 and "default-src 'none'" in csp[0] and "'unsafe-inline'" not in (
+        csp[0].split("script-src")[1].split(";")[0])
+    assert not [a for t, a in page.elements if t == "a" and a.get("href") == "x"]
+    assert "alert(1)" not in [b.strip() for b in page.script_bodies]
+    assert LINK not in text and XSS not in text
+    assert shown.replace("<", "&lt;").replace(">", "&gt;") in text  # shown, as text
+
+
+def test_the_evaluate_page_shows_labels_only_as_text(model, tmp_path):
+    from trafficsiam.measure.evaluate import evaluate
+
+    frame = synth.generate(rows=400, seed=21, novel=True)
+    frame.loc[frame.index % 3 == 0, "scenario"] = LINK
+    frame.loc[frame.index % 5 == 0, "scenario"] = XSS
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    evaluate(model, tmp_path / "t.parquet", tmp_path / "ev", quiet=True)
+    assert_markup_shown_as_text((tmp_path / "ev" / "evaluate.html").read_text())
+
+
+def test_the_comparison_page_shows_names_only_as_text():
+    from trafficsiam.measure import compare
+
+    cols = [*compare.METRICS, "fit_seconds"]
+    table = pd.DataFrame([{"method": name, "kind": kind, "seeds": 1,
+                           **{f"{c}_{s}": 0.5 for c in cols for s in ("mean", "std")}}
+                          for name, kind in ((LINK, "loss"), (XSS, "baseline"))])
+    view = {"test": {"x": [0.0, 1.0], "y": [0.0, 1.0], "label": [LINK, XSS],
+                     "known": [True, False]},
+            "frames": [np.zeros((2, 2))], "frame_labels": [LINK, XSS]}
+    text = compare.report_page(table, {LINK: view}, [LINK], [XSS], [0])
+    assert_markup_shown_as_text(text)
+
+
+def test_the_index_page_shows_runs_only_as_text():
+    from trafficsiam.report.index_page import index_page
+
+    runs = [{"run_id": LINK, "finished": XSS, "model": {"id": LINK}, "records": 10,
+             "verdicts": {"good": 8, "new_error": 2}, "page": None,
+             "new_types": [{"new_type": LINK, "records": 2}]}]
+    assert_markup_shown_as_text(index_page(LINK, runs, None))
+
+
+def test_the_run_and_model_pages_show_data_only_as_text(run, model, tmp_path):
+    from trafficsiam.report import model_report
+
+    assert_markup_shown_as_text((run[1] / "out" / "report.html").read_text(), shown=XSS)
+    clusters = model.clusters.copy()
+    clusters["name"] = clusters["name"].astype(str) + LINK
+    reference = model.reference.copy()
+    reference["scenario"] = XSS
+    page = model_report.model_page({**model.manifest, "label_column": LINK}, clusters,
+                                   pd.DataFrame(model.manifest["training"]["history"]),
+                                   reference, None, None)
+    assert_markup_shown_as_text(page)
+
+
+def test_every_page_template_extends_the_base_template_with_the_csp():
+    folder = REPO / "trafficsiam" / "report" / "templates"
+    pages = sorted(p.name for p in folder.glob("*.html.j2")
+                   if p.name not in ("report_base.html.j2", "report_macros.html.j2"))
+    assert {"compare.html.j2", "evaluate.html.j2", "index.html.j2", "report_model.html.j2",
+            "report_run.html.j2"} <= set(pages)
+    for name in pages:
+        first = (folder / name).read_text().splitlines()[0]
+        assert first == '{% extends "report_base.html.j2" %}', name
+    assert "Content-Security-Policy" in (folder / "report_base.html.j2").read_text()

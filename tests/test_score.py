@@ -176,10 +176,18 @@ def test_missing_feature_column_is_a_clear_error_and_writes_nothing(model, tmp_p
     out = tmp_path / "out"
     with pytest.raises(InputError, match=r"b\.parquet: feature column 'latency_ms'.*missing"):
         score(model, src, out, config=CFG, quiet=True)
+    # a refused first run leaves no state: only the (empty) lock files
     assert sorted(p.name for p in out.iterdir()) == [
-        ".trafficsiam-out.lock", "trafficsiam-state.db", "trafficsiam-state.db.lock"
+        ".trafficsiam-out.lock", "trafficsiam-state.db.lock"
     ]
-    assert StateStore(out / "trafficsiam-state.db").runs()[0]["status"] == "failed"
+    # where the state was there before, it keeps the failed run
+    (src / "b.parquet").unlink()
+    score(model, src, out, config=CFG, quiet=True)
+    frame.drop(columns=["latency_ms"]).to_parquet(src / "b.parquet", index=False)
+    with pytest.raises(InputError, match=r"b\.parquet: feature column 'latency_ms'.*missing"):
+        score(model, src, out, config=CFG, quiet=True)
+    assert [r["status"] for r in StateStore(out / "trafficsiam-state.db").runs()] == [
+        "failed", "ok"]
 
 
 def test_bad_value_in_a_later_file_leaves_no_output_at_all(model, tmp_path):
@@ -216,8 +224,7 @@ def test_input_rewritten_during_scoring_is_refused_and_not_recorded(
         score(model, path, out, config=CFG, quiet=True)
     assert not any((out / name).exists()
                    for name in ("summary.json", "clusters.csv", "report.html"))
-    store = StateStore(out / "trafficsiam-state.db")
-    assert store.runs()[0]["status"] == "failed" and store.processed() == []
+    assert not (out / "trafficsiam-state.db").exists()  # a refused first run leaves none
 
 
 def test_extra_columns_pass_through_and_ts_names_are_refused(model, tmp_path):
@@ -421,8 +428,8 @@ def test_a_run_failing_on_its_second_output_leaves_no_output_at_all(model, tmp_p
     with pytest.raises(OutputError, match="No space left on device"):
         score(model, src, out, config=CFG, quiet=True)
     left = sorted(p.name for p in out.rglob("*") if p.is_file())
-    assert left == [".trafficsiam-out.lock", "trafficsiam-state.db",
-                    "trafficsiam-state.db.lock"], left  # no scored file, no temporary file
+    # no scored file, no temporary file, and no state: it was this refused run's
+    assert left == [".trafficsiam-out.lock", "trafficsiam-state.db.lock"], left
     monkeypatch.setattr(local, "write_output", real)
     again = score(model, src, out, config=CFG, quiet=True)  # nothing was recorded as scored
     assert sorted(p.name for p, _, _ in again.outputs) == ["d0.parquet", "d1.parquet"]

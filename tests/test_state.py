@@ -221,3 +221,83 @@ def test_lock_released_when_holder_is_killed(store: StateStore) -> None:
         holder.wait(timeout=10)
     with store.lock():
         pass
+
+
+# -- a refused first run leaves no state (issue 18, item 3) -----------------------------
+
+
+def _failing_run(store: StateStore, run_id: str, tmp_path: Path) -> None:
+    a = write(tmp_path / f"{run_id}.parquet", run_id.encode())
+    with pytest.raises(InputError), store.lock():
+        store.begin_run(run_id, "m1", [a], tmp_path)
+        store.fail_run(run_id, "InputError: bad column")
+        raise InputError("bad column")
+
+
+def test_a_failed_run_removes_the_state_it_created(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    with StateStore(db) as store:
+        assert db.is_file()
+        _failing_run(store, "r1", tmp_path)
+    assert not db.exists() and not Path(f"{db}-journal").exists()
+
+
+def test_a_failed_run_keeps_a_state_that_was_there(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    StateStore(db).close()  # an empty state, but not this run's
+    with StateStore(db) as store:
+        _failing_run(store, "r1", tmp_path)
+    with StateStore(db) as store:
+        assert [(r["run_id"], r["status"]) for r in store.runs()] == [("r1", "failed")]
+
+
+def test_a_failed_run_keeps_a_new_state_another_run_wrote_to(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    first, second = StateStore(db), StateStore(db)  # two first runs racing to create it
+    a = write(tmp_path / "a.parquet", b"a")
+    with second.lock():
+        second.begin_run("r-ok", "m1", [a], tmp_path)
+        second.finish_run("r-ok", {a: (tmp_path / "a.out", 1)}, {})
+    _failing_run(first, "r-bad", tmp_path)
+    first.close()
+    second.close()
+    with StateStore(db) as store:
+        assert {r["run_id"]: r["status"] for r in store.runs()} == {"r-ok": "ok",
+                                                                    "r-bad": "failed"}
+        assert [p["run_id"] for p in store.processed()] == ["r-ok"]
+
+
+def test_a_run_waiting_on_a_state_that_was_removed_writes_a_new_one(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    first, second = StateStore(db), StateStore(db)  # both opened it; first locks first
+    _failing_run(first, "r-bad", tmp_path)
+    first.close()
+    assert not db.exists()
+    a = write(tmp_path / "a.parquet", b"a")
+    with second.lock():  # the file second opened is gone: its run must not go with it
+        second.begin_run("r-ok", "m1", [a], tmp_path)
+        second.finish_run("r-ok", {a: (tmp_path / "a.out", 1)}, {})
+    second.close()
+    with StateStore(db) as store:
+        assert [(r["run_id"], r["status"]) for r in store.runs()] == [("r-ok", "ok")]
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_a_state_path_that_cannot_be_a_file_is_one_line(tmp_path: Path, where: str) -> None:
+    (tmp_path / "scored").mkdir()
+    (tmp_path / "notes.txt").write_text("keep me")
+    path = tmp_path / ("scored" if where == "a folder" else "notes.txt/state.db")
+    with pytest.raises(InputError) as err:
+        StateStore(path)
+    text = str(err.value)
+    assert err.value.exit_code == 2 and "\n" not in text
+    if where == "a folder":
+        assert text == (f"{path}: is a folder, not a state database file; pass a file path "
+                        f"to --state, e.g. {path / 'trafficsiam-state.db'}")
+    else:
+        assert text == (f"{path}: cannot create the state database's folder "
+                        f"{tmp_path / 'notes.txt'} (File exists); pass a --state path whose "
+                        "folder can be created")
+    # nothing of the user's changed: the folder is empty, the file as it was
+    assert list((tmp_path / "scored").iterdir()) == []
+    assert (tmp_path / "notes.txt").read_text() == "keep me"

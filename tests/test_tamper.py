@@ -233,6 +233,11 @@ def test_huge_layer_sizes_are_refused_before_any_allocation(model_copy):
     m["model"]["hidden"] = [2**40, 2**40]
     m["config"]["model"]["hidden"] = [16384, 16384]
     _write_manifest(model_copy, m)
+    with pytest.raises(ArtifactError, match=r"field 'model\.hidden\[0\]' has value "
+                                            r"1099511627776: input should be less than"):
+        artifact.load(model_copy)
+    m["model"]["hidden"], m["config"]["model"]["hidden"] = [16384, 16384], [128, 64]
+    _write_manifest(model_copy, m)
     with pytest.raises(ArtifactError, match=r"the model's layers .* do not match its config"):
         artifact.load(model_copy)
     m["model"]["hidden"] = m["config"]["model"]["hidden"] = [512, 512]  # consistent, but
@@ -272,3 +277,133 @@ def test_non_finite_embeddings_are_refused(model_copy):
     _rehash(model_copy, _manifest(model_copy), "reference.parquet")
     with pytest.raises(ArtifactError, match=r"reference\.parquet: the embedding columns"):
         artifact.load(model_copy)
+
+
+# -- the manifest's schema (trafficsiam/manifest.py): each field checked as data ----------
+
+def _set(m: dict, path: str, value: object) -> None:
+    """m at the dotted `path` (list items by index) set to `value`; `DELETE` removes it."""
+    *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
+    for key in parents:
+        m = m[key]
+    if value is DELETE:
+        del m[last]
+    else:
+        m[last] = value
+
+
+DELETE = object()
+
+# (manifest field edited, value, the field the message names): the folder's files and
+# hashes stay as they were, as a forger who edits only the manifest leaves them.
+SCHEMA_CASES = [
+    # wrong types
+    ("model.embedding_dim", "8", "model.embedding_dim"),
+    ("model.in_features", 35.0, "model.in_features"),
+    ("model.hidden.1", True, "model.hidden[1]"),
+    ("assign.has_clusters", "yes", "assign.has_clusters"),
+    ("calibration.false_alarm_rate", "0.01", "calibration.false_alarm_rate"),
+    ("scenarios", "good", "scenarios"),
+    ("normaliser.categorical.categories.protocol", "tcp", "normaliser.categorical.categories"),
+    # NaN and infinity (Python's json reads both)
+    ("calibration.false_alarm_rate", float("nan"), "calibration.false_alarm_rate"),
+    ("normaliser.clip", float("nan"), "normaliser.clip"),
+    ("normaliser.numeric.scale.0", float("inf"), "normaliser.numeric.scale[0]"),
+    ("normaliser.numeric.center.2", float("-inf"), "normaliser.numeric.center[2]"),
+    ("anomaly.saturation", float("inf"), "anomaly.saturation"),
+    ("training.history.0.val_loss", float("nan"), "training.history"),
+    ("timings.train", float("nan"), "timings.train"),
+    # negative, zero, out of range
+    ("normaliser.numeric.scale.1", -1.0, "normaliser.numeric.scale[1]"),
+    ("model.dropout", -0.5, "model.dropout"),
+    ("clusters.params.min_samples", -5, "clusters.params.min_samples"),
+    ("assign.min_samples", 0, "assign.min_samples"),
+    ("calibration.false_alarm_rate", 0.7, "calibration.false_alarm_rate"),
+    ("clusters.weighted_purity", 3.5, "clusters.weighted_purity"),
+    # huge
+    ("model.embedding_dim", 10**9, "model.embedding_dim"),
+    ("model.in_features", 2**62, "model.in_features"),
+    ("clusters.params.min_cluster_size", 10**18, "clusters.params.min_cluster_size"),
+    ("model.hidden", [8] * 100, "model.hidden"),
+    ("created", "x" * 1_000_000, "created"),
+    ("scenarios.0", "s" * 100_000, "scenarios[0]"),
+    # missing keys
+    ("normaliser.clip", DELETE, "normaliser.clip"),
+    ("assign", DELETE, "assign"),
+    ("calibration.false_alarm_rate", DELETE, "calibration.false_alarm_rate"),
+    ("clusters.params.min_samples", DELETE, "clusters.params.min_samples"),
+    ("model_id", DELETE, "model_id"),
+    # extra keys and nesting
+    ("clusters.params.memory", "/tmp/cache", "clusters.params.memory"),
+    ("assign.metric_kwargs", {"p": 3}, "assign.metric_kwargs"),
+    ("assign.metric", "minkowski", "assign.metric"),
+    ("model.hidden.0", [128], "model.hidden[0]"),
+    ("normaliser.clip", {"value": 10.0}, "normaliser.clip"),
+    ("training.history.0.epoch", [[[[[[[[[[1]]]]]]]]]], "training.history"),
+    ("surprise", {"a": 1}, "surprise"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "field"), SCHEMA_CASES,
+                         ids=[f"{c[0]}={str(c[1])[:12]}" for c in SCHEMA_CASES])
+def test_every_manifest_field_is_checked_as_data(model_copy, path, value, field):
+    m = _manifest(model_copy)
+    _set(m, path, value)
+    _write_manifest(model_copy, m)
+    with pytest.raises(ArtifactError) as err:
+        artifact.load(model_copy)
+    text = str(err.value)
+    assert text.startswith(f"{model_copy / 'manifest.json'}: field '{field}"), text
+    assert text.endswith("; restore the model folder or refit the model")
+    assert "\n" not in text and len(text) < 600
+
+
+@pytest.mark.parametrize(("path", "value", "says"), [
+    ("normaliser.numeric.center", [0.0], "center and scale hold 1 and"),
+    ("normaliser.numeric.missing_indicator", ["nowhere"], "missing_indicator names a column"),
+    ("normaliser.categorical.categories", {}, "categories does not hold one list per column"),
+    ("scenarios", ["good", "good"], "names a value more than once"),
+    ("schema.numeric", ["duration_ms"], "the schema's columns are not the normaliser's"),
+    ("model.in_features", 34, "model.in_features is 34 but the normaliser has 35"),
+    ("good_label", "other", "label_column and good_label are not the config's"),
+    ("config.model.embedding_dim", 16, "the model's layers (hidden [128, 64], 8 outputs) do "
+                                       "not match its config"),
+    ("config.score.false_alarm_rate", float("nan"), "config.score.false_alarm_rate"),
+])
+def test_fields_that_say_one_thing_twice_must_agree(model_copy, path, value, says):
+    m = _manifest(model_copy)
+    _set(m, path, value)
+    _write_manifest(model_copy, m)
+    with pytest.raises(ArtifactError) as err:
+        artifact.load(model_copy)
+    text = str(err.value)
+    assert text.startswith(f"{model_copy / 'manifest.json'}: ") and says in text, text
+    assert text.endswith("; restore the model folder or refit the model")
+
+
+def test_an_integer_too_long_to_convert_is_one_line(model_copy):
+    text = (model_copy / "manifest.json").read_text()
+    (model_copy / "manifest.json").write_text(text.replace('"in_features": 35',
+                                                           '"in_features": ' + "9" * 5000))
+    with pytest.raises(ArtifactError, match=r"manifest\.json: not a model manifest \(.*digits"):
+        artifact.load(model_copy)
+
+
+def test_a_forged_manifest_is_refused_at_the_command_line(model_copy, tmp_path):
+    from click.testing import CliRunner
+
+    from trafficsiam.cli import main
+
+    m = _manifest(model_copy)
+    m["calibration"]["false_alarm_rate"] = float("nan")
+    _write_manifest(model_copy, m)
+    data = tmp_path / "in.parquet"
+    pd.DataFrame({"x": [1]}).to_parquet(data)
+    res = CliRunner().invoke(main, ["score", str(model_copy), str(data),
+                                    "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert res.stderr.splitlines() == [
+        f"error: {model_copy / 'manifest.json'}: field 'calibration.false_alarm_rate' has "
+        "value nan: input should be a finite number; restore the model folder or refit the "
+        "model"]
+    assert not (tmp_path / "out").exists()

@@ -49,12 +49,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from trafficsiam import manifest as manifest_schema
 from trafficsiam import paths
 from trafficsiam import write as writing
 from trafficsiam.assign import Assigner
 from trafficsiam.calibrate import KnownScorer
 from trafficsiam.cluster import ClusterResult, restore_clusterer
-from trafficsiam.config import Config, build_config, config_to_dict
+from trafficsiam.config import Config, config_to_dict
 from trafficsiam.contract import (
     ASSIGN,
     CLUSTERS,
@@ -66,8 +67,8 @@ from trafficsiam.contract import (
     REFERENCE,
     WEIGHTS,
 )
-from trafficsiam.errors import ArtifactError, OutputError, printable
-from trafficsiam.model import HEADS, SiameseMLP, embed
+from trafficsiam.errors import ArtifactError, OutputError
+from trafficsiam.model import SiameseMLP, embed
 from trafficsiam.normalise import Normaliser
 from trafficsiam.validate import FeatureSchema
 
@@ -425,6 +426,9 @@ def load(path: str | Path) -> Artifact:
     except RecursionError:  # a nesting bomb
         raise ArtifactError(f"{manifest_path}: nested too deeply to be a model manifest; "
                             "restore the model folder or refit the model") from None
+    except ValueError as err:  # an integer of more digits than Python converts
+        raise ArtifactError(f"{manifest_path}: not a model manifest ({_first_line(err)}); "
+                            "restore the model folder or refit the model") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{manifest_path}: not a trafficsiam model manifest; refit the model")
     fv = manifest.get("format_version")
@@ -441,14 +445,10 @@ def load(path: str | Path) -> Artifact:
             f"{version('trafficsiam')} (reads {MIN_FORMAT_VERSION} to {FORMAT_VERSION}); "
             "upgrade trafficsiam or refit the model"
         )
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        raise ArtifactError(f"{manifest_path}: has no file list; refit the model")
+    checked = manifest_schema.check(manifest, manifest_path)
+    files = checked.files
     listed = {MANIFEST}
     for name, digest in files.items():
-        if not isinstance(digest, str):
-            raise ArtifactError(f"{manifest_path}: the SHA-256 of {name!r} is not text; the "
-                                "manifest is damaged or tampered with, refit the model")
         member = _safe_member(folder, name)
         listed.add(name)
         if not member.is_file():
@@ -468,14 +468,13 @@ def load(path: str | Path) -> Artifact:
         if required not in files:
             raise ArtifactError(f"{manifest_path}: does not list {required}; refit the model")
     # folders written before ids were content-derived carry their weights' digest
-    if manifest.get("model_id") not in (content_id(files), files[WEIGHTS][:12]):
+    if checked.model_id not in (content_id(files), files[WEIGHTS][:12]):
         raise ArtifactError(
-            f"{manifest_path}: model_id {printable(repr(manifest.get('model_id')))[:40]} "
-            "does not match the model's files (the manifest was edited); restore the "
-            "model folder or refit the model")
+            f"{manifest_path}: model_id {checked.model_id!r} does not match the model's files "
+            "(the manifest was edited); restore the model folder or refit the model")
 
     try:
-        return _build(folder, manifest, manifest_path)
+        return _build(folder, manifest, checked.config)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, SafetensorError) as err:
         # The manifest is not covered by its own hashes: a hand-edited one may lack keys or
         # hold values of the wrong type. One line, never a traceback.
@@ -491,15 +490,11 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
-def _build(folder: Path, manifest: dict[str, Any], manifest_path: Path) -> Artifact:
-    """The verified folder's contents as an `Artifact`."""
-    config = build_config(manifest["config"], source=str(manifest_path))
+def _build(folder: Path, manifest: dict[str, Any], config: Config) -> Artifact:
+    """The verified folder's contents as an `Artifact` (`manifest` checked by
+    `manifest_schema.check`, `config` its config)."""
+    manifest_path = folder / MANIFEST
     spec = manifest["model"]
-    if spec.get("head", "sigmoid") not in HEADS:
-        raise ArtifactError(
-            f"{manifest_path}: model head {spec.get('head')!r} is not one of "
-            f"{', '.join(HEADS)}; upgrade trafficsiam or refit the model"
-        )
     normaliser = Normaliser.from_dict(manifest["normaliser"])
     model = _model(folder, manifest_path, spec, config, normaliser.n_features)
     inputs = {k: v.numpy() for k, v in load_file(str(folder / INPUTS)).items()}

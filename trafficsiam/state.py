@@ -32,13 +32,14 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from trafficsiam.contract import STATE_NAME
 from trafficsiam.errors import InputError, OutputError, TrafficSiamError
 
 SCHEMA_VERSION = 1
@@ -133,16 +134,41 @@ def describe(path: Path, chunk: int = 1 << 20) -> InputFile:
     return InputFile(resolved, size, digest.hexdigest())
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of `path`, None when it is missing: the same file, not the same name."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class StateStore:
-    """The state database at `path` (created with its parent folder if missing)."""
+    """The state database at `path` (created with its parent folder if missing).
+
+    A database this store created is removed again when the run under its lock fails
+    and nothing but that run is recorded in it: a refused first run leaves no state."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path).resolve()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():  # "remove it", the usual fix, would lose what the folder holds
+            raise InputError(f"{self.path}: is a folder, not a state database file; pass a "
+                             f"file path to --state, e.g. {self.path / STATE_NAME}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file where a folder of the path should be, no permission
+            raise InputError(f"{self.path}: cannot create the state database's folder "
+                             f"{e.filename or self.path.parent} ({e.strerror}); pass a --state "
+                             "path whose folder can be created") from None
+        self._begun: set[str] = set()
+        self._open()
+
+    def _open(self) -> None:
+        self.created = not self.path.exists()
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as e:
@@ -161,6 +187,7 @@ class StateStore:
                 elif version != SCHEMA_VERSION:
                     raise InputError(f"{self.path}: not a trafficsiam state database of schema "
                                      f"version {SCHEMA_VERSION} (found {version}); {FIX}")
+            self._identity = _identity(self.path)
         except sqlite3.DatabaseError as e:
             self._db.close()
             raise InputError(f"{self.path}: not a usable SQLite state database ({e}); "
@@ -168,6 +195,31 @@ class StateStore:
         except BaseException:
             self._db.close()
             raise
+
+    def _reopen_if_replaced(self) -> None:
+        """Called with the lock held: while this store waited for it, a refused first run
+        may have removed the file this store opened; a write to it would be lost."""
+        if _identity(self.path) != self._identity:
+            self._db.close()
+            self._open()
+
+    def _discard_if_new(self) -> None:
+        """Called with the lock held, as the run under it fails: remove the database when
+        this store created it and it records nothing but the runs begun through it."""
+        if not self.created:
+            return
+        ours = sorted(self._begun)
+        marks = ", ".join("?" * len(ours)) or "NULL"
+        try:
+            other = self._db.execute(
+                f"SELECT (SELECT count(*) FROM runs WHERE run_id NOT IN ({marks})) "
+                "+ (SELECT count(*) FROM inputs)", ours).fetchone()[0]
+        except sqlite3.Error:
+            return  # unreadable now: keep it, the run's own error says what went wrong
+        if other == 0:
+            self._db.close()
+            for path in (self.path, Path(f"{self.path}-journal")):
+                path.unlink(missing_ok=True)
 
     def close(self) -> None:
         self._db.close()
@@ -200,10 +252,20 @@ class StateStore:
             raise OutputError(f"{self.path}: cannot write the state database ({e}); free "
                               "space on that disk, or pass another --state") from None
 
-    def lock(self, wait: float = 0.0, poll: float = 0.2) -> AbstractContextManager[None]:
-        """Hold the exclusive run lock for the block, waiting up to `wait` seconds for it."""
-        return exclusive(Path(f"{self.path}.lock"), wait, poll,
-                         f"{self.path}: another trafficsiam score run holds this state")
+    @contextmanager
+    def lock(self, wait: float = 0.0, poll: float = 0.2) -> Iterator[None]:
+        """Hold the exclusive run lock for the block, waiting up to `wait` seconds for it.
+        A block that raises, in a database this store created and nothing else wrote to,
+        removes the database (the lock file stays: removing it would let two runs lock
+        two different files)."""
+        with exclusive(Path(f"{self.path}.lock"), wait, poll,
+                       f"{self.path}: another trafficsiam score run holds this state"):
+            self._reopen_if_replaced()
+            try:
+                yield
+            except BaseException:
+                self._discard_if_new()
+                raise
 
     def pending(self, files: Sequence[InputFile],
                 rescore: bool = False) -> tuple[list[InputFile], list[InputFile]]:
@@ -228,6 +290,7 @@ class StateStore:
         """Record a run as 'running'. Any other 'running' run died (the caller holds the
         lock), so it is marked 'interrupted' first."""
         now = _now()
+        self._begun.add(run_id)
         with self._writing(), self._transaction():
             self._db.execute(
                 "UPDATE runs SET status = 'interrupted', finished = ?, "
