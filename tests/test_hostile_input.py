@@ -563,3 +563,31 @@ def test_score_takes_the_file_fit_was_trained_on(case, tmp_path, frame):
     scored = pd.concat([pd.read_parquet(p) for p in outputs], ignore_index=True)
     assert len(scored) == len(frame) and scored["ts_verdict"].notna().all()
     assert sorted(scored["id"].astype(str)) == sorted(frame["id"].astype(str))
+
+
+# --- names the file system allows: long, not UTF-8 ---------------------------------------
+
+
+def test_an_input_with_a_240_character_name_is_scored(model, batch, tmp_path):
+    path = _parquet(tmp_path, batch, "x" * 240 + ".parquet")  # staged as 255+ bytes
+    res = invoke("score", model.path, path, "--out", tmp_path / "out", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_parquet(tmp_path / "out" / path.name)) == len(batch)
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_a_file_name_that_is_not_utf8_is_read_scored_and_remembered(model, batch, tmp_path,
+                                                                     suffix):
+    name = "caf\udce9" + suffix  # b"caf\xe9": a Latin-1 name, as Python holds it
+    path = tmp_path / name
+    with open(path, "wb") as fh:  # pyarrow cannot encode the name, Python can
+        batch.to_parquet(fh, index=False) if suffix == ".parquet" else batch.to_csv(
+            fh, index=False)
+    out = tmp_path / "out"
+    res = invoke("score", model.path, path, "--out", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    with open(out / "caf\udce9.parquet", "rb") as fh:
+        assert len(pd.read_parquet(fh)) == len(batch)
+    again = invoke("score", model.path, path, "--out", out)
+    assert again.exit_code == 0 and "already scored" in again.stderr, again.output

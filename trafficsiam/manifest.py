@@ -24,6 +24,7 @@ from trafficsiam.config import Config, quote
 from trafficsiam.contract import MODEL_FORMAT
 from trafficsiam.errors import ArtifactError, printable
 from trafficsiam.model import HEADS
+from trafficsiam.normalise import MAX_RARE
 
 # Bounds far above any real model and far below what would exhaust memory or a screen.
 MAX_TEXT = 10_000  # characters in a name, label or note
@@ -120,11 +121,17 @@ class NumericPart(_Part):
 class CategoricalPart(_Part):
     columns: Names
     categories: dict[Text, Annotated[list[Text], Field(max_length=MAX_ITEMS)]]
+    # values seen at fit that go to (other), per column; None: too many to remember
+    # (`normalise.MAX_RARE`); absent in models fitted before they were remembered
+    rare: dict[Text, Annotated[list[Text], Field(max_length=MAX_RARE)] | None] = Field(
+        default_factory=dict)
 
     @model_validator(mode="after")
     def _one_list_per_column(self) -> CategoricalPart:
         if set(self.categories) != set(self.columns):
             raise ValueError("categories does not hold one list per column of columns")
+        if not set(self.rare) <= set(self.columns):
+            raise ValueError("rare names a column that is not one of columns")
         return self
 
 

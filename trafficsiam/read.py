@@ -16,13 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from trafficsiam.errors import InputError
@@ -192,7 +191,8 @@ def read_columns(path: Path) -> list[str]:
                 raise ValueError("a quoted value is never closed: the file holds an odd "
                                  "number of '\"'")
             return header
-        schema = pq.read_schema(path)
+        with _source(path) as src:
+            schema = pq.read_schema(src)
         return [c for c in schema.names if c not in _index_columns(schema)]
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -245,11 +245,14 @@ def first_line(err: BaseException) -> str:
 def _read_one(path: Path, columns: list[str] | None) -> pd.DataFrame:
     with reading(path):
         if is_csv(path):
-            table = pacsv.read_csv(path, parse_options=CSV_PARSE,
-                                   convert_options=_csv_text(read_columns(path), columns))
+            with _source(path) as src:
+                table = pacsv.read_csv(src, parse_options=CSV_PARSE,
+                                       convert_options=_csv_text(read_columns(path), columns))
             return table.to_pandas()
         # a stored pandas index comes back as the frame's index: dropped (`_index_columns`)
-        return pq.read_table(path, columns=columns).to_pandas().reset_index(drop=True)
+        with _source(path) as src:
+            table = pq.read_table(src, columns=columns)
+        return table.to_pandas().reset_index(drop=True)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -397,10 +400,12 @@ def _label_categories(path: Path, column: str) -> pd.Categorical:
         if is_csv(path):
             opts = _csv_text(read_columns(path), [column])
             opts.column_types = {column: pa.dictionary(pa.int32(), pa.string())}
-            values = pacsv.read_csv(path, parse_options=CSV_PARSE,
-                                    convert_options=opts).column(0).to_pandas()
+            with _source(path) as src:
+                values = pacsv.read_csv(src, parse_options=CSV_PARSE,
+                                        convert_options=opts).column(0).to_pandas()
         else:
-            table = pq.read_table(path, columns=[column], read_dictionary=[column])
+            with _source(path) as src:
+                table = pq.read_table(src, columns=[column], read_dictionary=[column])
             values = table.column(0).to_pandas()
     if not isinstance(values.dtype, pd.CategoricalDtype):
         values = values.astype(str).astype("category")
@@ -491,12 +496,18 @@ def _all_records(
 # --- streaming -----------------------------------------------------------------------------
 
 
-def _dataset(path: Path) -> ds.Dataset:
-    if is_csv(path):
-        fmt = ds.CsvFileFormat(parse_options=CSV_PARSE,
-                               convert_options=_csv_text(read_columns(path)))
-        return ds.dataset(path, format=fmt)
-    return ds.dataset(path, format="parquet")
+@contextmanager
+def _source(path: Path) -> Iterator[str | BinaryIO]:
+    """The file as pyarrow takes it: its name, or the open file where the name is not
+    UTF-8 (a Latin-1 name: pyarrow cannot encode it and called the file unreadable)."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        with open(path, "rb") as fh:
+            yield fh
+        return
+    yield name
 
 
 def iter_chunks(
@@ -505,22 +516,23 @@ def iter_chunks(
     """(first row, table) for consecutive chunks of exactly `batch_size` rows (the last
     may be shorter), whatever the file's row groups or CSV blocks; `columns` None reads
     them all. CSV columns are text (`_csv_text`), but those named in `numbers`, whose
-    values were checked already, come as float64 (`as_numbers`). Parquet is streamed with `ParquetFile.iter_batches`, CSV with a
-    `pyarrow.dataset` scanner."""
+    values were checked already, come as float64 (`as_numbers`). Parquet is streamed
+    with `ParquetFile.iter_batches`, CSV with pyarrow's streaming CSV reader."""
     if is_csv(path) and numbers:
         for start, table in iter_chunks(path, columns, batch_size):
             yield start, as_numbers(table, numbers)
         return
-    with reading(path):
+    with reading(path), _source(path) as src:
         cols = list(columns) if columns else None
         if is_csv(path):
-            batches: Iterator[pa.RecordBatch] = _dataset(path).to_batches(
-                columns=cols, batch_size=batch_size, use_threads=True)
+            batches: Iterator[pa.RecordBatch] = pacsv.open_csv(
+                src, parse_options=CSV_PARSE,
+                convert_options=_csv_text(read_columns(path), cols))
         else:
             # Not pyarrow.dataset for parquet: its scanner reads row groups ahead and keeps
             # them, so peak memory grew with the file; iter_batches without pre-buffering
             # holds about one row group, and reads faster (BENCHMARKS.md, "Scoring throughput").
-            batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(
+            batches = pq.ParquetFile(src, pre_buffer=False).iter_batches(
                 batch_size=batch_size, columns=cols, use_threads=True)
         pending: list[pa.RecordBatch] = []
         held = start = 0
@@ -547,14 +559,17 @@ def count_rows(path: Path) -> int | None:
     """Rows of a parquet file from its footer; None for CSV (counted while reading)."""
     if is_csv(path):
         return None
-    with reading(path):
-        return int(pq.ParquetFile(path).metadata.num_rows)
+    with reading(path), _source(path) as src:
+        return int(pq.ParquetFile(src).metadata.num_rows)
 
 
 def input_schema(path: Path, numbers: Iterable[str] = ()) -> pa.Schema:
     """The arrow schema `iter_chunks` yields for `path`."""
-    with reading(path):
-        schema = _dataset(path).schema
+    if is_csv(path):
+        schema = pa.schema([(name, pa.string()) for name in read_columns(path)])
+    else:
+        with reading(path), _source(path) as src:
+            schema = pq.read_schema(src)
     if is_csv(path):
         for name in set(numbers) & set(schema.names):
             schema = schema.set(schema.get_field_index(name), pa.field(name, pa.float64()))

@@ -66,6 +66,8 @@ CREATE TABLE inputs (
     model_id  TEXT NOT NULL,
     scored_at TEXT NOT NULL
 )""")
+# how `stored` marks a path whose name is not UTF-8
+HEX = "hex:"
 RUN_COLUMNS = "run_id, status, started, finished, model_id, inputs, rows, error, out"
 FIX = "pass another --state file or remove it"
 
@@ -145,6 +147,22 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def stored(path: Path | str) -> str:
+    """A path as the state stores it: its text; a name that is not UTF-8 (sqlite takes
+    only UTF-8) as `hex:` and its bytes (an absolute path never starts so)."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return HEX + os.fsencode(text).hex()
+    return text
+
+
+def loaded(text: str) -> Path:
+    """The path `stored` stored."""
+    return Path(os.fsdecode(bytes.fromhex(text[len(HEX):])) if text.startswith(HEX) else text)
 
 
 class StateStore:
@@ -281,8 +299,9 @@ class StateStore:
         to_score: list[InputFile] = []
         skipped: list[InputFile] = []
         for f in files:
-            output = done.get((str(f.path), f.sha256))
-            (skipped if output is not None and Path(output).is_file() else to_score).append(f)
+            output = done.get((stored(f.path), f.sha256))
+            (skipped if output is not None and loaded(output).is_file() else to_score
+             ).append(f)
         return to_score, skipped
 
     def begin_run(self, run_id: str, model_id: str, inputs: Sequence[InputFile],
@@ -299,7 +318,7 @@ class StateStore:
             self._db.execute(
                 "INSERT INTO runs (run_id, status, started, model_id, out, inputs) "
                 "VALUES (?, 'running', ?, ?, ?, ?)",
-                (run_id, now, model_id, str(Path(out).resolve()), len(inputs)))
+                (run_id, now, model_id, stored(Path(out).resolve()), len(inputs)))
 
     def finish_run(self, run_id: str, outputs: Mapping[InputFile, tuple[Path, int]],
                    summary: dict[str, Any]) -> None:
@@ -319,7 +338,7 @@ class StateStore:
                 "sha256 = excluded.sha256, bytes = excluded.bytes, rows = excluded.rows, "
                 "output = excluded.output, run_id = excluded.run_id, "
                 "model_id = excluded.model_id, scored_at = excluded.scored_at",
-                [(str(f.path), f.sha256, f.bytes, rows, str(Path(output).resolve()), run_id,
+                [(stored(f.path), f.sha256, f.bytes, rows, stored(Path(output).resolve()), run_id,
                   run["model_id"], now) for f, (output, rows) in outputs.items()])
             self._db.execute(
                 "UPDATE runs SET status = 'ok', finished = ?, rows = ?, summary = ? "
@@ -330,7 +349,9 @@ class StateStore:
         """Mark the run 'failed' with the error text; the inputs it touched stay pending."""
         with self._writing(), self._transaction():
             self._db.execute("UPDATE runs SET status = 'failed', finished = ?, error = ? "
-                             "WHERE run_id = ?", (_now(), error, run_id))
+                             "WHERE run_id = ?",
+                             (_now(), error.encode("utf-8", "backslashreplace").decode(),
+                              run_id))
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest `limit` runs, newest first."""

@@ -9,6 +9,7 @@ anything else as text.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -22,6 +23,8 @@ import pandas as pd
 
 from trafficsiam.errors import OutputError, os_reason
 
+# the longest file name most file systems take, in bytes
+NAME_MAX = 255
 FIX = ("free space on that disk (or raise its quota or file size limit), or choose "
        "another --out")
 
@@ -82,8 +85,14 @@ def stage(
 
 
 def staged_name(path: Path, tag: str) -> Path:
-    """The temporary name `stage` writes `path` under: hidden, beside it, tagged."""
-    return path.with_name(f".{path.name}.{tag}.tmp")
+    """The temporary name `stage` writes `path` under: hidden, beside it, tagged. A name
+    too long for the file system once tagged (255 bytes) is shortened, with a digest of
+    it so that two long names never meet."""
+    name = path.name
+    if len(os.fsencode(f".{name}.{tag}.tmp")) > NAME_MAX:
+        digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
+        name = f"{name[:40]}~{digest}"
+    return path.with_name(f".{name}.{tag}.tmp")
 
 
 def publish(staged: list[tuple[Path, Path]], then: str = "") -> None:
@@ -103,14 +112,25 @@ def discard(staged: list[tuple[Path, Path]]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def put_text(path: Path, content: str) -> None:
+    """`content` as UTF-8. A file name that is not UTF-8 (Python holds its bytes as
+    surrogates) is written as `\\udcXX`, as the messages show it, not refused."""
+    path.write_text(content, encoding="utf-8", errors="backslashreplace")
+
+
+def put_csv(path: Path, frame: pd.DataFrame) -> None:
+    """`frame` as CSV without its index, in UTF-8 as `put_text`."""
+    frame.to_csv(path, index=False, errors="backslashreplace")
+
+
 def text(path: str | Path, content: str, tag: str | None = None, then: str = "") -> None:
     """`content` as UTF-8, atomically."""
-    atomic(path, lambda p: p.write_text(content, encoding="utf-8"), tag, then)
+    atomic(path, lambda p: put_text(p, content), tag, then)
 
 
 def csv(path: str | Path, frame: pd.DataFrame, tag: str | None = None, then: str = "") -> None:
     """`frame` as CSV without its index, atomically."""
-    atomic(path, lambda p: frame.to_csv(p, index=False), tag, then)
+    atomic(path, lambda p: put_csv(p, frame), tag, then)
 
 
 def json_default(value: Any) -> Any:

@@ -172,14 +172,14 @@ def write_fit_files(folder: Path, manifest: dict[str, Any], clusters: pd.DataFra
                     history: pd.DataFrame, reference: pd.DataFrame, features: pd.DataFrame,
                     examples: pd.DataFrame, html: bool = True) -> list[str]:
     """Write the model folder's report files; returns their names (for the manifest)."""
-    features.to_csv(folder / FEATURES_CSV, index=False)
-    examples.to_csv(folder / EXAMPLES_CSV, index=False)
+    write.put_csv(folder / FEATURES_CSV, features)
+    write.put_csv(folder / EXAMPLES_CSV, examples)
     names = [FEATURES_CSV, EXAMPLES_CSV]
     if html:
         # Rendered from the files as written, as `report_model` renders them later.
         features, examples = _read_tables(folder)
         page = model_page(manifest, clusters, history, reference, features, examples)
-        (folder / REPORT_HTML).write_text(page, encoding="utf-8")
+        write.put_text(folder / REPORT_HTML, page)
         names.append(REPORT_HTML)
     return names
 

@@ -148,27 +148,29 @@ def write_output(
 ) -> None:
     """`scored_chunks` written to the parquet file `tmp`; `schema` is the input's (for
     an input with no rows), `expected` the record count of pass 1."""
-    writer: pq.ParquetWriter | None = None
     written = 0
-    # The ts_* columns of the next chunk, its counts and the report's sample of it are
-    # built in a thread while this one is encoded and written (parquet encoding releases
-    # the GIL), which leaves the writer alone in this thread: pass 2 takes about as long
-    # as the write alone instead of the sum (BENCHMARKS.md, "Scoring throughput").
-    # Everything the thread adds to is read only after the last chunk.
-    tally.report_sample(scoring)
-    for table in prefetch(scored_chunks(scoring, job, chunks, new_types, tally, examples),
-                          depth=1):
-        if writer is None:
-            writer = pq.ParquetWriter(tmp, table.schema)
-        writer.write_table(table)
-        written += table.num_rows
-        if progress is not None:
-            progress(table.num_rows)
-    if writer is None:  # an input with no rows still gets its (empty) output
-        empty = empty_output(scoring, schema)
-        writer = pq.ParquetWriter(tmp, empty.schema)
-        writer.write_table(empty)
-    writer.close()
+    # An open file, not the name: pyarrow cannot encode a name that is not UTF-8.
+    with open(tmp, "wb") as sink:
+        writer: pq.ParquetWriter | None = None
+        # The ts_* columns of the next chunk, its counts and the report's sample of it are
+        # built in a thread while this one is encoded and written (parquet encoding
+        # releases the GIL), which leaves the writer alone in this thread: pass 2 takes
+        # about as long as the write alone instead of the sum (BENCHMARKS.md, "Scoring
+        # throughput"). Everything the thread adds to is read only after the last chunk.
+        tally.report_sample(scoring)
+        for table in prefetch(scored_chunks(scoring, job, chunks, new_types, tally, examples),
+                              depth=1):
+            if writer is None:
+                writer = pq.ParquetWriter(sink, table.schema)
+            writer.write_table(table)
+            written += table.num_rows
+            if progress is not None:
+                progress(table.num_rows)
+        if writer is None:  # an input with no rows still gets its (empty) output
+            empty = empty_output(scoring, schema)
+            writer = pq.ParquetWriter(sink, empty.schema)
+            writer.write_table(empty)
+        writer.close()
     check_count(job, written, expected)
 
 

@@ -210,13 +210,13 @@ def _stage_run(
 ) -> list[tuple[Path, Path]]:
     """The run's tables and page, staged beside their names: (temporary, final)."""
     files: list[tuple[Path, Callable[[Path], object]]] = [
-        (out / CLUSTERS_CSV, lambda p: run.clusters.to_csv(p, index=False)),
-        (out / NEW_TYPES_CSV, lambda p: run.new_types.to_csv(p, index=False)),
-        (out / FEATURES_CSV, lambda p: run.features.to_csv(p, index=False)),
-        (out / SUMMARY, lambda p: p.write_text(write.to_json(summary), encoding="utf-8")),
+        (out / CLUSTERS_CSV, lambda p: write.put_csv(p, run.clusters)),
+        (out / NEW_TYPES_CSV, lambda p: write.put_csv(p, run.new_types)),
+        (out / FEATURES_CSV, lambda p: write.put_csv(p, run.features)),
+        (out / SUMMARY, lambda p: write.put_text(p, write.to_json(summary))),
     ]
     if page is not None:
-        files.append((out / REPORT_HTML, lambda p: p.write_text(page, encoding="utf-8")))
+        files.append((out / REPORT_HTML, lambda p: write.put_text(p, page)))
     staged: list[tuple[Path, Path]] = []
     try:
         for path, fill in files:
