@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from trafficsiam.config import NormaliseConfig, ScoreConfig
-from trafficsiam.newtypes import NewTypes, Sample, discover, row_keys
+from trafficsiam.newtypes import NewTypes, Sample, Seen, discover, row_keys, track
 from trafficsiam.normalise import Normaliser
 from trafficsiam.validate import FeatureSchema
 
@@ -141,3 +141,35 @@ def test_a_type_made_of_two_close_knots_is_one_candidate(normaliser):
     knots, other = names[:800], names[800:1400]
     assert pd.Series(knots).nunique() == 1 and knots[0] is not None
     assert (other == other[0]).all() and other[0] != knots[0]
+
+
+# -- tracked across runs (`track`, issue 19 item 2) -----------------------------------------
+
+
+def _found(centroid: list[float], inputs: list[float]) -> NewTypes:
+    table = pd.DataFrame([{"new_type": "new-1", "centroid": centroid, "radius": 0.05,
+                           "input_centroid": inputs, "input_radius": 0.5}])
+    return NewTypes(["new-1"], table, None, {"new-1": []})
+
+
+def _seen(name: str, centroid: list[float], inputs: list[float] | None) -> Seen:
+    return Seen(name, np.asarray(centroid), 0.05, "run-1", [("run-1", 10)],
+                None if inputs is None else np.asarray(inputs), 0.5)
+
+
+def test_a_candidate_near_an_earlier_one_in_both_spaces_keeps_its_id():
+    earlier = [_seen("new-3", [0.1, 0.1], [0.0, 0.0]), _seen("new-4", [0.9, 0.9], [5.0, 5.0])]
+    assert track(_found([0.12, 0.1], [0.2, 0.0]), earlier).names == ["new-3"]
+
+
+def test_a_candidate_near_in_the_embedding_but_unlike_in_the_inputs_is_new():
+    """Two failures the embedding puts side by side (it never learnt them) but whose
+    records differ: the second is not the first come back."""
+    earlier = [_seen("new-3", [0.1, 0.1], [0.0, 0.0])]
+    assert track(_found([0.12, 0.1], [3.0, 0.0]), earlier).names == ["new-4"]
+
+
+def test_earlier_runs_without_input_centroids_are_matched_in_the_embedding():
+    earlier = [_seen("new-2", [0.1, 0.1], None)]
+    assert track(_found([0.12, 0.1], [3.0, 0.0]), earlier).names == ["new-2"]
+    assert track(_found([0.5, 0.5], [0.0, 0.0]), earlier).names == ["new-3"]

@@ -41,9 +41,12 @@ _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _SCATTER_SHARE = 0.7
 # Reference points that measure that distance (fixed, so discover stays deterministic).
 _REFERENCE_POINTS = 2000
-# A candidate's radius: this quantile of its sampled records' distances to their centroid
-# in the embedding (`track`).
+# A candidate's radius: this quantile of its sampled records' distances to their centroid,
+# in the embedding and in the model's inputs (`track`).
 TRACK_QUANTILE = 0.9
+# The spaces in which a candidate must lie near an earlier one to keep its id (`track`);
+# the bench compares the embedding alone (BENCHMARKS.md, "New types across runs").
+TRACK_SPACES = ("embedding", "inputs")
 
 
 def row_keys(file_key: str, rows: np.ndarray) -> np.ndarray:
@@ -224,7 +227,7 @@ def discover(
 ) -> NewTypes:
     """Cluster the sample of unexplained records into candidate new error types."""
     columns = ["new_type", "sample_records", "median_novelty", "top_features", "features",
-               "centroid", "radius"]
+               "centroid", "radius", "input_centroid", "input_radius"]
     empty = NewTypes([], pd.DataFrame(columns=columns), None, {})
     if len(sample) < max(cfg.new_type_min_size, 2) or sample.emb is None or sample.x is None:
         return empty
@@ -298,18 +301,27 @@ def discover(
         typical = at[np.lexsort((sample.keys[at], -strength[at]))][: cfg.examples]
         examples[name] = [(int(sample.file[i]), int(sample.row[i])) for i in typical]
         feats = describe_features(sample.x[at], good_x, normaliser, cfg.top_features)
-        centroid = points[at].mean(axis=0)
-        spread = np.linalg.norm(points[at] - centroid, axis=1)
+        centroid, radius = _centre(points[at])
+        input_centroid, input_radius = _centre(sample.x[at])
         rows.append({
             "new_type": name,
             "sample_records": int(len(at)),
             "median_novelty": float(np.median(sample.novelty[at])),
             "top_features": "; ".join(feature_text(f) for f in feats),
             "features": feats,
-            "centroid": [round(float(v), 6) for v in centroid],
-            "radius": float(np.quantile(spread, TRACK_QUANTILE)),
+            "centroid": centroid, "radius": radius,
+            "input_centroid": input_centroid, "input_radius": input_radius,
         })
     return NewTypes(names, pd.DataFrame(rows, columns=columns), assigner, examples)
+
+
+def _centre(points: np.ndarray) -> tuple[list[float], float]:
+    """(centroid, radius) of a candidate's records: their mean, rounded for the summary,
+    and the `TRACK_QUANTILE` of their distances to it."""
+    centroid = points.astype(np.float64).mean(axis=0)
+    spread = np.linalg.norm(points - centroid, axis=1)
+    return ([round(float(v), 6) for v in centroid],
+            float(np.quantile(spread, TRACK_QUANTILE)))
 
 
 @dataclass
@@ -321,6 +333,21 @@ class Seen:
     radius: float
     first_seen: str  # run id
     records: list[tuple[str, int]]  # (run id, records) per run it was found in
+    # the same in the model's inputs; None for runs from before inputs were tracked
+    input_centroid: np.ndarray | None = None
+    input_radius: float = 0.0
+
+    def near(self, space: str, centroid: np.ndarray, radius: float) -> float | None:
+        """The distance between the centroids in `space` when within the larger of the two
+        radii, else None; a space this candidate was not stored in does not decide."""
+        mine = self.centroid if space == "embedding" else self.input_centroid
+        if mine is None:
+            return 0.0
+        if mine.shape != centroid.shape:
+            return None
+        d = float(np.linalg.norm(mine - centroid))
+        limit = max(self.radius if space == "embedding" else self.input_radius, radius)
+        return d if d <= limit else None
 
 
 def seen_before(summaries: list[dict[str, Any]], model_id: str) -> list[Seen]:
@@ -334,22 +361,22 @@ def seen_before(summaries: list[dict[str, Any]], model_id: str) -> list[Seen]:
             if "centroid" not in t:
                 continue  # a run from before candidates were tracked
             name, run = str(t["new_type"]), str(summary["run_id"])
-            if name in found:
-                seen = found[name]
-                seen.centroid = np.asarray(t["centroid"], np.float64)
-                seen.radius = float(t["radius"])
-            else:
-                seen = found[name] = Seen(name, np.asarray(t["centroid"], np.float64),
-                                          float(t["radius"]), run, [])
+            seen = found.setdefault(name, Seen(name, np.zeros(0), 0.0, run, []))
+            seen.centroid = np.asarray(t["centroid"], np.float64)
+            seen.radius = float(t["radius"])
+            if t.get("input_centroid") is not None:
+                seen.input_centroid = np.asarray(t["input_centroid"], np.float64)
+                seen.input_radius = float(t["input_radius"])
             seen.records.append((run, int(t["records"])))
     return list(found.values())
 
 
 def track(found: NewTypes, earlier: list[Seen]) -> NewTypes:
     """`found` with each candidate renamed after the earlier one it matches: the closest
-    earlier centroid within the larger of the two radii (one earlier candidate per
-    candidate, the largest candidates first); a candidate matching none gets the next
-    number never used. Without earlier candidates, `found` as it is."""
+    earlier centroid in the embedding that lies within the larger of the two radii in
+    every space of `TRACK_SPACES` (one earlier candidate per candidate, the largest
+    candidates first); a candidate matching none gets the next number never used.
+    Without earlier candidates, `found` as it is."""
     if not earlier or not len(found.names):
         return found
     used = {int(s.name.split("-")[-1]) for s in earlier if s.name.split("-")[-1].isdigit()}
@@ -357,13 +384,16 @@ def track(found: NewTypes, earlier: list[Seen]) -> NewTypes:
     names: list[str] = []
     table = found.table
     for row in table.itertuples():
-        centroid = np.asarray(row.centroid, np.float64)
+        here = {"embedding": (np.asarray(row.centroid, np.float64), float(row.radius)),
+                "inputs": (np.asarray(row.input_centroid, np.float64),
+                           float(row.input_radius))}
         best, best_d = None, np.inf
         for seen in earlier:
-            if seen.name in taken or seen.centroid.shape != centroid.shape:
+            if seen.name in taken:
                 continue
-            d = float(np.linalg.norm(seen.centroid - centroid))
-            if d <= max(seen.radius, float(row.radius)) and d < best_d:
+            near = [seen.near(space, *here[space]) for space in TRACK_SPACES]
+            d = seen.near("embedding", *here["embedding"])
+            if all(n is not None for n in near) and d is not None and d < best_d:
                 best, best_d = seen.name, d
         if best is None:
             number = max(used | {0}) + 1

@@ -68,6 +68,8 @@ def summarise(
             "_features": row["features"],
             "_centroid": row["centroid"],
             "_radius": row["radius"],
+            "_input_centroid": row["input_centroid"],
+            "_input_radius": row["input_radius"],
             "_history": [[r, k] for r, k in before] + [[run_id, size]],
             "_examples": [
                 {"input": str(inputs_of[f].source.path), "row": r,
@@ -78,7 +80,8 @@ def summarise(
     table = pd.DataFrame(type_rows, columns=[
         "new_type", "records", "share", "first_seen", "runs_seen", "records_before",
         "sample_records", "median_novelty", "nearest_known", "top_features", "examples",
-        "_features", "_centroid", "_radius", "_history", "_examples"])
+        "_features", "_centroid", "_radius", "_input_centroid", "_input_radius", "_history",
+        "_examples"])
     summary = {
         "run_id": run_id,
         "model": {"id": art.model_id, "path": str(art.path)},
@@ -90,7 +93,8 @@ def summarise(
             {**{k: v for k, v in r.items() if not k.startswith("_") and k != "examples"},
              "features": r["_features"], "examples": r["_examples"],
              "records_by_run": r["_history"], "centroid": r["_centroid"],
-             "radius": r["_radius"]}
+             "radius": r["_radius"], "input_centroid": r["_input_centroid"],
+             "input_radius": r["_input_radius"]}
             for r in type_rows
         ],
         "decision": {"false_alarm_rate": scoring.cfg.false_alarm_rate,
