@@ -3,8 +3,10 @@ import logging
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from trafficsiam.config import NormaliseConfig
+from trafficsiam.errors import InputError
 from trafficsiam.normalise import OTHER_TOKEN, Normaliser
 from trafficsiam.validate import FeatureSchema
 
@@ -135,3 +137,13 @@ def test_a_model_without_rare_values_calls_no_value_new():
     norm = Normaliser.from_dict(data)
     batch = pd.DataFrame({"code": ["RST", "OK"], "n": [1.0, 2.0]})
     assert norm.new_values(batch) == {}
+
+
+def test_two_model_inputs_under_one_name_are_refused_at_fit():
+    """A numeric column 'protocol=tcp' beside the value 'tcp' of 'protocol' (issue 18)."""
+    frame = pd.DataFrame({"protocol=tcp": [1.0, 2.0, 3.0, 4.0],
+                          "protocol": ["tcp", "udp", "tcp", "udp"]})
+    schema = FeatureSchema(numeric=("protocol=tcp",), categorical=("protocol",))
+    with pytest.raises(InputError, match=r"model input 'protocol=tcp' would stand for two "
+                                         r"things.*rename the column 'protocol=tcp'"):
+        Normaliser.fit(frame, schema, NormaliseConfig())

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from trafficsiam.config import NormaliseConfig
+from trafficsiam.errors import InputError
 from trafficsiam.validate import FeatureSchema, numeric_matrix
 
 log = logging.getLogger("trafficsiam")
@@ -138,7 +139,7 @@ class Normaliser:
             categories[col] = [str(v) for v in keep]
             rest = counts.index[len(keep):]
             rare[col] = [str(v) for v in rest] if len(rest) <= MAX_RARE else None
-        return cls(
+        fitted = cls(
             numeric=list(schema.numeric),
             center=center,
             scale=scale,
@@ -148,6 +149,23 @@ class Normaliser:
             clip=cfg.clip,
             rare=rare,
         )
+        fitted._check_names()
+        return fitted
+
+    def _check_names(self) -> None:
+        """Two model inputs under one name (a column 'protocol=tcp' beside the value 'tcp'
+        of 'protocol') would make reports and the manifest ambiguous: refused at fit."""
+        names = self.feature_names
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                column = name.split("=", 1)[0]
+                raise InputError(
+                    f"model input '{name}' would stand for two things: a column of that "
+                    f"name and a value of column '{column}' (or its missing-value "
+                    f"indicator); rename the column '{name}', or leave one out with "
+                    f"--ignore")
+            seen.add(name)
 
     @property
     def feature_names(self) -> list[str]:
