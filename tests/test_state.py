@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from trafficsiam.errors import InputError
+from trafficsiam.errors import InputError, TrafficSiamError
 from trafficsiam.state import InputFile, StateLocked, StateStore, describe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -301,3 +301,28 @@ def test_a_state_path_that_cannot_be_a_file_is_one_line(tmp_path: Path, where: s
     # nothing of the user's changed: the folder is empty, the file as it was
     assert list((tmp_path / "scored").iterdir()) == []
     assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_a_state_locked_by_another_process_is_one_line_that_never_says_remove_it(
+        tmp_path, monkeypatch):
+    """Issue 18: another process holds a write on the database (sqlite's timeout cut
+    short here): the message says to wait or close that tool, not to remove the file."""
+    import sqlite3
+
+    from trafficsiam import state as state_module
+
+    path = tmp_path / "state.db"
+    StateStore(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(state_module.sqlite3, "connect",
+                        lambda *a, **kw: real_connect(*a, **{**kw, "timeout": 0.1}))
+    try:
+        with pytest.raises(TrafficSiamError) as err:
+            StateStore(path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "locked by another process" in str(err.value)
+    assert "remove" not in str(err.value) and "\n" not in str(err.value)

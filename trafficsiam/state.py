@@ -149,6 +149,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def _is_locked(err: sqlite3.Error) -> bool:
+    return "locked" in str(err) or "busy" in str(err)
+
+
+def _locked(path: Path) -> str:
+    """A state another process holds open in a write (after sqlite's 30 s): never 'remove
+    it', which would lose the history of a database in use."""
+    return (f"{path}: the state database is locked by another process (a tool holding it "
+            "open in a write, or a run on another machine sharing the file); close that "
+            "tool or wait for it, then run again")
+
+
 def stored(path: Path | str) -> str:
     """A path as the state stores it: its text; a name that is not UTF-8 (sqlite takes
     only UTF-8) as `hex:` and its bytes (an absolute path never starts so)."""
@@ -208,6 +220,8 @@ class StateStore:
             self._identity = _identity(self.path)
         except sqlite3.DatabaseError as e:
             self._db.close()
+            if _is_locked(e):
+                raise InputError(_locked(self.path)) from None
             raise InputError(f"{self.path}: not a usable SQLite state database ({e}); "
                              f"{FIX}") from e
         except BaseException:
@@ -267,6 +281,8 @@ class StateStore:
         try:
             yield
         except sqlite3.OperationalError as e:  # not IntegrityError: that is our bug
+            if _is_locked(e):
+                raise OutputError(_locked(self.path)) from None
             raise OutputError(f"{self.path}: cannot write the state database ({e}); free "
                               "space on that disk, or pass another --state") from None
 
