@@ -133,3 +133,24 @@ def test_python_dash_m_entry_point():
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0
     assert res.stdout.startswith("trafficsiam, version ")
+
+
+def test_usage_errors_are_one_line_with_exit_2(tmp_path):
+    """click's usage errors as every other error: one line naming the option and the value,
+    where to read more, exit 2 (click printed usage, a hint and the message on three)."""
+    (tmp_path / "f.parquet").touch()
+    cases = {
+        ("score", tmp_path, tmp_path, "--out", tmp_path / "f.parquet"):
+            "error: Invalid value for '--out' / '-o': Directory",
+        ("score", tmp_path, tmp_path, "--out", tmp_path, "--bogus", "1"):
+            "error: No such option '--bogus'",
+        ("scor",): "error: No such command 'scor'. Did you mean 'score'?; see '",
+        ("--bogus",): "error: No such option '--bogus'; see '",
+    }
+    for args, expected in cases.items():
+        res = run(*args)
+        assert res.exit_code == 2, res.output
+        assert res.output.count("\n") == 1 and res.output.startswith(expected), res.output
+        assert "--help'" in res.output
+    # `trafficsiam` alone still prints the help
+    assert run().output.startswith("Usage: ")

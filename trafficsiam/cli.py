@@ -61,7 +61,38 @@ def _handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineUsage(click.UsageError):
+    """A usage error as every other error: one line on stderr, exit 2 (click prints the
+    usage, a hint and the message on three)."""
+
+    def __init__(self, err: click.UsageError) -> None:
+        super().__init__(err.format_message(), err.ctx)
+
+    def show(self, file: Any = None) -> None:
+        where = self.ctx.command_path if self.ctx is not None else "trafficsiam"
+        message = one_line(self.format_message()).rstrip(".")
+        click.echo(f"error: {message}; see '{where} --help'", err=True)
+
+
+class _Group(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # `trafficsiam` alone: the help, as asked
+        except click.UsageError as err:
+            raise _OneLineUsage(err) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (_OneLineUsage, click.exceptions.NoArgsIsHelpError):
+            raise
+        except click.UsageError as err:
+            raise _OneLineUsage(err) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trafficsiam")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 def main(debug: bool) -> None:
