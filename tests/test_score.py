@@ -176,7 +176,11 @@ def test_missing_feature_column_is_a_clear_error_and_writes_nothing(model, tmp_p
     out = tmp_path / "out"
     with pytest.raises(InputError, match=r"b\.parquet: feature column 'latency_ms'.*missing"):
         score(model, src, out, config=CFG, quiet=True)
-    # a refused first run leaves no state: only the (empty) lock files
+    # a refused first run leaves no state, and no --out folder it created
+    assert not out.exists()
+    out.mkdir()  # a folder of the user's keeps only the (empty) lock files
+    with pytest.raises(InputError, match=r"b\.parquet: feature column 'latency_ms'.*missing"):
+        score(model, src, out, config=CFG, quiet=True)
     assert sorted(p.name for p in out.iterdir()) == [
         ".trafficsiam-out.lock", "trafficsiam-state.db.lock"
     ]
@@ -427,9 +431,8 @@ def test_a_run_failing_on_its_second_output_leaves_no_output_at_all(model, tmp_p
     out = tmp_path / "out"
     with pytest.raises(OutputError, match="No space left on device"):
         score(model, src, out, config=CFG, quiet=True)
-    left = sorted(p.name for p in out.rglob("*") if p.is_file())
-    # no scored file, no temporary file, and no state: it was this refused run's
-    assert left == [".trafficsiam-out.lock", "trafficsiam-state.db.lock"], left
+    # no scored file, no temporary file, no state and no folder: they were this run's
+    assert not out.exists()
     monkeypatch.setattr(local, "write_output", real)
     again = score(model, src, out, config=CFG, quiet=True)  # nothing was recorded as scored
     assert sorted(p.name for p, _, _ in again.outputs) == ["d0.parquet", "d1.parquet"]

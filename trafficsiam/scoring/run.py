@@ -16,8 +16,9 @@ import logging
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,13 +103,15 @@ def score(
                   [("input", r) for r in input_roots(specs)], models=[art.path])
     paths = read.resolve_inputs(specs)
     names = output_names(specs, paths)
+    created = not Path(out).exists()
     out = write.folder(out)
     run_engine = _engine(engine, paths, scheduler)
     clock = time.perf_counter()
 
     # Two locks: the state's (one run per state) and the --out folder's (two runs with
     # different states must not share its work folder and outputs).
-    with exclusive(out / OUT_LOCK, wait, 0.2,
+    with _nothing_left_if_refused(out, created, state_path), \
+            exclusive(out / OUT_LOCK, wait, 0.2,
                    f"{out}: another trafficsiam score run is writing into this --out folder"), \
             StateStore(state_path) as store, store.lock(wait=wait):
         _remove_leftovers(out)
@@ -239,6 +242,27 @@ def _warn_unknown_categories(scoring: Scoring, tally: Tally, specs: Sequence[str
                 "exported as at fit (spelling, case, codes)",
                 ", ".join(specs), col, tally.rows, known,
             )
+
+
+@contextmanager
+def _nothing_left_if_refused(out: Path, created: bool, state: Path) -> Iterator[None]:
+    """A run refused or failed in an --out folder it created leaves no folder: once its
+    locks are released (and a state it created removed), the folder goes if it holds
+    nothing but the two lock files."""
+    try:
+        yield
+    except BaseException:
+        if created:
+            ours = {out / OUT_LOCK, Path(f"{state}.lock")}
+            try:
+                held = set(out.iterdir())
+                if held <= ours:
+                    for path in held:
+                        path.unlink(missing_ok=True)
+                    out.rmdir()
+            except OSError:
+                pass  # another run came in meanwhile, or a read-only disk: left as it is
+        raise
 
 
 def _remove_leftovers(out: Path) -> None:
