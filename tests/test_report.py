@@ -454,6 +454,15 @@ def test_a_value_never_seen_at_fit_is_named_new_not_other(model, tmp_path):
     assert other["share"].max() < 0.5  # not counted in (other) as well
     page = Page((tmp_path / "out" / "report.html").read_text())
     assert any(f == "service=RST (new)" for _, f, _ in page.features)
+    # the candidate holding those records says so in summary.json and new_types.csv,
+    # where the model's input is still "(other)"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    texts = [t["top_features"] for t in summary["new_types"]]
+    assert any("service=(other): RST (new)" in text for text in texts), texts
+    assert any(f.get("new_values") == ["RST"] for t in summary["new_types"]
+               for f in t["features"])
+    table = pd.read_csv(tmp_path / "out" / "new_types.csv")
+    assert table["top_features"].str.contains("RST (new)", regex=False).any()
 
 
 def _profile_frame() -> tuple[object, pd.DataFrame, np.ndarray]:

@@ -33,7 +33,7 @@ import pandas as pd
 from trafficsiam.assign import NOISE, Assigner, core_distances
 from trafficsiam.config import ScoreConfig
 from trafficsiam.effects import effect_sizes
-from trafficsiam.normalise import Normaliser
+from trafficsiam.normalise import NEW_SUFFIX, OTHER_TOKEN, Normaliser
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 # Dense: closer than this share of the distance between scattered records (uniform
@@ -154,7 +154,25 @@ def describe_features(
     return out
 
 
+def with_new_values(features: list[dict[str, Any]], new: dict[str, list[str]]
+                    ) -> list[dict[str, Any]]:
+    """`features` with the never-seen values `new` (per column, `Normaliser.new_values` of
+    a candidate's example records) named on their column's "(other)" input."""
+    out = []
+    for row in features:
+        col, _, value = str(row["feature"]).rpartition("=")
+        if value == OTHER_TOKEN and new.get(col):
+            row = {**row, "new_values": list(new[col])}
+        out.append(row)
+    return out
+
+
 def feature_text(row: dict[str, Any]) -> str:
+    """One feature of a candidate as the summary says it; a "(other)" input whose records
+    hold values never seen at fit names them: `service=(other): RST (new)`."""
+    if row.get("new_values"):
+        named = ", ".join(f"{v}{NEW_SUFFIX}" for v in row["new_values"])
+        row = {**row, "feature": f"{row['feature']}: {named}"}
     if "median" in row:
         return (f"{row['feature']} {row['effect']:+.1f} sd "
                 f"(median {row['median']:.4g} vs {row['good_median']:.4g} in good)")

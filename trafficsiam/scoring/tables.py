@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from trafficsiam.contract import VERDICTS
-from trafficsiam.newtypes import NewTypes
+from trafficsiam.newtypes import NewTypes, feature_text, with_new_values
 from trafficsiam.scoring.batch import Scoring
 from trafficsiam.scoring.passes import Examples
 from trafficsiam.scoring.plan import Job
@@ -51,6 +51,11 @@ def summarise(
         size = sum(near.values())
         nearest = max(near, key=lambda c: (near[c], -c)) if near else -1
         exs = new_types.examples.get(name, [])
+        # values never seen at fit, named from the candidate's example records (the
+        # sample it was found in holds model inputs only, where they are "(other)")
+        shown = pd.DataFrame([examples.get(key, {}) for key in exs])
+        feats = with_new_values(row["features"],
+                                art.normaliser.new_values(shown) if len(shown) else {})
         seen = earlier.get(name)
         before = seen.records if seen is not None else []
         type_rows.append({
@@ -63,9 +68,9 @@ def summarise(
             "sample_records": int(row["sample_records"]),
             "median_novelty": round(float(row["median_novelty"]), 4),
             "nearest_known": names.get(nearest, "none") if nearest >= 0 else "none",
-            "top_features": row["top_features"],
+            "top_features": "; ".join(feature_text(f) for f in feats),
             "examples": "; ".join(f"{inputs_of[f].source.path}:{r}" for f, r in exs),
-            "_features": row["features"],
+            "_features": feats,
             "_centroid": row["centroid"],
             "_radius": row["radius"],
             "_input_centroid": row["input_centroid"],
