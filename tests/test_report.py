@@ -18,7 +18,7 @@ from trafficsiam import api, artifact, synth
 from trafficsiam.cli import main
 from trafficsiam.config import ScoreConfig
 from trafficsiam.contract import VERDICTS
-from trafficsiam.errors import InputError
+from trafficsiam.errors import ArtifactError, InputError
 from trafficsiam.report import cards, collect, figures, report
 from trafficsiam.report.collect import RecordSample
 from trafficsiam.report.profile import Members
@@ -340,7 +340,8 @@ def test_report_model_folder_writes_beside_it_and_leaves_it_loadable(fitted, tmp
 
 def test_model_page_says_which_anomaly_distance_and_why(fitted, tmp_path):
     """The page's tiles name the ts_anomaly distance the fit chose and its evidence; a
-    model written before the choice (format 3) shows only what it was calibrated with."""
+    manifest without the choice (format 3 wrote none; format 5 is the oldest read) is
+    refused in one line by the manifest's schema, not half rendered."""
     import shutil
 
     manifest = fitted[0].manifest
@@ -353,8 +354,10 @@ def test_model_page_says_which_anomaly_distance_and_why(fitted, tmp_path):
     old = json.loads((folder / "manifest.json").read_text())
     del old["anomaly"]
     (folder / "manifest.json").write_text(json.dumps(old))
-    again = report(folder, tmp_path / "old.html").read_text()
-    assert "ts_anomaly distance" in again and "chosen at fit" not in again
+    with pytest.raises(ArtifactError, match=r"field 'anomaly' is missing; restore the model "
+                                            r"folder or refit the model"):
+        report(folder, tmp_path / "old.html")
+    assert not (tmp_path / "old.html").exists()
 
 
 def test_a_model_fitted_before_reports_still_gets_a_page(fitted, tmp_path):

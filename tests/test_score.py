@@ -362,7 +362,10 @@ def landing(model, tmp_path_factory) -> tuple[Path, Path]:
         synth.generate(rows=5000, seed=20 + i, novel=True).to_parquet(
             src / f"day-{i}.parquet", index=False)
     reference = root / "reference"
-    score(model, src, reference, config=ScoreConfig(batch_size=500), quiet=True)
+    # in a process of its own, as the killed run and its rerun: torch's thread settings
+    # of this test process (other tests change them) must not move the embeddings
+    subprocess.run([sys.executable, "-c", _RUN, str(model.path), str(src), str(reference)],
+                   check=True, cwd=REPO)
     return src, reference
 
 
