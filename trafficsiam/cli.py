@@ -1,98 +1,24 @@
 """The command line: a thin click layer over `trafficsiam.api`.
 
 Each command parses its options, calls one library function and prints a short
-summary. A `TrafficSiamError` becomes one line on stderr and its exit code
-(2 for bad input, configuration or model folders); anything unexpected exits 1
-with one line too, unless --debug asks for the traceback.
+summary. A `TrafficSiamError` or a usage error becomes one line on stderr and its exit
+code (2 for bad input, usage, configuration or model folders); anything unexpected exits
+1 with one line too, unless --debug asks for the traceback (`console.handle_errors`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from trafficsiam import __version__
-from trafficsiam.console import one_line, setup_logging
+from trafficsiam.console import F, OneLineGroup, handle_errors, setup_logging
 from trafficsiam.contract import VERDICTS, alert_exit_code, run_exit_code
-from trafficsiam.errors import TrafficSiamError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
-def _handle_errors(func: F) -> F:
-    """Turn domain errors into one line and an exit code; no traceback unless --debug."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = click.get_current_context()
-        debug = bool(ctx.find_root().params.get("debug"))
-        try:
-            return func(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException):
-            raise  # deliberate exit codes and usage errors: click reports them
-        except TrafficSiamError as err:
-            if debug:
-                raise
-            click.echo(f"error: {one_line(str(err))}", err=True)
-            ctx.exit(err.exit_code)
-        except KeyboardInterrupt:
-            click.echo("error: interrupted; nothing was written", err=True)
-            ctx.exit(130)
-        except MemoryError:
-            click.echo("error: out of memory; lower cluster.max_points or the input size", err=True)
-            ctx.exit(EXIT_FAILURE)
-        except Exception as err:  # noqa: BLE001 - the last line of defence for users
-            if debug:
-                raise
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            click.echo(
-                f"error: unexpected {type(err).__name__}: {first} "
-                "(rerun with --debug for the traceback and report it)",
-                err=True,
-            )
-            ctx.exit(EXIT_FAILURE)
-
-    return wrapper  # type: ignore[return-value]
-
-
-class _OneLineUsage(click.UsageError):
-    """A usage error as every other error: one line on stderr, exit 2 (click prints the
-    usage, a hint and the message on three)."""
-
-    def __init__(self, err: click.UsageError) -> None:
-        super().__init__(err.format_message(), err.ctx)
-
-    def show(self, file: Any = None) -> None:
-        where = self.ctx.command_path if self.ctx is not None else "trafficsiam"
-        message = one_line(self.format_message()).rstrip(".")
-        click.echo(f"error: {message}; see '{where} --help'", err=True)
-
-
-class _Group(click.Group):
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.exceptions.NoArgsIsHelpError:
-            raise  # `trafficsiam` alone: the help, as asked
-        except click.UsageError as err:
-            raise _OneLineUsage(err) from None
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (_OneLineUsage, click.exceptions.NoArgsIsHelpError):
-            raise
-        except click.UsageError as err:
-            raise _OneLineUsage(err) from None
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trafficsiam")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 def main(debug: bool) -> None:
@@ -111,7 +37,7 @@ def main(debug: bool) -> None:
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same data).")
 @click.option("--novel", is_flag=True, help="Add error types never produced otherwise.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@_handle_errors
+@handle_errors
 def synth(out: Path, rows: int, seed: int, novel: bool, quiet: bool) -> None:
     """Write sample flow records (good traffic, error types) to OUT (.parquet or .csv)."""
     from trafficsiam import synth as synth_mod
@@ -153,7 +79,7 @@ def _training_options(func: F) -> F:
 @click.option("--force", is_flag=True, help="Replace the --out folder if it exists.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html into the model folder.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary; errors only.")
-@_handle_errors
+@handle_errors
 def fit(
     inputs: tuple[str, ...],
     out: Path,
@@ -243,7 +169,7 @@ def _alert_code(ctx: click.Context, param: click.Parameter, value: int | None) -
               help="Wait up to this long for another run on the same state to finish.")
 @click.option("--no-report", is_flag=True, help="Do not write OUT/report.html.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
-@_handle_errors
+@handle_errors
 def score(
     model: Path,
     inputs: tuple[str, ...],
@@ -323,7 +249,7 @@ def _score_summary(result: Any, report: bool = True) -> str:
 @click.option("--set", "overrides", multiple=True, metavar="score.KEY=VALUE",
               help="Override a score key, e.g. --set score.anomaly_saturation=0.25.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
-@_handle_errors
+@handle_errors
 def evaluate(model: Path, test: tuple[str, ...], out: Path, config_path: Path | None,
              overrides: tuple[str, ...], quiet: bool) -> None:
     """Measure MODEL on labelled records in TEST, some of scenarios it never saw.
@@ -387,7 +313,7 @@ def _names(value: str) -> list[str]:
               help="Folder for models/, runs/, runs.csv, comparison.csv, comparison.html.")
 @_training_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
-@_handle_errors
+@handle_errors
 def compare(
     train: str, tests: tuple[str, ...], losses: str, seeds: int, baseline_names: str,
     out: Path, config_path: Path | None, label_column: str | None, good_label: str | None,
@@ -450,7 +376,7 @@ def _compare_summary(result: Any) -> str:
 @click.option("--loss", help="Loss name [lossless-triplet].")
 @click.option("--seed", type=int, help="train.seed: the split's and the first model's seed.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
-@_handle_errors
+@handle_errors
 def backtest(
     data: tuple[str, ...], unseen: str, out: Path, split_kind: str, test_share: float,
     time_column: str | None, seeds: int, config_path: Path | None, label_column: str | None,
@@ -535,7 +461,7 @@ def _derived_options(func: F) -> F:
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("good", nargs=-1, required=True)
 @_derived_options
-@_handle_errors
+@handle_errors
 def calibrate(model: Path, good: tuple[str, ...], out: Path, seed: int, force: bool,
               quiet: bool) -> None:
     """A new model that knows GOOD (records known to be good traffic at a new site or
@@ -564,7 +490,7 @@ def calibrate(model: Path, good: tuple[str, ...], out: Path, seed: int, force: b
 @click.option("--model", type=click.Path(path_type=Path),
               help="The model that scored the run [the one its summary.json names].")
 @_derived_options
-@_handle_errors
+@handle_errors
 def promote(folder: Path, candidate: str, name: str, run_id: str | None, model: Path | None,
             out: Path, seed: int, force: bool, quiet: bool) -> None:
     """A new model in which CANDIDATE (new-1, ...) of a scoring run into OUT (the latest,
@@ -593,7 +519,7 @@ def promote(folder: Path, candidate: str, name: str, run_id: str | None, model: 
 @click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
               help="Scoring run: the state store for the trend [FOLDER/trafficsiam-state.db].")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@_handle_errors
+@handle_errors
 def report(folder: Path, out: Path | None, model: Path | None, state: Path | None,
            quiet: bool) -> None:
     """Write the HTML report of FOLDER: a model folder (from fit) or a scoring output

@@ -1,6 +1,7 @@
 """What a person sees on the terminal: progress and warnings on stderr, each one line
 (`warning: ...`), with the characters of user data that are not printable escaped, and
-the warnings of the libraries underneath (scikit-learn, numpy, pandas) said the same way.
+the warnings of the libraries underneath (scikit-learn, numpy, pandas) said the same way;
+errors, the usage errors of click included, as one line `error: ...` and an exit code.
 Used by the CLI and the pipeline scripts."""
 
 from __future__ import annotations
@@ -8,10 +9,14 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from trafficsiam.errors import printable
+import click
+
+from trafficsiam.errors import TrafficSiamError, printable
 
 
 class _Formatter(logging.Formatter):
@@ -46,3 +51,77 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     first = str(message).strip().splitlines()[0] if str(message).strip() else ""
     logging.getLogger("trafficsiam").warning("%s from %s: %s", category.__name__,
                                              Path(filename).parent.name or filename, first)
+
+
+# --- errors: one line and an exit code (the CLI's commands and group) ---------------
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def handle_errors(func: F) -> F:
+    """Turn domain errors into one line and an exit code; no traceback unless --debug."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        debug = bool(ctx.find_root().params.get("debug"))
+        try:
+            return func(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException):
+            raise  # deliberate exit codes and usage errors: click reports them
+        except TrafficSiamError as err:
+            if debug:
+                raise
+            click.echo(f"error: {one_line(str(err))}", err=True)
+            ctx.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; nothing was written", err=True)
+            ctx.exit(130)
+        except MemoryError:
+            click.echo("error: out of memory; lower cluster.max_points or the input size", err=True)
+            ctx.exit(EXIT_FAILURE)
+        except Exception as err:  # noqa: BLE001 - the last line of defence for users
+            if debug:
+                raise
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            click.echo(
+                f"error: unexpected {type(err).__name__}: {first} "
+                "(rerun with --debug for the traceback and report it)",
+                err=True,
+            )
+            ctx.exit(EXIT_FAILURE)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _OneLineUsage(click.UsageError):
+    """A usage error as every other error: one line on stderr, exit 2 (click prints the
+    usage, a hint and the message on three)."""
+
+    def __init__(self, err: click.UsageError) -> None:
+        super().__init__(err.format_message(), err.ctx)
+
+    def show(self, file: Any = None) -> None:
+        where = self.ctx.command_path if self.ctx is not None else "trafficsiam"
+        message = one_line(self.format_message()).rstrip(".")
+        click.echo(f"error: {message}; see '{where} --help'", err=True)
+
+
+class OneLineGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # `trafficsiam` alone: the help, as asked
+        except click.UsageError as err:
+            raise _OneLineUsage(err) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (_OneLineUsage, click.exceptions.NoArgsIsHelpError):
+            raise
+        except click.UsageError as err:
+            raise _OneLineUsage(err) from None
