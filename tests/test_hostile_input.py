@@ -126,6 +126,26 @@ def csv_broken_quote(tmp, frame):
     return [str(p)], [], f"{p}: not a readable CSV file ("
 
 
+def csv_separated_by_semicolons(tmp, frame):
+    p = tmp / "data.csv"
+    frame.to_csv(p, sep=";", index=False)
+    return [str(p)], [], f"{p}: the header is one column that holds ';' ('id;timestamp;"
+
+
+def column_name_too_long(tmp, frame):
+    p = _parquet(tmp, frame.rename(columns={"jitter_ms": "j" * 20_000}))
+    return [str(p)], [], (f"{p}: column '{'j' * 60}... (19,940 more characters)' has a name "
+                          "of 20,000 characters (a model holds at most 10,000); rename it")
+
+
+def label_too_long(tmp, frame):
+    p = _parquet(tmp, frame.assign(scenario=frame["scenario"].replace("error_type_1",
+                                                                      "e" * 12_000)))
+    return [str(p)], [], (f"{p}: column 'scenario' has a label of 12,000 characters "
+                          f"('{'e' * 60}... (11,940 more characters)'; a model holds at most "
+                          "10,000); shorten the scenario names")
+
+
 def csv_not_utf8(tmp, frame):
     p = tmp / "data.csv"
     p.write_bytes(b"scenario,x\n" + "caf\xe9,1\n".encode("latin-1") * 5)
@@ -264,7 +284,8 @@ def min_cluster_size_above_data(tmp, frame):
 FIT_CASES: list[Case] = [
     missing_path, folder_without_parquet, glob_matching_nothing, unsupported_suffix,
     zero_byte_parquet, zero_byte_csv, zero_rows, not_parquet, truncated_parquet,
-    csv_broken_quote, csv_not_utf8, missing_label_column, one_scenario_only,
+    csv_broken_quote, csv_not_utf8, csv_separated_by_semicolons, column_name_too_long,
+    label_too_long, missing_label_column, one_scenario_only,
     scenario_with_one_record, good_label_absent, labels_differing_by_case,
     text_in_numeric_column, infinite_value, column_entirely_missing, duplicate_columns_parquet,
     duplicate_columns_csv, files_with_different_columns, nested_values,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ASSIGN", "CLUSTERS", "CLUSTERS_CSV", "EXAMPLES_CSV", "FEATURES_CSV", "GOOD", "HISTORY",
-    "HOLDOUT", "INDEX_HTML", "INPUTS", "KNOWN", "MANIFEST", "MODEL_FORMAT", "NEW",
+    "HOLDOUT", "INDEX_HTML", "INPUTS", "KNOWN", "MANIFEST", "MAX_TEXT", "MODEL_FORMAT", "NEW",
     "NEW_TYPES_CSV", "OUTLIER", "OUT_LOCK", "REFERENCE", "REPORT_HTML", "RUNS_DIR",
     "STATE_NAME", "SUMMARY", "TS_COLUMNS", "VERDICTS", "WEIGHTS", "WORK_NAME",
     "alert_exit_code", "run_exit_code",
@@ -25,6 +25,9 @@ GOOD, KNOWN, NEW, OUTLIER = range(4)
 TS_COLUMNS = ("ts_cluster", "ts_scenario", "ts_strength", "ts_novelty", "ts_anomaly",
               "ts_p_good", "ts_verdict", "ts_new_type")
 
+# The longest column name or scenario label (in characters) a model folder holds: fit
+# refuses longer ones, the manifest's schema refuses them in a model folder.
+MAX_TEXT = 10_000
 # A model folder: its manifest's "format" says it is one.
 MODEL_FORMAT = "trafficsiam-model"
 MANIFEST = "manifest.json"

@@ -21,13 +21,12 @@ from pydantic.functional_validators import AfterValidator
 from pydantic_core import PydanticCustomError
 
 from trafficsiam.config import Config, quote
-from trafficsiam.contract import MODEL_FORMAT
+from trafficsiam.contract import MAX_TEXT, MODEL_FORMAT
 from trafficsiam.errors import ArtifactError, printable
 from trafficsiam.model import HEADS
 from trafficsiam.normalise import MAX_RARE
 
 # Bounds far above any real model and far below what would exhaust memory or a screen.
-MAX_TEXT = 10_000  # characters in a name, label or note
 MAX_ITEMS = 1_000_000  # entries in one list or mapping
 MAX_DEPTH = 8  # nesting of the free-form parts (histories, tables, lineage)
 MAX_COUNT = 10**15  # records, bytes, triplets

@@ -187,6 +187,8 @@ def read_columns(path: Path) -> list[str]:
                 header = next(csv.reader(fh), None)
             if header is None:
                 raise pd.errors.EmptyDataError
+            if len(header) == 1:
+                _refuse_other_separator(path, header[0])
             if not _quotes_closed(path, path.stat().st_mtime_ns, path.stat().st_size):
                 raise ValueError("a quoted value is never closed: the file holds an odd "
                                  "number of '\"'")
@@ -195,6 +197,18 @@ def read_columns(path: Path) -> list[str]:
             schema = pq.read_schema(src)
         return [c for c in schema.names if c not in _index_columns(schema)]
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _refuse_other_separator(path: Path, name: str) -> None:
+    """A header read as one column that holds `;`, a tab or `|`: an export with another
+    separator (Excel's in many locales), which would otherwise fail as 'label column not
+    found' with every name run together."""
+    for sep, said in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+        if name.count(sep) >= 1:
+            raise InputError(
+                f"{path}: the header is one column that holds {said} "
+                f"('{name[:60]}'): the file seems separated by {said}, not commas; "
+                "export it as comma-separated CSV (or as parquet)")
 
 
 @lru_cache(maxsize=256)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from trafficsiam.config import DataConfig
-from trafficsiam.contract import TS_COLUMNS
+from trafficsiam.contract import MAX_TEXT, TS_COLUMNS
 from trafficsiam.errors import InputError
 from trafficsiam.labels import clean_label, clean_labels
 from trafficsiam.read import Records, parse_numbers, require_column
@@ -103,6 +103,12 @@ def check_labels(records: Records, data: DataConfig, require_good: bool = True) 
                    "name the scenario column with --label-column")
     labels = read_labels(records, col, data.label_normalise)
     counts = labels.value_counts()
+    long = [name for name in counts.index if len(str(name)) > MAX_TEXT]
+    if long:
+        raise InputError(
+            f"{records.source}: column '{col}' has a label of {len(str(long[0])):,} "
+            f"characters ('{cut(long[0])}'; a model holds at most {MAX_TEXT:,}); shorten "
+            "the scenario names")
     folded: dict[str, str] = {}
     for name in counts.index:
         key = clean_label(name, normalise=True)
@@ -146,6 +152,12 @@ def check_labels(records: Records, data: DataConfig, require_good: bool = True) 
             f"'{col}' (values: {shown}); name it with --good-label"
         )
     return labels
+
+
+def cut(text: object, at: int = 60) -> str:
+    """Long user text as a message shows it: its start and how much more there is."""
+    text = str(text)
+    return text if len(text) <= at else f"{text[:at]}... ({len(text) - at:,} more characters)"
 
 
 def show(value: object) -> str:
@@ -208,6 +220,11 @@ def infer_schema(records: Records, data: DataConfig) -> FeatureSchema:
     categorical: list[str] = []
     excluded: dict[str, str] = {}
     for col in candidates:
+        if len(str(col)) > MAX_TEXT:
+            raise InputError(
+                f"{records.source}: column '{cut(col)}' has a name of {len(str(col)):,} "
+                f"characters (a model holds at most {MAX_TEXT:,}); rename it, or leave it "
+                "out of the export")
         values = frame[col]
         if values.isna().all():
             raise InputError(
