@@ -85,6 +85,11 @@ def test_missing_config_file(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
+def test_a_folder_given_as_config_file_is_called_a_folder(tmp_path):
+    with pytest.raises(ConfigError, match=r"is a folder, not a config file; pass the YAML"):
+        load_config(tmp_path)
+
+
 def test_config_not_a_mapping(tmp_path):
     path = tmp_path / "list.yaml"
     path.write_text("- a\n- b\n")

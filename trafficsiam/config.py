@@ -353,6 +353,9 @@ def build_config(
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The raw mapping of a YAML config file (validated later, with its name in errors)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a config file; pass the YAML file to "
+                          "--config, e.g. configs/default.yaml")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; check the path given to --config")
     size = path.stat().st_size
