@@ -30,8 +30,10 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash pipelines/demo.sh
 
+# Two workers (pytest-xdist), a test file per worker so that a file's fitted models are
+# made once; one BLAS/OpenMP thread each, so that the two do not fight over the cores.
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check trafficsiam tests bench
