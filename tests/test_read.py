@@ -253,3 +253,25 @@ def test_csv_files_whose_size_bound_exceeds_max_records_are_still_read_whole(tmp
     assert sum(p.stat().st_size // 2 for p in paths) > 1000  # the bound passes it
     records = training_records(paths, "scenario", max_records=1000, choose=_equal_share)
     assert len(records.frame) == 30 and records.sampled is None
+
+
+def test_a_parquet_whose_pandas_metadata_renames_a_column_is_refused_in_one_line(tmp_path):
+    """A damaged footer (found by the corruption property test): the pandas metadata
+    names 'bytes' otherwise, so the column asked for never comes back."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(pd.DataFrame({"scenario": ["good", "bad"], "bytes": [1, 2]}),
+                                 preserve_index=False)
+    meta = json.loads(table.schema.metadata[b"pandas"])
+    for col in meta["columns"]:
+        if col["name"] == "bytes":
+            col["name"] = "bytez"
+    table = table.replace_schema_metadata({b"pandas": json.dumps(meta).encode()})
+    path = tmp_path / "damaged.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(InputError, match=r"damaged.parquet: not a readable parquet file "
+                                         r"\(damaged metadata: column 'bytes' comes back"):
+        read_records([path], ["scenario", "bytes"])

@@ -206,3 +206,16 @@ def test_columns_scoring_adds_are_never_features(write_parquet, caplog):
     assert schema.excluded == {"ts_verdict": "scored", "ts_anomaly": "scored"}
     assert "column 'ts_verdict' is one that trafficsiam score adds and is not used as a " \
            "feature (add --ignore ts_verdict to silence this)" in caplog.text
+
+
+def test_text_that_only_spells_missing_is_an_entirely_missing_column(tmp_path):
+    """'' and NA are missing (as CSV reads them): a parquet text column of nothing else
+    is refused like an empty one (the normaliser met an empty column: IndexError)."""
+    frame = pd.DataFrame({"scenario": ["good", "bad"] * 10,
+                          "rtt": [None, "", "NA", "null"] * 5, "x": range(20)})
+    path = tmp_path / "spelt.parquet"
+    frame.to_parquet(path, index=False)
+    records = read_records([path])
+    with pytest.raises(InputError, match=r"column 'rtt' is entirely missing; fill it or "
+                                         r"leave it out with --ignore rtt"):
+        infer_schema(records, DataConfig())

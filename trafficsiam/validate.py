@@ -274,6 +274,11 @@ def _column_kind(records: Records, col: str, data: DataConfig) -> str:
         _check_finite(records, col, values)
         return "numeric"
     parsed = _numeric_values(records, col, forced)
+    if parsed is not None and parsed.isna().all():  # text that only spells "missing"
+        raise InputError(
+            f"{records.source}: column '{col}' is entirely missing; "
+            f"fill it or leave it out with --ignore {col}"
+        )
     if parsed is not None:
         # CSV is text: a counter written as text is one too (the same verdict as parquet's)
         if not forced and _is_counter(parsed.astype("Int64") if _integral(parsed) else parsed):
