@@ -4,11 +4,11 @@ import pytest
 
 from trafficsiam import synth
 from trafficsiam.errors import InputError
+from trafficsiam.parse import parse_numbers
 from trafficsiam.read import (
     common_columns,
     from_frame,
     iter_chunks,
-    parse_numbers,
     read_columns,
     read_records,
     resolve_inputs,
@@ -43,28 +43,6 @@ def test_csv_reads_like_parquet(tiny_frame, write_parquet):
     assert records.frame["bytes"].tolist() == [str(v) for v in tiny_frame["bytes"]]
     np.testing.assert_array_equal(parse_numbers(records.frame["bytes"])[0],
                                   tiny_frame["bytes"].to_numpy(dtype=float))
-
-
-@pytest.mark.parametrize(("text", "number"), [
-    ("True", 1.0), ("false", 0.0), ("TRUE", 1.0), ("1.5e3", 1500.0), ("-7", -7.0),
-    ("NA", np.nan), ("null", np.nan), ("", np.nan), ("NaN", np.nan), (None, np.nan),
-])
-def test_numbers_parse_alike_from_csv_text_and_parquet_text(text, number):
-    values, bad = parse_numbers(pd.Series(["1", text], dtype=object))
-    np.testing.assert_array_equal(values, [1.0, number])
-    assert not bad.any()
-
-
-def test_text_that_is_no_number_is_marked_bad_not_dropped():
-    values, bad = parse_numbers(pd.Series(["1", "yes", "tRuE", None]))
-    assert bad.tolist() == [False, True, True, False]
-    assert values[0] == 1.0 and np.isnan(values[1:]).all()
-
-
-def test_durations_are_seconds_and_booleans_ones_and_zeros():
-    durations = pd.Series(pd.to_timedelta([1500, None], unit="ms"))
-    np.testing.assert_array_equal(parse_numbers(durations)[0], [1.5, np.nan])
-    np.testing.assert_array_equal(parse_numbers(pd.Series([True, False]))[0], [1.0, 0.0])
 
 
 def test_a_csv_with_a_byte_order_mark_has_its_first_column_name_clean(tmp_path):

@@ -19,7 +19,8 @@ from trafficsiam.config import DataConfig
 from trafficsiam.contract import MAX_TEXT, TS_COLUMNS
 from trafficsiam.errors import InputError
 from trafficsiam.labels import clean_label, clean_labels
-from trafficsiam.read import Records, parse_numbers, require_column
+from trafficsiam.parse import parse_numbers
+from trafficsiam.read import Records, require_column
 
 log = logging.getLogger("trafficsiam")
 

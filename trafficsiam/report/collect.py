@@ -32,7 +32,7 @@ from trafficsiam.contract import NEW as V_NEW
 from trafficsiam.contract import OUTLIER as V_OUTLIER
 from trafficsiam.contract import TS_COLUMNS
 from trafficsiam.newtypes import row_keys
-from trafficsiam.read import parse_numbers
+from trafficsiam.parse import parse_numbers
 
 # Group kinds.
 CLUSTER, NEW_TYPE, OUTLIER, GOOD = "cluster", "new_type", "outlier", "good"

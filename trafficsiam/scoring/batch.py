@@ -26,7 +26,7 @@ from trafficsiam.errors import InputError
 from trafficsiam.model import embed
 from trafficsiam.newtypes import Seen
 from trafficsiam.normalise import MISSING_TOKEN, TransformCounts
-from trafficsiam.read import parse_numbers
+from trafficsiam.parse import parse_numbers
 from trafficsiam.validate import show
 
 # Rows per forward pass while scoring: the hidden activations stay in cache
