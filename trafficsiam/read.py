@@ -282,7 +282,7 @@ def _csv_text(header: list[str], columns: Sequence[str] | None = None
               ) -> pacsv.ConvertOptions:
     """How every command reads a CSV: every column as text exactly as written (ids with
     leading zeros survive), the usual spellings of a missing value (empty, NA, null, NaN,
-    ...) missing; numbers are parsed by `parse_numbers`, the one rule for CSV and
+    ...) missing; numbers are parsed by `parse.parse_numbers`, the one rule for CSV and
     parquet alike, once a column is known to be numeric."""
     return pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
                                 include_columns=list(columns) if columns else None,
