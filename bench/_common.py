@@ -209,3 +209,11 @@ def save_runs(out: Path, runs: pd.DataFrame, text: str) -> None:
                                    encoding="utf-8")
     print(text, flush=True)
 
+
+def over_seeds(values: pd.Series) -> str:
+    """A metric over seeds as the tables of BENCHMARKS.md give it: the mean and, with
+    more than one seed, the range; `n/a` when no seed has it."""
+    v = values.astype(float)
+    if v.notna().sum() == 0:
+        return "n/a"
+    return f"{v.mean():.3f} ({v.min():.3f}-{v.max():.3f})" if len(v) > 1 else f"{v.mean():.3f}"

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, datasets_dir, save_runs  # noqa: E402
+from _common import RESULTS, datasets_dir, over_seeds, save_runs  # noqa: E402
 
 from trafficsiam import api  # noqa: E402
 from trafficsiam.config import build_config  # noqa: E402
@@ -110,11 +110,7 @@ def table(runs: pd.DataFrame) -> str:
     lines = ["| data | model | seeds | " + " | ".join(METRICS) + " |",
              "|---" * (3 + len(METRICS)) + "|"]
     for (data, model), part in runs.groupby(["data", "model"], sort=False):
-        cells = []
-        for col in METRICS:
-            v = part[col].astype(float)
-            cells.append(f"{v.mean():.3f} ({v.min():.3f}-{v.max():.3f})" if len(v) > 1
-                         else f"{v.mean():.3f}")
+        cells = [over_seeds(part[col]) for col in METRICS]
         lines.append(f"| {data} | {model} | {len(part)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

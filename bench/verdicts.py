@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, save_runs  # noqa: E402
+from _common import RESULTS, over_seeds, save_runs  # noqa: E402
 
 from trafficsiam import synth  # noqa: E402
 from trafficsiam.config import build_config  # noqa: E402
@@ -182,15 +182,7 @@ def table(runs: pd.DataFrame) -> str:
              + " | ".join((*COLUMNS, *STABILITY)) + " |",
              "|---" * (4 + len(COLUMNS) + len(STABILITY)) + "|"]
     for (data, method), part in runs.groupby(["data", "method"], sort=False):
-        cells = []
-        for col in ("held_out_alarm", *COLUMNS, *STABILITY):
-            v = part[col].astype(float)
-            if v.notna().sum() == 0:
-                cells.append("n/a")
-            elif len(v) > 1:
-                cells.append(f"{v.mean():.3f} ({v.min():.3f}-{v.max():.3f})")
-            else:
-                cells.append(f"{v.mean():.3f}")
+        cells = [over_seeds(part[col]) for col in ("held_out_alarm", *COLUMNS, *STABILITY)]
         lines.append(f"| {data} | {method} | {len(part)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
