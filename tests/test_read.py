@@ -253,3 +253,11 @@ def test_a_parquet_whose_pandas_metadata_renames_a_column_is_refused_in_one_line
     with pytest.raises(InputError, match=r"damaged.parquet: not a readable parquet file "
                                          r"\(damaged metadata: column 'bytes' comes back"):
         read_records([path], ["scenario", "bytes"])
+
+
+def test_a_quoted_value_over_several_lines_is_one_value_in_fit_and_score(tmp_path):
+    path = tmp_path / "notes.csv"
+    path.write_text('scenario,note,bytes\ngood,"line one\nline two",1\nbad,plain,2\n')
+    assert read_records([path]).frame["note"].tolist() == ["line one\nline two", "plain"]
+    (start, table), = iter_chunks(path, None, 10)
+    assert table.column("note").to_pylist() == ["line one\nline two", "plain"]

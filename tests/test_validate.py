@@ -219,3 +219,15 @@ def test_text_that_only_spells_missing_is_an_entirely_missing_column(tmp_path):
     with pytest.raises(InputError, match=r"column 'rtt' is entirely missing; fill it or "
                                          r"leave it out with --ignore rtt"):
         infer_schema(records, DataConfig())
+
+
+def test_a_counter_in_a_csv_is_an_identifier_as_in_parquet(tmp_path):
+    """CSV is text: row numbers written there are left out as they are from parquet."""
+    frame = pd.DataFrame({"scenario": ["good", "bad"] * 300, "row": range(600),
+                          "x": np.tile([1.0, 2.0, 3.0], 200)})
+    kinds = {}
+    for suffix in (".csv", ".parquet"):
+        path = tmp_path / f"data{suffix}"
+        frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+        kinds[suffix] = infer_schema(read_records([path]), DataConfig()).excluded.get("row")
+    assert kinds == {".csv": "identifier", ".parquet": "identifier"}

@@ -57,7 +57,7 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_FAILURE = 1  # an unexpected error; a TrafficSiamError carries its own code
 
 
 def handle_errors(func: F) -> F:

@@ -228,10 +228,7 @@ def infer_schema(records: Records, data: DataConfig) -> FeatureSchema:
                 "out of the export")
         values = frame[col]
         if values.isna().all():
-            raise InputError(
-                f"{records.source}: column '{col}' is entirely missing; "
-                f"fill it or leave it out with --ignore {col}"
-            )
+            _refuse_missing(records, col)
         # a column scoring adds (records scored before): our output, never a feature,
         # whatever is in it (fit took ts_verdict as one, and score refused the file)
         kind = "scored" if col in TS_COLUMNS else _column_kind(records, col, data)
@@ -276,13 +273,10 @@ def _column_kind(records: Records, col: str, data: DataConfig) -> str:
         return "numeric"
     parsed = _numeric_values(records, col, forced)
     if parsed is not None and parsed.isna().all():  # text that only spells "missing"
-        raise InputError(
-            f"{records.source}: column '{col}' is entirely missing; "
-            f"fill it or leave it out with --ignore {col}"
-        )
+        _refuse_missing(records, col)
     if parsed is not None:
         # CSV is text: a counter written as text is one too (the same verdict as parquet's)
-        if not forced and _is_counter(parsed.astype("Int64") if _integral(parsed) else parsed):
+        if not forced and _integral(parsed) and _is_counter(parsed.astype("int64")):
             return "identifier"
         records.frame[col] = parsed
         _check_finite(records, col, parsed)
@@ -294,7 +288,13 @@ def _column_kind(records: Records, col: str, data: DataConfig) -> str:
     return "categorical"
 
 
+def _refuse_missing(records: Records, col: str) -> None:
+    raise InputError(f"{records.source}: column '{col}' is entirely missing; "
+                     f"fill it or leave it out with --ignore {col}")
+
+
 def _integral(values: pd.Series) -> bool:
+    """Whole numbers only, none missing, within float64's exact integers."""
     arr = values.to_numpy(dtype="float64")
     return bool(np.isfinite(arr).all() and (arr == np.round(arr)).all()
                 and (np.abs(arr) < 2.0**53).all())
