@@ -63,6 +63,25 @@ def test_clusters_follow_approximate_predict_and_noise_goes_home() -> None:
     assert ((home >= 0) | (label == NOISE)).all() and (home[label >= 0] == label[label >= 0]).all()
 
 
+def test_a_short_query_gives_the_full_querys_clusters() -> None:
+    """Fewer neighbours than HDBSCAN's assignment asks for: the undecided and the noise
+    records are queried again, and every record gets the full query's result."""
+    scorer, x, codes, held, _ = _scorer(1)
+    rng = np.random.default_rng(9)
+    held = np.vstack([held, rng.uniform(x.min(0) - 5, x.max(0) + 5, (500, 4))])
+    k_short = scorer.assigner.k_short
+    assert k_short < scorer.assigner.k
+    dist, idx = scorer.assigner.neighbours(held, k_short)
+    got = scorer.clusters(dist, idx, held)
+    want = scorer.clusters(*scorer.assigner.neighbours(held, scorer.assigner.k))
+    assert (got[0] == NOISE).any() and (got[0] >= 0).any()
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    # without the embeddings to query again, the short query's own answer
+    alone = scorer.clusters(dist, idx)
+    assert not all(np.array_equal(a, w) for a, w in zip(alone, want, strict=True))
+
+
 def test_calibrated_held_out_records_are_rarely_rejected_new_ones_are() -> None:
     scorer, x, codes, held, held_codes = _scorer(2)
     scorer.calibrate(held, held.astype(np.float32), held_codes)

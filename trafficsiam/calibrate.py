@@ -165,16 +165,32 @@ class KnownScorer:
         return out
 
     def neighbours(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The reference records nearest each embedding: enough for HDBSCAN's assignment
-        and for the vote (one kNN query serves both)."""
-        k = min(max(self.assigner.k, VOTE_NEIGHBOURS), len(self.reference_scenarios))
+        """The reference records nearest each embedding: enough for the vote and for
+        HDBSCAN's assignment of most records (`Assigner.decided`); `clusters` queries the
+        rest again. One kNN query serves both."""
+        k = min(max(self.assigner.k_short, VOTE_NEIGHBOURS), len(self.reference_scenarios))
         return self.assigner.neighbours(emb, k)
 
-    def clusters(self, dist: np.ndarray, idx: np.ndarray
+    def clusters(self, dist: np.ndarray, idx: np.ndarray, emb: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(label, strength, home) per record from its neighbours: HDBSCAN's
         approximate_predict, and for noise the cluster of the clustered neighbour nearest
-        in mutual reachability (reports and ts_cluster; the verdict does not use it)."""
+        in mutual reachability (reports and ts_cluster; the verdict does not use it).
+        With fewer neighbours than the assigner's `k`, the records they cannot decide
+        (and noise, whose home needs all `k`) are queried again from `emb`: the result
+        is that of the full query."""
+        assigner = self.assigner
+        if dist.shape[1] < assigner.k and emb is not None:
+            label, strength, home = self._clusters(dist, idx)
+            redo = np.flatnonzero(~assigner.decided(dist, idx) | (label == NOISE))
+            if len(redo):
+                full = assigner.neighbours(emb[redo], assigner.k)
+                label[redo], strength[redo], home[redo] = self._clusters(*full)
+            return label, strength, home
+        return self._clusters(dist, idx)
+
+    def _clusters(self, dist: np.ndarray, idx: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         assigner = self.assigner
         dist, idx = dist[:, : assigner.k], idx[:, : assigner.k]
         mr = assigner.mutual_reachability(dist, idx)
@@ -192,11 +208,11 @@ class KnownScorer:
         `VOTE_NEIGHBOURS` nearest reference records."""
         dist, idx = dist[:, :VOTE_NEIGHBOURS], idx[:, :VOTE_NEIGHBOURS]
         weight = 1.0 / (dist + VOTE_EPS)
-        codes = self.reference_scenarios[idx]
-        share = np.zeros((len(dist), len(self.scenarios)), dtype=np.float64)
-        rows = np.arange(len(dist))
-        for j in range(dist.shape[1]):
-            share[rows, codes[:, j]] += weight[:, j]
+        n, width = len(dist), len(self.scenarios)
+        # one bincount over (row, scenario) bins; it adds each bin's weights nearest first
+        bins = (np.arange(n)[:, None] * width + self.reference_scenarios[idx]).ravel()
+        share = np.bincount(bins, weights=weight.ravel(), minlength=n * width)
+        share = share.reshape(n, width)
         share /= np.maximum(share.sum(axis=1, keepdims=True), np.finfo(float).tiny)
         return share
 
@@ -218,7 +234,7 @@ class KnownScorer:
             e_i, e_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
             return Measured(e_i, e_f, e_i, e_i, np.zeros((0, 3)), np.zeros((0, 3)), e_f)
         dist, idx = self.neighbours(emb)
-        label, strength, home = self.clusters(dist, idx)
+        label, strength, home = self.clusters(dist, idx, emb)
         share = self.vote(dist, idx)
         voted = share.argmax(axis=1).astype(np.int64)
         d_good = self.good_distance(x)
