@@ -48,7 +48,9 @@ DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 COLUMNS = ("good_false_alarm", "novel_called_good", "known_accuracy", "known_called_good",
            "novel_grouped", "novel_grouping_ari", "novel_auroc", "novel_recall_at_5pct_fpr")
 STABILITY = ("ari_between_seeds", "grouped_in_both", "ari_between_seeds_strict",
-             "p_good_auroc")
+             "p_good_auroc", "worst_type_grouped", "types_under_80")
+# the issue's grouping bar: per unseen type with this many test records
+TYPE_RECORDS = 50
 BASELINES = ("no-embedding", "isolation-forest", "knn", "random-forest")
 
 
@@ -146,6 +148,28 @@ def between_seeds(out: Path, runs: pd.DataFrame) -> pd.DataFrame:
     return values
 
 
+def per_type_grouped(out: Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per model run, over the unseen types with `TYPE_RECORDS`+ test records: the
+    smallest share of a type's flagged records (new_error or outlier) that are in a
+    candidate (`worst_type_grouped`), and how many types stay under 0.8 (the issue's
+    bar); NaN for baselines. Types with no flagged record are left out."""
+    names = ["worst_type_grouped", "types_under_80"]
+    values = pd.DataFrame(np.nan, index=runs.index, columns=names)
+    for row in runs[runs["kind"] == "loss"].itertuples():
+        records = pd.read_parquet(out / "runs" / f"{row.method}-seed{row.seed}"
+                                  / "records.parquet")
+        novel = records[~records["known"].to_numpy(bool)]
+        label = novel[records.columns[0]].astype(str)
+        sizes = label.value_counts()
+        flagged = novel["ts_verdict"].isin(["new_error", "outlier"]).to_numpy()
+        grouped = novel["ts_new_type"].notna().to_numpy()
+        shares = (pd.Series(grouped[flagged]).groupby(label.to_numpy()[flagged]).mean())
+        shares = shares[[sizes[t] >= TYPE_RECORDS for t in shares.index]]
+        if len(shares):
+            values.loc[row.Index, names] = [shares.min(), int((shares < 0.8).sum())]
+    return values
+
+
 def test_file(out: Path, name: str) -> tuple[Path, str]:
     """The test records of a data set's runs and their label column."""
     return {"sample": (out / "test.parquet", "scenario"),
@@ -218,6 +242,7 @@ def main() -> None:
         runs["held_out_alarm"] = held_out_alarm(out / name, runs)
         runs[list(STABILITY[:3])] = between_seeds(out / name, runs)
         runs["p_good_auroc"] = p_good_auroc(out / name, name, runs)
+        runs[list(STABILITY[4:])] = per_type_grouped(out / name, runs)
         frames.append(runs)
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
         all_runs = pd.concat(frames, ignore_index=True)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from trafficsiam import artifact
+from trafficsiam.calibrate import LEGACY_VOTE_NEIGHBOURS, VOTE_NEIGHBOURS
 from trafficsiam.errors import ArtifactError, OutputError
 
 
@@ -118,6 +119,24 @@ def test_models_before_the_calibrated_decision_are_refused_with_a_refit_hint(mod
                        r"per-cluster novelty thresholds.*refit the model") as err:
         artifact.load(model_copy)
     assert "\n" not in str(err.value)
+
+
+def test_models_saved_before_the_vote_count_was_stored_vote_as_they_were_calibrated(
+        model_copy):
+    """A model folder without calibration.vote_neighbours was calibrated with the vote of
+    10 neighbours and is read that way; a new one stores its count."""
+    m = json.loads((model_copy / "manifest.json").read_text())
+    assert m["calibration"]["vote_neighbours"] == VOTE_NEIGHBOURS
+    fresh = artifact.load(model_copy).scorer()
+    del m["calibration"]["vote_neighbours"]
+    (model_copy / "manifest.json").write_text(json.dumps(m))
+    model = artifact.load(model_copy)
+    old = model.scorer()
+    assert (fresh.vote_neighbours, old.vote_neighbours) == (VOTE_NEIGHBOURS,
+                                                            LEGACY_VOTE_NEIGHBOURS)
+    emb = model.holdout[model.embedding_columns].to_numpy(np.float64)[:50]
+    assert old.neighbours(emb)[0].shape[1] == LEGACY_VOTE_NEIGHBOURS
+    assert fresh.neighbours(emb)[0].shape[1] == max(VOTE_NEIGHBOURS, old.assigner.k_short)
 
 
 def test_the_calibration_at_load_is_the_one_fit_measured(fitted):

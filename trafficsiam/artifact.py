@@ -53,7 +53,7 @@ from trafficsiam import manifest as manifest_schema
 from trafficsiam import paths
 from trafficsiam import write as writing
 from trafficsiam.assign import Assigner
-from trafficsiam.calibrate import KnownScorer
+from trafficsiam.calibrate import LEGACY_VOTE_NEIGHBOURS, KnownScorer
 from trafficsiam.cluster import ClusterResult, restore_clusterer
 from trafficsiam.config import Config, config_to_dict
 from trafficsiam.contract import (
@@ -352,6 +352,12 @@ class Artifact:
         lookup = self.scenario_codes
         return np.array([lookup[str(n)] for n in names], dtype=np.int64)
 
+    @property
+    def vote_neighbours(self) -> int:
+        """The vote's neighbour count the model was calibrated with."""
+        stored = self.manifest["calibration"].get("vote_neighbours")
+        return LEGACY_VOTE_NEIGHBOURS if stored is None else int(stored)
+
     def scorer(self, saturation: float | None | Literal["stored", "auto"] = "stored"
                ) -> KnownScorer:
         """The `KnownScorer` of this model, calibrated on the stored held-out records (as
@@ -376,6 +382,7 @@ class Artifact:
                 saturation=c,
                 anomaly_prototypes=self.inputs.get("anomaly_prototypes"),
                 anomaly_set=self.inputs.get("anomaly_set"),
+                vote_neighbours=self.vote_neighbours,
             )
             emb = self.holdout[self.embedding_columns].to_numpy(np.float64)
             scorer.calibrate(emb, self.inputs["holdout"], self.codes_of(self.holdout["scenario"]))

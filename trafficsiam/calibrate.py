@@ -4,7 +4,8 @@ For each record (its embedding e and normalised inputs x), one kNN query in the
 embedding finds its nearest reference records (a stratified sample of the training
 records, rare scenarios kept whole; `cluster.stratified_sample`). From them:
 
-1. *the vote*: the distance-weighted labels of the `VOTE_NEIGHBOURS` nearest give each
+1. *the vote*: the distance-weighted labels of the `VOTE_NEIGHBOURS` nearest (as many
+   as the model was calibrated with: manifest "calibration.vote_neighbours") give each
    scenario a share; the record's known scenario is the largest. Every training scenario
    is known this way, whatever HDBSCAN made of it, and a cluster never gives its majority
    label to records whose neighbours disagree;
@@ -54,8 +55,12 @@ from trafficsiam.prototypes import (
 )
 
 # The vote: the nearest reference records in the embedding, each weighing
-# 1 / (distance + VOTE_EPS) (an identical reference record decides).
-VOTE_NEIGHBOURS = 10
+# 1 / (distance + VOTE_EPS) (an identical reference record decides). As many as HDBSCAN's
+# assignment needs for most records (min_samples + 1 at the default min_samples): 6 and 10
+# gave the same verdicts on the four data sets, and 10 made every record's kNN query
+# the longer one (BENCHMARKS.md §6). Models saved before the count was stored used 10.
+VOTE_NEIGHBOURS = 6
+LEGACY_VOTE_NEIGHBOURS = 10
 VOTE_EPS = 1e-6
 # ts_anomaly's unit: 1.0 is what this share of the held-out good records stay under.
 ANOMALY_QUANTILE = 0.99
@@ -112,8 +117,10 @@ class KnownScorer:
         saturation: float | None = None,
         anomaly_prototypes: np.ndarray | None = None,
         anomaly_set: np.ndarray | None = None,
+        vote_neighbours: int = VOTE_NEIGHBOURS,
     ) -> None:
         self.assigner = assigner
+        self.vote_neighbours = int(vote_neighbours)
         self.reference_clusters = np.asarray(reference_clusters, dtype=np.int64)
         self.reference_scenarios = np.asarray(reference_scenarios, dtype=np.int64)
         self.scenarios = [str(s) for s in scenarios]
@@ -168,7 +175,8 @@ class KnownScorer:
         """The reference records nearest each embedding: enough for the vote and for
         HDBSCAN's assignment of most records (`Assigner.decided`); `clusters` queries the
         rest again. One kNN query serves both."""
-        k = min(max(self.assigner.k_short, VOTE_NEIGHBOURS), len(self.reference_scenarios))
+        k = min(max(self.assigner.k_short, self.vote_neighbours),
+                len(self.reference_scenarios))
         return self.assigner.neighbours(emb, k)
 
     def clusters(self, dist: np.ndarray, idx: np.ndarray, emb: np.ndarray | None = None
@@ -205,8 +213,8 @@ class KnownScorer:
 
     def vote(self, dist: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """[n, scenarios] each scenario's share of the distance-weighted vote of the
-        `VOTE_NEIGHBOURS` nearest reference records."""
-        dist, idx = dist[:, :VOTE_NEIGHBOURS], idx[:, :VOTE_NEIGHBOURS]
+        `vote_neighbours` nearest reference records."""
+        dist, idx = dist[:, : self.vote_neighbours], idx[:, : self.vote_neighbours]
         weight = 1.0 / (dist + VOTE_EPS)
         n, width = len(dist), len(self.scenarios)
         # one bincount over (row, scenario) bins; it adds each bin's weights nearest first
@@ -220,7 +228,7 @@ class KnownScorer:
                 codes: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         """[n, 3] `SCORES` of each record under the scenario `codes` names."""
         rows = np.arange(len(codes))
-        dist, idx = dist[:, :VOTE_NEIGHBOURS], idx[:, :VOTE_NEIGHBOURS]
+        dist, idx = dist[:, : self.vote_neighbours], idx[:, : self.vote_neighbours]
         same = self.reference_scenarios[idx] == codes[:, None]
         nearest = np.where(same, dist, np.inf).min(axis=1) if len(dist) else dist[:, 0]
         far = dist[:, -1] if dist.shape[1] else np.zeros(len(codes))
@@ -343,6 +351,7 @@ def calibration_facts(scorer: KnownScorer, emb: np.ndarray, x: np.ndarray,
     names = [str(n) for n in names]
     return {
         "scores": list(SCORES),
+        "vote_neighbours": scorer.vote_neighbours,
         "held_out_records": {name: scorer.calibration.records(s)
                              for s, name in enumerate(names)},
         "false_alarm_rate": rate,

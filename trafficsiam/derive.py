@@ -320,7 +320,8 @@ def _derive(art: Artifact, x: np.ndarray, emb: np.ndarray, scenario: str, *, rep
         Assigner.from_clusterer(clustered.clusterer), clustered.labels, ref_codes, names,
         good_code, prototypes, owner, good_protos,
         saturation=art.manifest["anomaly"].get("saturation"),
-        anomaly_prototypes=anomaly_protos, anomaly_set=anomaly_set)
+        anomaly_prototypes=anomaly_protos, anomaly_set=anomaly_set,
+        vote_neighbours=art.vote_neighbours)
     scorer.calibrate(held_emb, held_x, held_codes)
     calibration = calibration_facts(scorer, held_emb, held_x, held_codes, names,
                                     cfg.score.false_alarm_rate)

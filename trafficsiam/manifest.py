@@ -169,6 +169,8 @@ class ClustersPart(_Part):
 
 class CalibrationPart(_Part):
     scores: Annotated[list[Text], Field(max_length=16)]
+    # absent in models saved before it was stored (they voted with 10)
+    vote_neighbours: int | None = Field(None, ge=1, le=10_000)
     held_out_records: dict[Label, Count] = Field(max_length=MAX_ITEMS)
     # the decision's threshold, as the config bounds it
     false_alarm_rate: float = Field(gt=0, lt=0.5)
