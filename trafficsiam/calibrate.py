@@ -219,8 +219,8 @@ class KnownScorer:
         n, width = len(dist), len(self.scenarios)
         # one bincount over (row, scenario) bins; it adds each bin's weights nearest first
         bins = (np.arange(n)[:, None] * width + self.reference_scenarios[idx]).ravel()
-        share = np.bincount(bins, weights=weight.ravel(), minlength=n * width)
-        share = share.reshape(n, width)
+        share: np.ndarray = np.bincount(bins, weights=weight.ravel(), minlength=n * width)
+        share = share.reshape(n, width).astype(np.float64, copy=False)
         share /= np.maximum(share.sum(axis=1, keepdims=True), np.finfo(float).tiny)
         return share
 
