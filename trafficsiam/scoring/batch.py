@@ -186,11 +186,13 @@ class Scoring:
         n = len(spool)
         explained = spool["explained"].astype(bool)
         verdict = verdict_codes(explained, spool["good"].astype(bool), pd.notna(new_type))
-        scenario = self.scenario_names[spool["voted"]] if n else np.zeros(0, object)
         new_col = np.asarray(new_type, dtype=object).copy()
         new_col[explained] = None
         made = {name: pa.array(spool[f], kind) for name, f, kind in AS_IS}
-        made["ts_scenario"] = pa.array(scenario, pa.string())
+        # names looked up by Arrow, not as a Python string per row
+        made["ts_scenario"] = pa.DictionaryArray.from_arrays(
+            pa.array(spool["voted"], pa.int64()),
+            pa.array(self.scenario_names.tolist(), pa.string())).dictionary_decode()
         made["ts_verdict"] = pa.DictionaryArray.from_arrays(
             pa.array(verdict, pa.int8()), pa.array(VERDICTS)).dictionary_decode()
         made["ts_new_type"] = pa.array(new_col if n else [], pa.string())
