@@ -102,6 +102,15 @@ class Sample:
         self.x = np.concatenate([self.x, x32])[order]
         self.novelty = np.concatenate([self.novelty, np.asarray(novelty, np.float64)])[order]
 
+    def in_embedding_order(self) -> Sample:
+        """The same records sorted by their embedding (then key, file, row): clustering
+        sees one order for one set of records, whatever their files and rows were."""
+        if self.emb is None or self.x is None or len(self) == 0:
+            return self
+        order = np.lexsort((self.row, self.file, self.keys, *self.emb.T[::-1]))
+        return Sample(self.capacity, self.keys[order], self.file[order], self.row[order],
+                      self.emb[order], self.x[order], self.novelty[order])
+
     def merge(self, other: Sample) -> None:
         if len(other) and other.emb is not None and other.x is not None:
             self.offer(other.keys, other.file, other.row, other.emb, other.x, other.novelty)
@@ -254,6 +263,7 @@ def discover(
     empty = NewTypes([], pd.DataFrame(columns=columns), None, {})
     if len(sample) < max(cfg.new_type_min_size, 2) or sample.emb is None or sample.x is None:
         return empty
+    sample = sample.in_embedding_order()
     points = sample.emb.astype(np.float64)
     # A fixed minimum split a large sample's unseen type into fragments and noise; a
     # share of the sample (the fit's rule) plus epsilon merging keeps it whole
@@ -275,6 +285,10 @@ def discover(
         min_cluster_size=min_size,
         min_samples=min_samples,
         cluster_selection_epsilon=epsilon,
+        # hdbscan's default approximate spanning tree depends on the points' order: the
+        # same unexplained records in another order (another file name, another row
+        # order) gave another grouping (5G: one candidate or two over 8 orders).
+        approx_min_span_tree=False,
         # Not allow_single_cluster: a lone group is taken apart below (`_lone_group`).
         core_dist_n_jobs=1,
     )
