@@ -57,8 +57,9 @@ from trafficsiam.prototypes import (
 # The vote: the nearest reference records in the embedding, each weighing
 # 1 / (distance + VOTE_EPS) (an identical reference record decides). As many as HDBSCAN's
 # assignment needs for most records (min_samples + 1 at the default min_samples): 6 and 10
-# gave the same verdicts on the four data sets, and 10 made every record's kNN query
-# the longer one (BENCHMARKS.md §6). Models saved before the count was stored used 10.
+# gave verdicts within the seeds' spread of each other on the four data sets, and 10 made
+# every record's kNN query the longer one (BENCHMARKS.md §6). Models saved before the
+# count was stored used 10.
 VOTE_NEIGHBOURS = 6
 LEGACY_VOTE_NEIGHBOURS = 10
 VOTE_EPS = 1e-6
