@@ -261,9 +261,9 @@ def discover(
     columns = ["new_type", "sample_records", "median_novelty", "top_features", "features",
                "centroid", "radius", "input_centroid", "input_radius"]
     empty = NewTypes([], pd.DataFrame(columns=columns), None, {})
+    sample = sample.in_embedding_order()
     if len(sample) < max(cfg.new_type_min_size, 2) or sample.emb is None or sample.x is None:
         return empty
-    sample = sample.in_embedding_order()
     points = sample.emb.astype(np.float64)
     # A fixed minimum split a large sample's unseen type into fragments and noise; a
     # share of the sample (the fit's rule) plus epsilon merging keeps it whole
