@@ -15,6 +15,12 @@ def printable(text: str) -> str:
                    for c in text)
 
 
+def cut(text: object, at: int = 60) -> str:
+    """Long user text as a message shows it: its start and how much more there is."""
+    text = str(text)
+    return text if len(text) <= at else f"{text[:at]}... ({len(text) - at:,} more characters)"
+
+
 class TrafficSiamError(Exception):
     """Base class: a problem the user can act on. The CLI prints it on one line (any
     character of a quoted value that is not printable escaped)."""

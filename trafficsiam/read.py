@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from trafficsiam.errors import InputError
+from trafficsiam.errors import InputError, cut
 from trafficsiam.parse import as_numbers
 
 log = logging.getLogger("trafficsiam")
@@ -205,10 +205,10 @@ def _refuse_other_separator(path: Path, name: str) -> None:
     separator (Excel's in many locales), which would otherwise fail as 'label column not
     found' with every name run together."""
     for sep, said in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
-        if name.count(sep) >= 1:
+        if sep in name:
             raise InputError(
                 f"{path}: the header is one column that holds {said} "
-                f"('{name[:60]}'): the file seems separated by {said}, not commas; "
+                f"('{cut(name)}'): the file seems separated by {said}, not commas; "
                 "export it as comma-separated CSV (or as parquet)")
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from trafficsiam.config import DataConfig
 from trafficsiam.contract import MAX_TEXT, TS_COLUMNS
-from trafficsiam.errors import InputError
+from trafficsiam.errors import InputError, cut
 from trafficsiam.labels import clean_label, clean_labels
 from trafficsiam.parse import parse_numbers
 from trafficsiam.read import Records, require_column
@@ -153,12 +153,6 @@ def check_labels(records: Records, data: DataConfig, require_good: bool = True) 
             f"'{col}' (values: {shown}); name it with --good-label"
         )
     return labels
-
-
-def cut(text: object, at: int = 60) -> str:
-    """Long user text as a message shows it: its start and how much more there is."""
-    text = str(text)
-    return text if len(text) <= at else f"{text[:at]}... ({len(text) - at:,} more characters)"
 
 
 def show(value: object) -> str:

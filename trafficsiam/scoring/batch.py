@@ -96,6 +96,7 @@ class Scoring:
         self.cfg = cfg
         self.scorer: KnownScorer = art.scorer(cfg.anomaly_saturation)
         self.scenario_names = np.array(art.manifest["scenarios"], dtype=object)
+        self._scenario_dictionary = pa.array([str(n) for n in self.scenario_names], pa.string())
         self.features = list(art.schema.columns)
         self.numeric = set(art.schema.numeric)
         # candidates of earlier runs of this model into the same folder (`newtypes.track`)
@@ -192,7 +193,7 @@ class Scoring:
         # names looked up by Arrow, not as a Python string per row
         made["ts_scenario"] = pa.DictionaryArray.from_arrays(
             pa.array(spool["voted"], pa.int64()),
-            pa.array(self.scenario_names.tolist(), pa.string())).dictionary_decode()
+            self._scenario_dictionary).dictionary_decode()
         made["ts_verdict"] = pa.DictionaryArray.from_arrays(
             pa.array(verdict, pa.int8()), pa.array(VERDICTS)).dictionary_decode()
         made["ts_new_type"] = pa.array(new_col if n else [], pa.string())
