@@ -33,7 +33,7 @@ demo: $(VENV)/.installed
 # Two workers (pytest-xdist), a test file per worker so that a file's fitted models are
 # made once; one BLAS/OpenMP thread each, so that the two do not fight over the cores.
 test: $(VENV)/.installed-dev
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check trafficsiam tests bench

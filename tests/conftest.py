@@ -103,3 +103,19 @@ def run_independent(out: Path) -> tuple[dict, str]:
         assert item.pop("first_seen") == run_id
         item["records_by_run"] = [n for _, n in item["records_by_run"]]
     return summary, (out / "new_types.csv").read_text().replace(run_id, "<this run>")
+
+
+# The slowest test files, slowest first (`pytest --durations=0`, summed per file). The
+# two workers take whole files (`--dist loadfile`, in collection order with
+# `--no-loadscope-reorder`): starting the long ones first lets both finish together
+# instead of one running the last long file alone.
+SLOWEST_FIRST = ("test_faults", "test_score_quality", "test_score", "test_pipelines",
+                 "test_report_browser", "test_api", "test_quality_nslkdd",
+                 "test_losses_family", "test_hostile_input", "test_dask_engine",
+                 "test_verdicts", "test_derive", "test_train", "test_nslkdd", "test_history",
+                 "test_5g", "test_evaluate_nslkdd")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
