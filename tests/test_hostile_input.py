@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
@@ -468,6 +469,24 @@ def test_score_refuses_with_one_line_exit_2_and_records_nothing(case, model, bat
     made, processed = _outputs_and_state(out)
     assert made == [] and processed == []
     assert not (out / "trafficsiam-state.db").exists()  # a refused first run leaves none
+
+
+@pytest.mark.parametrize("column", ["bytes_in", "note"])  # a feature, a column the model ignores
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_score_refuses_a_column_named_twice(column, kind, model, batch, tmp_path):
+    table = pa.Table.from_pandas(batch.assign(note="x"), preserve_index=False)
+    table = table.append_column(pa.field(column, table.schema.field(column).type),
+                                table.column(column))
+    bad = tmp_path / f"b.{kind}"
+    if kind == "csv":
+        pa.csv.write_csv(table, bad)
+    else:
+        pq.write_table(table, bad)
+    out = tmp_path / "out"
+    res = invoke("score", model.path, bad, "--out", out, "--quiet")
+    assert_refused(res, f"{bad.resolve()}: column '{column}' appears more than once; give "
+                        "every column a unique name")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("what", ["empty folder", "newer format", "changed file", "no folder"])

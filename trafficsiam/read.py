@@ -178,7 +178,19 @@ def reading(path: Path) -> Iterator[None]:
 
 
 def read_columns(path: Path) -> list[str]:
-    """Column names of one file, read from its schema or header without loading rows."""
+    """Column names of one file, read from its schema or header without loading rows;
+    a name that appears twice is refused (every command reads a file's columns here)."""
+    names = _read_names(path)
+    dupes = [c for i, c in enumerate(names) if c in names[:i]]
+    if dupes:
+        raise InputError(
+            f"{path}: column '{cut(dupes[0])}' appears more than once; "
+            "give every column a unique name"
+        )
+    return names
+
+
+def _read_names(path: Path) -> list[str]:
     with reading(path):
         if is_csv(path):
             # The csv module, not pandas: pandas renames duplicate headers to 'a.1'.
@@ -235,12 +247,6 @@ def common_columns(paths: Iterable[Path]) -> list[str]:
     """The columns of the first file; every other file must have at least these."""
     paths = list(paths)
     first = read_columns(paths[0])
-    dupes = sorted({c for c in first if first.count(c) > 1})
-    if dupes:
-        raise InputError(
-            f"{paths[0]}: column '{dupes[0]}' appears more than once; "
-            "give every column a unique name"
-        )
     for path in paths[1:]:
         cols = set(read_columns(path))
         missing = [c for c in first if c not in cols]
@@ -551,8 +557,9 @@ def count_rows(path: Path) -> int | None:
 
 def input_schema(path: Path, numbers: Iterable[str] = ()) -> pa.Schema:
     """The arrow schema `iter_chunks` yields for `path`."""
+    names = read_columns(path)
     if is_csv(path):
-        schema = pa.schema([(name, pa.string()) for name in read_columns(path)])
+        schema = pa.schema([(name, pa.string()) for name in names])
     else:
         with reading(path), _source(path) as src:
             schema = pq.read_schema(src)
