@@ -366,6 +366,21 @@ def test_non_ascii_column_names_work_and_are_named_in_messages(tmp_path, frame):
     assert_refused(res, f"{path} row 1: column 'latência_ms' has value inf")
 
 
+def test_features_named_like_the_examples_own_columns_keep_their_values(tmp_path, frame):
+    # examples.csv starts with the cluster, its name and the training row: a feature of one
+    # of those names overwrote them (and a text one crashed the fit after training)
+    f = frame.assign(cluster=frame["protocol"], name=frame["service"],
+                     row=frame["bytes_out"] + 1)
+    path = _parquet(tmp_path, f)
+    res = invoke("fit", path, "--out", tmp_path / "m", *FAST)
+    assert res.exit_code == 0, res.output
+    examples = pd.read_csv(tmp_path / "m" / "examples.csv", keep_default_na=False)
+    assert list(examples.columns[:4]) == ["cluster_", "name_", "row_", "scenario"]
+    at = examples["row_"].to_numpy()
+    for col in ("cluster", "name", "row"):
+        assert examples[col].astype(str).tolist() == f[col].iloc[at].astype(str).tolist()
+
+
 def test_a_million_distinct_categorical_values_are_capped_with_a_warning(caplog):
     from trafficsiam.validate import FeatureSchema
 

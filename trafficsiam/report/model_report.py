@@ -47,17 +47,34 @@ def fit_tables(normaliser: Normaliser, raw: pd.DataFrame, x: np.ndarray,
     own = {int(row.cluster): rest_of_good(good_members, labels[good] == int(row.cluster))
            for row in clusters.itertuples() if bool(row.is_good)}
     profile = feature_profile(normaliser, groups, good_members, own)
+    cluster_col, name_col, row_col = _own_columns([*raw.columns, label_column])
     examples = []
     for row in clusters.sort_values("cluster").itertuples():
         c = int(row.cluster)
         at = np.flatnonzero(labels == c)
         by = reference["outlier_score" if c < 0 else "strength"].to_numpy()[at]
         for i in at[np.argsort(-by, kind="stable")][:EXAMPLES]:
-            rec = {"cluster": c, "name": str(row.name), "row": int(reference["row"].iloc[i]),
+            rec = {cluster_col: c, name_col: str(row.name),
+                   row_col: int(reference["row"].iloc[i]),
                    label_column: str(reference["scenario"].iloc[i])}
             rec.update({col: raw[col].iloc[i] for col in raw.columns})
             examples.append(rec)
     return profile, pd.DataFrame(examples)
+
+
+def _own_columns(taken: list[object]) -> tuple[str, str, str]:
+    """examples.csv's first three columns (the cluster, its name, the training row): named
+    `cluster`, `name`, `row`, with `_` appended while a feature or the label column has
+    that name (the record's own columns keep theirs). Readers take them by position."""
+    names = {str(c) for c in taken}
+    own = []
+    for base in ("cluster", "name", "row"):
+        name = base
+        while name in names:
+            name += "_"
+        names.add(name)
+        own.append(name)
+    return own[0], own[1], own[2]
 
 
 def model_page(manifest: dict[str, Any], clusters: pd.DataFrame, history: pd.DataFrame,
@@ -95,6 +112,9 @@ def model_page(manifest: dict[str, Any], clusters: pd.DataFrame, history: pd.Dat
                                         "x" if c < 0 else "circle", 5))
     top = int(manifest["config"]["score"]["top_features"])
     total = max(int(clusters["size"].sum()), 1)
+    cluster_col, name_col, row_col = (
+        [str(c) for c in examples.columns[:3]] if examples is not None and len(examples.columns)
+        else ["cluster", "name", "row"])
     card_list = []
     for c in sorted(table.index, key=lambda c: (c < 0, -int(table.loc[c, "size"]), c)):
         row = table.loc[c]
@@ -102,15 +122,15 @@ def model_page(manifest: dict[str, Any], clusters: pd.DataFrame, history: pd.Dat
         feats = cards.features_part(
             top_features(features, _kind(int(c)), name, top) if features is not None else [],
             c >= 0 and bool(row["is_good"]))
-        ex = examples[examples["cluster"] == c] if examples is not None and len(examples) \
-            else pd.DataFrame()
+        ex = (examples[examples[cluster_col] == c] if examples is not None and len(examples)
+              else pd.DataFrame())
         for col in manifest["schema"]["numeric"]:  # read back as text: shown as numbers
             if col in ex:
                 ex = ex.assign(**{col: pd.to_numeric(ex[col], errors="coerce")})
-        records = [{k: v for k, v in r.items() if k not in ("cluster", "name")}
+        records = [{k: v for k, v in r.items() if k not in (cluster_col, name_col)}
                    for r in ex.to_dict(orient="records")]
-        ex_cols = [label_column, "row", *[k for k in (records[0] if records else {})
-                                          if k not in (label_column, "row")]]
+        ex_cols = [label_column, row_col, *[k for k in (records[0] if records else {})
+                                            if k not in (label_column, row_col)]]
         stats = [("records", cards.number(int(row["size"]))),
                  ("share", cards.percent(int(row["size"]) / total))]
         if c >= 0:
@@ -187,8 +207,8 @@ def write_fit_files(folder: Path, manifest: dict[str, Any], clusters: pd.DataFra
 def _read_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     features = pd.read_csv(folder / FEATURES_CSV, keep_default_na=False, na_values=[""])
     examples = pd.read_csv(folder / EXAMPLES_CSV, keep_default_na=False, dtype=str)
-    if len(examples):
-        examples["cluster"] = examples["cluster"].astype(int)
+    if len(examples):  # its first column is the cluster (`_own_columns`)
+        examples[examples.columns[0]] = examples[examples.columns[0]].astype(int)
     return features, examples
 
 
