@@ -14,7 +14,7 @@ from trafficsiam import synth
 from trafficsiam.cli import main
 from trafficsiam.config import build_config
 from trafficsiam.errors import ConfigError, InputError
-from trafficsiam.measure.backtest import backtest, make_split, write_split
+from trafficsiam.measure.backtest import backtest, make_split, without_time_column, write_split
 
 UNSEEN = "error_type_3,error_type_4"
 
@@ -205,6 +205,27 @@ def test_backtest_end_to_end_writes_the_tables(novel_data, tmp_path):
     assert seed["best_baseline_novel_called_good"] == pytest.approx(best)
     records = pd.read_parquet(out / "runs" / "lossless-triplet-seed0" / "records.parquet")
     assert len(records) == len(test)
+
+
+def test_a_numeric_time_column_orders_the_split_and_is_no_feature(novel_data, tmp_path):
+    # a time in seconds was a feature: the later test records looked unlike good traffic
+    path, frame = novel_data
+    data = tmp_path / "timed.parquet"
+    frame.assign(t=frame["timestamp"].astype("int64") // 10**9).to_parquet(data, index=False)
+    out = tmp_path / "bt"
+    result = CliRunner().invoke(main, [
+        "backtest", str(data), "--unseen", UNSEEN, "--out", str(out), "--split", "time",
+        "--time-column", "t", "--ignore", "id", "--ignore", "timestamp", "--epochs", "1",
+        "--set", "train.steps_per_epoch=5", "--set", "cluster.max_points=1500", "--quiet"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "models" / "lossless-triplet-seed0" / "manifest.json")
+                          .read_text())
+    assert "t" not in manifest["schema"]["numeric"] + manifest["schema"]["categorical"]
+    assert "t" in manifest["config"]["data"]["ignore"]
+    # a time column configured as a feature stays one
+    cfg = build_config({"data": {"numeric": ["t", "bytes_in"]}})
+    assert without_time_column(cfg, "t") is cfg
+    assert without_time_column(build_config({}), "t").data.ignore == ("t",)
 
 
 def test_backtest_refuses_zero_seeds(novel_data, tmp_path):

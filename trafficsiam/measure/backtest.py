@@ -208,6 +208,18 @@ def make_split(labels: np.ndarray, unseen: Sequence[str], kind: str, test_share:
     return Split(is_test=is_test, info=info)
 
 
+def without_time_column(cfg: Config, time_column: str | None) -> Config:
+    """`cfg` with the --time-column ignored: it orders the split, and as a feature it would
+    tell the model which side of the split a record is on (a numeric time was a feature,
+    and the test records, all later, looked unlike good traffic). A column the user
+    configured as a feature (data.numeric, data.categorical) stays one."""
+    data = cfg.data
+    if time_column is None or time_column in (*data.ignore, *data.numeric, *data.categorical):
+        return cfg
+    return cfg.model_copy(update={"data": data.model_copy(
+        update={"ignore": (*data.ignore, time_column)})})
+
+
 def write_split(
     data: str | Path | Sequence[str | Path], out: str | Path, config: Config | None = None,
     *, unseen: str | Sequence[str], split: str = "random", test_share: float = 0.3,
@@ -280,6 +292,7 @@ def backtest(
     check_outputs([("--out", out)], [("input", r) for r in input_roots(specs)])
     made = write_split(data, out, cfg, unseen=unseen, split=split, test_share=test_share,
                        time_column=time_column)
+    cfg = without_time_column(cfg, time_column)
     info = made.info
     if not quiet:
         rows = info["rows"]
