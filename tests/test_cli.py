@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from trafficsiam.cli import main
@@ -105,6 +106,26 @@ def test_fit_existing_output_needs_force(tmp_path, synth_small):
     res = run("fit", data, "--out", tmp_path / "m", "--force", *FAST)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "m" / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("existing", ["folder with a file", "model without --force"])
+def test_fit_refuses_its_out_before_reading_the_inputs(existing, tmp_path, synth_small):
+    # the refusal came after the whole training; a label column that does not exist would
+    # be the first error once the inputs are read
+    data = tmp_path / "d.parquet"
+    synth_small.to_parquet(data)
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    force = ["--force"] if existing == "folder with a file" else []
+    if existing == "model without --force":
+        (out / "notes.txt").unlink()
+        (out / "manifest.json").write_text('{"format": "trafficsiam-model"}')
+    res = run("fit", data, "--out", out, "--label-column", "nope", *force, *FAST)
+    assert res.exit_code == 2
+    assert ("already exists" in res.output if not force
+            else "is not a trafficsiam model folder, so --force will not" in res.output)
+    assert "nope" not in res.output
 
 
 def test_fit_quiet_prints_nothing(tmp_path, synth_small):

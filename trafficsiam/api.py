@@ -145,6 +145,7 @@ def fit(
     if not isinstance(inputs, pd.DataFrame):
         specs = [inputs] if isinstance(inputs, str | Path) else list(inputs)
         paths.check_outputs([("--out", out)], [("input", r) for r in paths.input_roots(specs)])
+    artifact.check_model_out(Path(out), force)  # before the training, not after it
     clock = _Stopwatch()
     sampler = np.random.default_rng(cfg.train.seed + 2)  # its own: the fit's draws unchanged
     records = read.training_records(

@@ -191,10 +191,9 @@ def build_manifest(
     }
 
 
-def write_atomic_dir(
-    out: Path, write: Callable[[Path], None], force: bool = False
-) -> None:
-    """Run `write(tmp)` into a temporary folder beside `out`, then move it into place."""
+def check_model_out(out: Path, force: bool) -> None:
+    """Whether a model folder may be written to `out`: a new folder, or with `force` an
+    existing model folder (or empty folder). `fit` asks before it reads or trains."""
     out = Path(out)
     if out.exists() and not force:
         raise OutputError(
@@ -203,6 +202,14 @@ def write_atomic_dir(
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; choose another --out")
     paths.replaceable(out)
+
+
+def write_atomic_dir(
+    out: Path, write: Callable[[Path], None], force: bool = False
+) -> None:
+    """Run `write(tmp)` into a temporary folder beside `out`, then move it into place."""
+    out = Path(out)
+    check_model_out(out, force)
     parent = writing.folder(out.parent if str(out.parent) else Path("."))
     tmp = parent / f".{out.name}.partial-{os.getpid()}"
     old = parent / f".{out.name}.old-{os.getpid()}"
