@@ -326,6 +326,44 @@ def test_cli_score_exit_codes_and_summary(model, batch, tmp_path):
     assert refused.exit_code == 2 and "only score.* keys" in refused.output
 
 
+def test_an_earlier_runs_output_of_the_same_name_is_refused_not_replaced(model, tmp_path):
+    # siteA/day.parquet, then siteB/day.parquet into one --out: B replaced A's scored
+    # records, and A was then "already scored"
+    for site, seed in (("siteA", 21), ("siteB", 22)):
+        (tmp_path / site).mkdir()
+        synth.generate(rows=400, seed=seed).to_parquet(tmp_path / site / "day.parquet",
+                                                       index=False)
+    out = tmp_path / "out"
+    score(model, tmp_path / "siteA" / "day.parquet", out, config=CFG, quiet=True)
+    before = (out / "day.parquet").read_bytes()
+    with pytest.raises(InputError, match=(
+            r"siteB/day.parquet: its output .*day.parquet holds the scored records of "
+            r".*siteA/day.parquet, scored earlier into this folder; score it into another "
+            r"--out folder")):
+        score(model, tmp_path / "siteB" / "day.parquet", out, config=CFG, quiet=True)
+    assert (out / "day.parquet").read_bytes() == before
+    score(model, tmp_path / "siteB" / "day.parquet", tmp_path / "out2", config=CFG, quiet=True)
+
+
+def test_inputs_scored_by_another_model_are_named_when_skipped(model, batch, tmp_path, caplog):
+    from trafficsiam.derive import recalibrate
+
+    other = api.load(recalibrate(
+        model.path, synth.generate(rows=600, seed=5).query("scenario == 'good'"),
+        tmp_path / "other").path)
+    out = tmp_path / "out"
+    score(model, batch, out, config=CFG, quiet=True)
+    before = (out / "batch.parquet").read_bytes()
+    caplog.set_level("WARNING")
+    again = score(other, batch, out, config=CFG)
+    assert again.run_id is None and (out / "batch.parquet").read_bytes() == before
+    assert (f"1 input(s) skipped as already scored were scored by model {model.model_id}, "
+            f"not {other.model_id}; their outputs keep its verdicts (pass --rescore to score "
+            f"them with {other.model_id})") in caplog.text
+    rescored = score(other, batch, out, config=CFG, quiet=True, rescore=True)
+    assert rescored.summary["model"]["id"] == other.model_id
+
+
 def test_score_config_layers(model, tmp_path):
     from trafficsiam.config import score_config
 

@@ -320,6 +320,20 @@ class StateStore:
              ).append(f)
         return to_score, skipped
 
+    def scored_by(self, files: Sequence[InputFile]) -> dict[Path, str]:
+        """The model id that last scored each of `files` (by path), where one did."""
+        wanted = {stored(f.path): f.path for f in files}
+        return {wanted[path]: model for path, model in
+                self._db.execute("SELECT path, model_id FROM inputs") if path in wanted}
+
+    def writers(self, outputs: Mapping[Path, Path]) -> dict[Path, Path]:
+        """For each input -> output path about to be written, another input recorded with
+        that output (an earlier run scored a file of the same name into this folder)."""
+        owner = {loaded(output): loaded(path) for path, output in
+                 self._db.execute("SELECT path, output FROM inputs")}
+        return {path: owner[out] for path, out in outputs.items()
+                if out in owner and owner[out] != path}
+
     def begin_run(self, run_id: str, model_id: str, inputs: Sequence[InputFile],
                   out: Path) -> None:
         """Record a run as 'running'. Any other 'running' run died (the caller holds the

@@ -119,11 +119,20 @@ def score(
         if skipped:
             log.info("%d input(s) already scored with the same content: skipped",
                      len(skipped))
+            _warn_other_model(store.scored_by(skipped), art.model_id)
+        by_path = {p.resolve(): p for p in paths}
+        taken = store.writers({f.path: (out / names[by_path[f.path]]).resolve() for f in todo})
+        for path, other in taken.items():
+            target = out / names[by_path[path]]
+            if target.is_file():
+                raise InputError(
+                    f"{by_path[path]}: its output {target} holds the scored records of "
+                    f"{other}, scored earlier into this folder; score it into another --out "
+                    "folder (or rename it)")
         if not todo:
             log.info("nothing new to score in %s", ", ".join(specs))
             return ScoreResult(None, out, {}, [], [f.path for f in skipped],
                                pd.DataFrame(columns=["new_type"]))
-        by_path = {p.resolve(): p for p in paths}
         jobs = [Job(i, f, names[by_path[f.path]], read.count_rows(by_path[f.path]))
                 for i, f in enumerate(todo)]
         # the time to the microsecond (its fraction in hex): run ids sort in run order,
@@ -228,6 +237,17 @@ def _stage_run(
         write.discard(staged)
         raise
     return staged
+
+
+def _warn_other_model(scored_by: dict[Path, str], model_id: str) -> None:
+    """Inputs skipped as already scored, but by another model (a retrain, a rollback):
+    their outputs keep that model's verdicts."""
+    others = sorted({m for m in scored_by.values() if m != model_id})
+    if others:
+        count = sum(m != model_id for m in scored_by.values())
+        log.warning("%d input(s) skipped as already scored were scored by model %s, not %s; "
+                    "their outputs keep its verdicts (pass --rescore to score them with %s)",
+                    count, ", ".join(others), model_id, model_id)
 
 
 def _warn_unknown_categories(scoring: Scoring, tally: Tally, specs: Sequence[str]) -> None:
