@@ -74,3 +74,19 @@ def test_fit_keeps_max_records_and_says_what_it_sampled(tmp_path):
     assert data["rows"] == 1000
     assert data["sampled"]["records"] == 3000 and data["sampled"]["kept"] == 1000
     assert fitted.summary().startswith("sampled 1000 of 3000 records (data.max_records 1000")
+
+
+@pytest.mark.parametrize("good_records", [2, 20])
+def test_fit_warns_when_good_traffic_is_too_thin_to_calibrate(good_records, tmp_path, caplog):
+    # 2 good records: none held out, and scoring then flagged 99 % of good traffic in silence
+    frame = synth.generate(rows=1500, seed=3)
+    good = frame.index[frame["scenario"] == "good"]
+    frame = frame.drop(good[good_records:])
+    cfg = build_config({"data": {"ignore": ["id", "timestamp"]},
+                        "train": {"epochs": 1, "steps_per_epoch": 2}})
+    caplog.set_level("WARNING")
+    api.fit(frame, tmp_path / "m", cfg, quiet=True)
+    assert (f"good traffic ('good') has {good_records} records, {good_records // 10} of them "
+            "held out to calibrate the decision: too few for score.false_alarm_rate 0.01 to "
+            "hold") in caplog.text
+

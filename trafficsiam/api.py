@@ -226,7 +226,33 @@ def _calibrate(
     log.debug("ts_anomaly: %s", anomaly["why"])  # the CLI summary prints it
     calibration = calibration_facts(scorer, emb[held], x[held], codes[held], names,
                                     cfg.score.false_alarm_rate)
+    _warn_thin_good(calibration, good, int((scenarios == good).sum()))
     return scorer, anomaly, calibration
+
+
+# Fewer held-out good records than this, or more of them flagged than this share, and the
+# configured false-alarm rate says little about the model: fit warns.
+MIN_GOOD_HELD_OUT = 30
+MAX_GOOD_FLAGGED = 0.10
+
+
+def _warn_thin_good(calibration: dict[str, Any], good: str, records: int) -> None:
+    """Warn when good traffic is too thin for the decision's promise (a few good records:
+    the vote seldom finds a good neighbour, and no held-out record calibrates it)."""
+    held = int(calibration["held_out_records"].get(good, 0))
+    at = [r for r in calibration["held_out_good"]
+          if r["rate"] == calibration["false_alarm_rate"]]
+    flagged = at[0]["flagged"] if at else None
+    if held < MIN_GOOD_HELD_OUT:
+        log.warning("good traffic ('%s') has %d records, %d of them held out to calibrate the "
+                    "decision: too few for score.false_alarm_rate %g to hold; expect many good "
+                    "records flagged (export more good traffic)", good, records, held,
+                    calibration["false_alarm_rate"])
+    elif flagged is not None and flagged > MAX_GOOD_FLAGGED:
+        log.warning("the decision flags %.1f%% of the held-out good records at "
+                    "score.false_alarm_rate %g: good traffic overlaps the failures or is too "
+                    "thin (%d records); expect that share of good traffic flagged",
+                    100 * flagged, calibration["false_alarm_rate"], records)
 
 
 def _data_facts(records: read.Records, scenarios: np.ndarray, dropped: pd.Series,
