@@ -222,3 +222,22 @@ def test_evaluate_refuses_test_data_without_the_label_column(fitted, tmp_path):
         evaluate(result.path, path, tmp_path / "out", quiet=True)
     assert err.value.exit_code == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_a_label_column_named_like_a_records_column_keeps_its_labels(tmp_path):
+    # a label column named 'known' was overwritten by the known flag in records.parquet
+    from trafficsiam import api
+    from trafficsiam.config import build_config
+
+    train = synth.generate(rows=1200, seed=3).rename(columns={"scenario": "known"})
+    test = synth.generate(rows=400, seed=4, novel=True).rename(columns={"scenario": "known"})
+    cfg = build_config({"data": {"label_column": "known", "ignore": ["id", "timestamp"]},
+                        "train": {"epochs": 1, "steps_per_epoch": 2}})
+    fitted = api.fit(train, tmp_path / "m", cfg, quiet=True)
+    path = tmp_path / "test.parquet"
+    test.to_parquet(path, index=False)
+    evaluate(fitted.path, path, tmp_path / "eval", quiet=True, report=False)
+    records = pd.read_parquet(tmp_path / "eval" / "records.parquet")
+    assert list(records.columns[:3]) == ["known", "known_", "ts_verdict"]
+    assert records["known"].tolist() == test["known"].tolist()
+    assert records["known_"].tolist() == test["known"].isin(fitted.manifest["scenarios"]).tolist()

@@ -27,7 +27,7 @@ from trafficsiam.config import Config, build_config, config_to_dict
 from trafficsiam.errors import ConfigError, InputError
 from trafficsiam.losses import loss_class
 from trafficsiam.measure import baselines
-from trafficsiam.measure.evaluate import METRICS, evaluate, metrics
+from trafficsiam.measure.evaluate import METRICS, evaluate, metrics, own_column
 from trafficsiam.paths import check_outputs, input_roots
 from trafficsiam.report import cards
 from trafficsiam.report.figures import Projection, scenario_colors
@@ -201,14 +201,15 @@ def _view(fitted: api.FitResult, evaluated: Path) -> dict[str, Any]:
     projection = Projection.fit(emb[-1], keep=0)
     records = pd.read_parquet(evaluated / "records.parquet")
     label_col = records.columns[0]
-    ecols = [c for c in records.columns if c.startswith("e") and c[1:].isdigit()]
+    dim = sum(c.startswith("e") and c.rstrip("_")[1:].isdigit() for c in records.columns[1:])
+    ecols = [own_column(f"e{i}", label_col) for i in range(dim)]
     rng = np.random.default_rng(0)
     rows = np.sort(rng.choice(len(records), min(MAP_RECORDS, len(records)), replace=False))
     xy = np.round(projection(records[ecols].to_numpy(np.float64)[rows]), 4)
     return {
         "test": {"x": xy[:, 0].tolist(), "y": xy[:, 1].tolist(),
                  "label": records[label_col].astype(str).to_numpy()[rows].tolist(),
-                 "known": records["known"].to_numpy()[rows].tolist()},
+                 "known": records[own_column("known", label_col)].to_numpy()[rows].tolist()},
         "frames": [np.round(projection(f), 4) for f in emb],
         "frame_labels": frames["scenario"],
         "known": [str(k) for k in fitted.manifest["scenarios"]],

@@ -384,6 +384,13 @@ def predictions_from_scored(scored: pd.DataFrame, embedding: np.ndarray | None) 
                        scenario=scenario, group=group, new_type=new_type, embedding=embedding)
 
 
+def own_column(name: str, label_col: str) -> str:
+    """The name of one of records.parquet's own columns (`known`, `ts_*`, `e0`...): as
+    named, or with `_` appended when the label column, which comes first and keeps its
+    name, is called the same."""
+    return f"{name}_" if name == label_col else name
+
+
 def evaluate(
     model: str | Path | Artifact,
     test: str | Path | Sequence[str | Path],
@@ -400,7 +407,7 @@ def evaluate(
     Writes to `out`: metrics.json (metrics, model, test inputs, counts, known and novel
     scenarios), metrics.csv (metric, value), scenarios.csv (per test label),
     records.parquet (per test record: label, known, ts_verdict, ts_scenario, ts_novelty,
-    ts_anomaly, ts_new_type and the embedding e0..e{N-1}), operating_points.csv (the
+    ts_anomaly, ts_new_type and the embedding e0..e{N-1}; `own_column`), operating_points.csv (the
     verdict metrics at other novelty quantiles, `operating_points`) and, with `report`,
     evaluate.html.
     """
@@ -455,13 +462,12 @@ def evaluate(
     write.csv(out / "metrics.csv",
               pd.DataFrame({"metric": list(values), "value": list(values.values())}))
     write.csv(out / "scenarios.csv", table)
-    records = pd.DataFrame({
-        label_col: y, "known": np.isin(y, known), "ts_verdict": pred.verdict,
-        "ts_scenario": scored["ts_scenario"], "ts_novelty": scored["ts_novelty"],
-        "ts_anomaly": pred.novelty, "ts_new_type": scored["ts_new_type"],
-    })
-    for i in range(embedding.shape[1]):
-        records[f"e{i}"] = embedding[:, i]
+    own = {"known": np.isin(y, known), "ts_verdict": pred.verdict,
+           "ts_scenario": scored["ts_scenario"], "ts_novelty": scored["ts_novelty"],
+           "ts_anomaly": pred.novelty, "ts_new_type": scored["ts_new_type"],
+           **{f"e{i}": embedding[:, i] for i in range(embedding.shape[1])}}
+    records = pd.DataFrame({label_col: y, **{own_column(k, label_col): v
+                                             for k, v in own.items()}})
     write.atomic(out / "records.parquet", lambda tmp: records.to_parquet(tmp, index=False))
     if report:
         write.text(out / "evaluate.html",
