@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from trafficsiam import synth
+from trafficsiam.errors import InputError
 from trafficsiam.measure.evaluate import (
     METRICS,
     Predictions,
@@ -241,3 +242,33 @@ def test_a_label_column_named_like_a_records_column_keeps_its_labels(tmp_path):
     assert list(records.columns[:3]) == ["known", "known_", "ts_verdict"]
     assert records["known"].tolist() == test["known"].tolist()
     assert records["known_"].tolist() == test["known"].isin(fitted.manifest["scenarios"]).tolist()
+
+
+def test_an_empty_label_is_refused_before_anything_is_scored_or_written(fitted, tmp_path):
+    test = synth.generate(rows=300, seed=4)
+    test.loc[7, "scenario"] = " "
+    path = tmp_path / "test.parquet"
+    test.to_parquet(path, index=False)
+    with pytest.raises(InputError, match=(
+            rf"{path} row 7: label column 'scenario' is empty \(1 records; empty and blank "
+            "labels count as missing\\)")):
+        evaluate(fitted[0].path, path, tmp_path / "eval", quiet=True)
+    assert not (tmp_path / "eval").exists()
+
+
+@pytest.mark.parametrize("relabel, expected", [
+    ({"good": "Good"}, "test label 'Good' in 'scenario' is not a scenario of model"),
+    ({"good": "0", "error_type_1": "1", "error_type_2": "1"},
+     "no test label in 'scenario' is a scenario of model"),
+])
+def test_labels_the_model_cannot_match_are_warned_about(relabel, expected, fitted, tmp_path,
+                                                        caplog):
+    # 'Good' for 'good' counted every good record as an unseen failure called good, silently
+    test = synth.generate(rows=300, seed=4)
+    test["scenario"] = test["scenario"].replace(relabel)
+    path = tmp_path / "test.parquet"
+    test.to_parquet(path, index=False)
+    caplog.set_level("WARNING")
+    evaluate(fitted[0].path, path, tmp_path / "eval", quiet=True, report=False)
+    assert expected in caplog.text
+    assert "is labelled 'good' (the model's good label)" in caplog.text

@@ -60,7 +60,6 @@ from trafficsiam import artifact, read, write
 from trafficsiam.artifact import Artifact
 from trafficsiam.config import ScoreConfig
 from trafficsiam.contract import GOOD, KNOWN, NEW, OUTLIER, VERDICTS
-from trafficsiam.errors import InputError
 from trafficsiam.labels import clean_labels
 from trafficsiam.model import embed
 from trafficsiam.paths import check_outputs, input_roots
@@ -384,6 +383,30 @@ def predictions_from_scored(scored: pd.DataFrame, embedding: np.ndarray | None) 
                        scenario=scenario, group=group, new_type=new_type, embedding=embedding)
 
 
+def _warn_unmatched_labels(labels: pd.Series, known: list[str], good: str, label_col: str,
+                           model_id: str) -> None:
+    """Warn when the test labels cannot measure what the metrics say: no good record (no
+    false alarm to measure), no known scenario (every record counts as unseen), or labels
+    that differ from a known scenario only in case or spaces (compared exactly)."""
+    present = sorted({str(v) for v in labels.dropna().unique()})
+    folded = {k.casefold().strip(): k for k in known}
+    near = [(v, folded[v.casefold().strip()]) for v in present
+            if v not in known and v.casefold().strip() in folded]
+    if near:
+        log.warning("test label %r in '%s' is not a scenario of model %s, but %r is: labels "
+                    "are compared exactly, so its records count as an unseen failure; fix "
+                    "the spelling in the test data", near[0][0], label_col, model_id,
+                    near[0][1])
+    if good not in present:
+        log.warning("no test record in '%s' is labelled %r (the model's good label): the "
+                    "false alarm on good traffic cannot be measured", label_col, good)
+    if not set(present) & set(known):
+        shown = ", ".join(repr(v) for v in present[:5])
+        log.warning("no test label in '%s' is a scenario of model %s (test labels: %s): every "
+                    "record counts as an unseen failure; check the label column and its "
+                    "values", label_col, model_id, shown)
+
+
 def own_column(name: str, label_col: str) -> str:
     """The name of one of records.parquet's own columns (`known`, `ts_*`, `e0`...): as
     named, or with `_` appended when the label column, which comes first and keeps its
@@ -422,6 +445,15 @@ def evaluate(
     columns = read.common_columns(paths)
     read.require_column(paths[0], columns, label_col, "label column",
                         "the test records need the model's label column to be evaluated")
+    # the labels are checked before anything is scored or written
+    labelled = read.read_records(paths, [label_col])
+    labelled.refuse_rows(
+        clean_labels(labelled.frame[label_col], art.config.data.label_normalise).isna()
+        .to_numpy(), f"label column '{label_col}' is empty ({{n}} records; empty and blank "
+        "labels count as missing); every test record needs a label to be evaluated")
+    _warn_unmatched_labels(
+        clean_labels(labelled.frame[label_col], art.config.data.label_normalise),
+        known, good_label, label_col, art.model_id)
     out = write.folder(out)
     work = Path(tempfile.mkdtemp(prefix=".evaluate-", dir=out))
     try:
@@ -431,14 +463,7 @@ def evaluate(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     scored = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    labels = clean_labels(scored[label_col], art.config.data.label_normalise)
-    if labels.isna().any():
-        row = int(np.flatnonzero(labels.isna().to_numpy())[0])
-        raise InputError(
-            f"{paths[0]}: label column '{label_col}' is empty at record {row} (empty and "
-            "blank labels count as missing); every test record needs a label to be evaluated"
-        )
-    y = labels.astype(str).to_numpy()
+    y = clean_labels(scored[label_col], art.config.data.label_normalise).astype(str).to_numpy()
     x, _ = art.normaliser.transform(scored[list(art.schema.columns)])
     embedding = embed(art.model, x)  # = art.embed, with x kept for the operating points
     pred = predictions_from_scored(scored, embedding)
