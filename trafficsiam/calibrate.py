@@ -337,6 +337,32 @@ class KnownScorer:
         return rate_table(rates, voted_good, p_voted, p_good)
 
 
+def held_out_explained(scorer: KnownScorer, emb: np.ndarray, x: np.ndarray,
+                       codes: np.ndarray, rate: float) -> np.ndarray:
+    """Whether the decision at `rate` explains each held-out record (scenario `codes`),
+    each judged as if the calibration had not seen it (leave-one-out, as
+    `KnownScorer.held_out_rates` judges the good ones)."""
+    if scorer.calibration is None:
+        raise ValueError("KnownScorer has no calibration: calibrate it first")
+    codes = np.asarray(codes, dtype=np.int64)
+    if len(codes) == 0:
+        return np.zeros(0, dtype=bool)
+    cal = scorer.calibration
+    m = scorer.measure(emb, x)
+    p_voted = cal.p_values(m.voted_scores, m.voted)
+    own = np.flatnonzero(m.voted == codes)
+    p_voted[own] = cal.held_out_p_values(m.voted_scores[own], codes[own])
+    if scorer.good_code < 0:
+        return np.asarray(p_voted > rate)
+    good = np.full(len(codes), scorer.good_code, dtype=np.int64)
+    voted_good = m.voted == scorer.good_code
+    p_good = np.where(voted_good, p_voted, cal.p_values(m.good_scores, good))
+    own_good = np.flatnonzero(~voted_good & (codes == scorer.good_code))
+    p_good[own_good] = cal.held_out_p_values(m.good_scores[own_good], good[own_good])
+    explained, _ = decide(voted_good, p_voted, p_good, rate)
+    return np.asarray(explained)
+
+
 # The false-alarm rates at which the decision is measured on held-out good records
 # (manifest "calibration", the fit summary), besides the configured one.
 REPORTED_RATES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)

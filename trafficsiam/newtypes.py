@@ -22,6 +22,7 @@ most typical example records.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,8 @@ from trafficsiam.config import ScoreConfig
 from trafficsiam.effects import effect_sizes
 from trafficsiam.normalise import NEW_SUFFIX, OTHER_TOKEN, Normaliser
 
+log = logging.getLogger("trafficsiam")
+
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 # Dense: closer than this share of the distance between scattered records (uniform
 # noise has few points and no cluster that close, an unseen failure type most records).
@@ -44,6 +47,12 @@ _SCATTER_SHARE = 0.7
 # and NSL-KDD, the sample data's unchanged; from 1.2 its two unseen types merge
 # (BENCHMARKS.md §6).
 _MERGE_SHARE = 0.85
+# A candidate must hold more than this many times the share of the run's records that
+# the fit's held-out records say land there as false alarms: the decision leaves about
+# score.false_alarm_rate of known traffic unexplained, and in a large clean batch those
+# records form dense groups of their own (a clean 200,000-record batch of the sample data
+# gave a candidate of 1,240 records, mostly good traffic; BENCHMARKS.md §6).
+_FALSE_ALARM_MARGIN = 2.0
 # Reference points that measure that distance (fixed, so discover stays deterministic).
 _REFERENCE_POINTS = 2000
 # A candidate's radius: this quantile of its sampled records' distances to their centroid,
@@ -76,6 +85,10 @@ class Sample:
     emb: np.ndarray | None = None
     x: np.ndarray | None = None
     novelty: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    # The run's records per voted scenario code and its unexplained records, all of them
+    # (not only those kept): what the expected false alarms of a candidate are scaled by.
+    voted: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    unexplained: int = 0
 
     def __len__(self) -> int:
         return int(self.keys.shape[0])
@@ -102,6 +115,13 @@ class Sample:
         self.x = np.concatenate([self.x, x32])[order]
         self.novelty = np.concatenate([self.novelty, np.asarray(novelty, np.float64)])[order]
 
+    def count(self, voted: np.ndarray, unexplained: int) -> None:
+        """Count a batch: its records' voted scenario codes, its unexplained records."""
+        counts = np.bincount(np.asarray(voted, dtype=np.int64), minlength=len(self.voted))
+        counts[: len(self.voted)] += self.voted
+        self.voted = counts
+        self.unexplained += int(unexplained)
+
     def in_embedding_order(self) -> Sample:
         """The same records sorted by their embedding (then key, file, row): clustering
         sees one order for one set of records, whatever their files and rows were."""
@@ -109,11 +129,39 @@ class Sample:
             return self
         order = np.lexsort((self.row, self.file, self.keys, *self.emb.T[::-1]))
         return Sample(self.capacity, self.keys[order], self.file[order], self.row[order],
-                      self.emb[order], self.x[order], self.novelty[order])
+                      self.emb[order], self.x[order], self.novelty[order], self.voted,
+                      self.unexplained)
 
     def merge(self, other: Sample) -> None:
         if len(other) and other.emb is not None and other.x is not None:
             self.offer(other.keys, other.file, other.row, other.emb, other.x, other.novelty)
+        voted = np.zeros(max(len(self.voted), len(other.voted)), dtype=np.int64)
+        voted[: len(self.voted)] += self.voted
+        voted[: len(other.voted)] += other.voted
+        self.voted, self.unexplained = voted, self.unexplained + other.unexplained
+
+
+@dataclass
+class Background:
+    """The false alarms the decision makes on traffic like the training data: the fit's
+    held-out records it leaves unexplained (each judged as if the calibration had not seen
+    it), their scenario codes, and the held-out records per scenario code."""
+
+    emb: np.ndarray
+    codes: np.ndarray
+    held: np.ndarray
+
+    def share_in(self, labels: np.ndarray, cluster: int, voted: np.ndarray) -> float:
+        """The share of a run's records expected among the false alarms in `cluster`
+        (`labels`: each background record's cluster): each held-out scenario weighed by
+        its share of the run's records (`voted`: the run's records per voted code)."""
+        total = voted.sum()
+        if total == 0:
+            return 0.0
+        at = self.codes[labels == cluster]
+        run = np.zeros(len(self.held), dtype=np.float64)
+        run[: min(len(voted), len(run))] = voted[: len(run)] / total
+        return float((run[at] / np.maximum(self.held[at], 1)).sum())
 
 
 @dataclass
@@ -254,10 +302,33 @@ def _lone_assigner(
     )
 
 
+def _beyond_false_alarms(found: list[int], labels: np.ndarray, assigner: Assigner,
+                         background: Background | None, sample: Sample) -> list[int]:
+    """The clusters of `found` that hold clearly more of the run's records than the
+    decision's false alarms would put there (`_FALSE_ALARM_MARGIN`, `Background`)."""
+    if background is None or len(background.emb) == 0 or sample.voted.sum() == 0:
+        return found
+    placed, _ = assigner.predict(background.emb)
+    total = float(sample.voted.sum())
+    kept = []
+    for c in found:
+        share = (labels == c).sum() / len(labels) * sample.unexplained / total
+        expected = background.share_in(placed, c, sample.voted)
+        if share > _FALSE_ALARM_MARGIN * expected:
+            kept.append(c)
+        else:
+            log.info("a group of %.2f%% of the records is not a candidate: the fit's held-out "
+                     "records put %.2f%% there as false alarms at this rate", 100 * share,
+                     100 * expected)
+    return kept
+
+
 def discover(
-    sample: Sample, cfg: ScoreConfig, good_x: np.ndarray, normaliser: Normaliser
+    sample: Sample, cfg: ScoreConfig, good_x: np.ndarray, normaliser: Normaliser,
+    background: Background | None = None,
 ) -> NewTypes:
-    """Cluster the sample of unexplained records into candidate new error types."""
+    """Cluster the sample of unexplained records into candidate new error types; with
+    `background`, a group no denser in the run than the decision's false alarms is none."""
     columns = ["new_type", "sample_records", "median_novelty", "top_features", "features",
                "centroid", "radius", "input_centroid", "input_radius"]
     empty = NewTypes([], pd.DataFrame(columns=columns), None, {})
@@ -309,7 +380,9 @@ def discover(
         assigner = _lone_assigner(points, own_core, min_samples, lam, member, birth)
         top = float(assigner.cluster_max_lambda[1])
         strength = np.where(member, np.minimum(lam, top) / top, 0.0)
-        found = [0]
+        found = _beyond_false_alarms([0], labels, assigner, background, sample)
+        if not found:
+            return empty
     else:
         labels = clusterer.labels_
         own_core = core.result()
@@ -322,6 +395,9 @@ def discover(
             return empty
         assigner = Assigner.from_clusterer(clusterer, own_core)
         strength = clusterer.probabilities_
+        found = _beyond_false_alarms(found, labels, assigner, background, sample)
+        if not found:
+            return empty
     # Relabel so that candidate i is the i-th largest; the assigner maps back through it
     # (a cluster that is no candidate to noise).
     rank = {c: i for i, c in enumerate(found)}

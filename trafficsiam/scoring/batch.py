@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +19,13 @@ import pandas as pd
 import pyarrow as pa
 
 from trafficsiam.artifact import Artifact
-from trafficsiam.calibrate import Assessment, KnownScorer
+from trafficsiam.calibrate import Assessment, KnownScorer, held_out_explained
 from trafficsiam.config import ScoreConfig
 from trafficsiam.contract import TS_COLUMNS, VERDICTS
 from trafficsiam.decide import verdict_codes
 from trafficsiam.errors import InputError
 from trafficsiam.model import embed
-from trafficsiam.newtypes import Seen
+from trafficsiam.newtypes import Background, Seen
 from trafficsiam.normalise import MISSING_TOKEN, TransformCounts
 from trafficsiam.parse import parse_numbers
 from trafficsiam.validate import show
@@ -108,6 +109,18 @@ class Scoring:
     @property
     def model_id(self) -> str:
         return self.art.model_id
+
+    @cached_property
+    def background(self) -> Background:
+        """The false alarms the decision makes at this run's rate on the fit's held-out
+        records (new-type discovery weighs candidates against them)."""
+        hold = self.art.holdout
+        emb = hold[self.art.embedding_columns].to_numpy(np.float64)
+        codes = self.art.codes_of(hold["scenario"])
+        explained = held_out_explained(self.scorer, emb, self.art.inputs["holdout"], codes,
+                                       self.cfg.false_alarm_rate)
+        return Background(emb[~explained], codes[~explained],
+                          np.bincount(codes, minlength=len(self.scenario_names)))
 
     def check_columns(self, path: Path, columns: Sequence[str]) -> None:
         """Schema drift: every feature column present; no input column named like ours."""

@@ -44,8 +44,8 @@ Outcome = tuple[Tally, NewTypes, Examples, dict[int, int], list[tuple[Path, Path
 
 def find_new_types(scoring: Scoring, sample: Sample, prefix: str = "") -> NewTypes:
     """The run's candidate new error types, from its sample of unexplained records."""
-    new_types = track(discover(sample, scoring.cfg, scoring.good_x, scoring.art.normaliser),
-                      scoring.earlier)
+    new_types = track(discover(sample, scoring.cfg, scoring.good_x, scoring.art.normaliser,
+                               scoring.background), scoring.earlier)
     if len(new_types.names) or prefix:
         log.info("%s%d candidate new error type(s) among %d unexplained records sampled",
                  prefix, len(new_types.names), len(sample))
@@ -104,6 +104,7 @@ def _assess_chunks(
             spill(spool, emb[u])
         sample.offer(row_keys(job.source.sha256, start + u), job.index, start + u,
                      emb[u], x[u], spool["novelty"][u])
+        sample.count(spool["voted"], len(u))
         n += len(spool)
         if progress is not None:
             progress(len(spool))
