@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from trafficsiam.config import NormaliseConfig, ScoreConfig
-from trafficsiam.newtypes import NewTypes, Sample, Seen, discover, row_keys, track
+from trafficsiam.newtypes import Background, NewTypes, Sample, Seen, discover, row_keys, track
 from trafficsiam.normalise import Normaliser
 from trafficsiam.validate import FeatureSchema
 
@@ -99,6 +99,45 @@ def test_two_separated_groups_are_two_candidates(normaliser):
     assert found.names == ["new-1", "new-2"]
     assert (names[:300] == "new-1").mean() >= 0.95  # new-1 is the largest
     assert (names[300:550] == "new-2").mean() >= 0.95
+
+
+def _counted(sample: Sample, records: int, voted: list[int]) -> Sample:
+    """`sample` with its run's record counts: `records` in all, `voted` per scenario."""
+    sample.count(np.repeat(np.arange(len(voted)), voted), len(sample))
+    assert sample.voted.sum() == records
+    return sample
+
+
+@pytest.mark.parametrize("held_out_there, candidate", [(20, False), (2, True)])
+def test_a_group_no_denser_than_the_decisions_false_alarms_is_no_candidate(
+        normaliser, held_out_there, candidate):
+    # 300 unexplained records in one group among 30,000 scored (1 %): where 20 of the
+    # fit's 600 held-out records of a scenario that is 2/3 of the run are false alarms
+    # (2.2 % of the run expected there), that is what the rate leaves unexplained, not a
+    # new type (a clean 200,000-record batch raised an alert); where 2 are (0.22 %), it is
+    # a candidate
+    rng = np.random.default_rng(21)
+    emb = np.vstack([group(rng, 300, 0.5), scatter(rng, 10)])
+    sample = _counted(sample_of(emb), 30_000, [10_000, 20_000])
+    background = Background(group(rng, held_out_there, 0.5).astype(np.float64),
+                            np.ones(held_out_there, np.int64), np.array([400, 600]))
+    found = discover(sample, ScoreConfig(), np.zeros((10, 2), np.float32), normaliser,
+                     background)
+    assert found.names == (["new-1"] if candidate else [])
+    # without a background (or with held-out records elsewhere) it is one
+    elsewhere = Background(group(rng, 20, 0.1).astype(np.float64), np.ones(20, np.int64),
+                           np.array([400, 600]))
+    for other in (None, elsewhere):
+        assert discover(sample, ScoreConfig(), np.zeros((10, 2), np.float32), normaliser,
+                        other).names == ["new-1"]
+
+
+def test_the_run_counts_add_up_however_the_sample_is_merged():
+    a, b = Sample(10), Sample(10)
+    a.count(np.array([0, 0, 2]), 1)
+    b.count(np.array([1, 3, 3, 3]), 2)
+    a.merge(b)
+    assert a.voted.tolist() == [2, 1, 1, 3] and a.unexplained == 3
 
 
 @pytest.mark.parametrize("n", [300, 2_000])
