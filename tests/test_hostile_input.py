@@ -213,6 +213,16 @@ def column_entirely_missing(tmp, frame):
                           "with --ignore rtt")
 
 
+def csv_header_with_a_trailing_comma(tmp, frame):
+    # every line ends in ',': a last column with no name and no values; the fix must be
+    # typeable (--ignore '' , not '--ignore ' with nothing after it)
+    p = tmp / "data.csv"
+    lines = frame.drop(columns=["id", "timestamp"]).to_csv(index=False).splitlines()
+    p.write_text("\n".join(line + "," for line in lines) + "\n")
+    return [str(p)], [], (f"{p}: column '' is entirely missing; fill it or leave it out with "
+                          "--ignore ''")
+
+
 def duplicate_columns_parquet(tmp, frame):
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.append_column(pa.field("bytes_in", pa.int64()), table.column("bytes_in"))
@@ -288,7 +298,8 @@ FIT_CASES: list[Case] = [
     csv_broken_quote, csv_not_utf8, csv_separated_by_semicolons, column_name_too_long,
     label_too_long, missing_label_column, one_scenario_only,
     scenario_with_one_record, good_label_absent, labels_differing_by_case,
-    text_in_numeric_column, infinite_value, column_entirely_missing, duplicate_columns_parquet,
+    text_in_numeric_column, infinite_value, column_entirely_missing,
+    csv_header_with_a_trailing_comma, duplicate_columns_parquet,
     duplicate_columns_csv, files_with_different_columns, nested_values,
     line_break_in_column_name, unknown_config_key, wrong_config_type, beta_below_n,
     negative_epochs, min_cluster_size_above_data,

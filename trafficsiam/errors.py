@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 
 
 def printable(text: str) -> str:
@@ -19,6 +20,12 @@ def cut(text: object, at: int = 60) -> str:
     """Long user text as a message shows it: its start and how much more there is."""
     text = str(text)
     return text if len(text) <= at else f"{text[:at]}... ({len(text) - at:,} more characters)"
+
+
+def ignore_flag(column: object) -> str:
+    """The `--ignore` option that leaves `column` out, as typed in a shell (an empty or
+    spaced name quoted: `--ignore ''`)."""
+    return f"--ignore {shlex.quote(str(column))}"
 
 
 class TrafficSiamError(Exception):

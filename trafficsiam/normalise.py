@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from trafficsiam.config import NormaliseConfig
-from trafficsiam.errors import InputError
+from trafficsiam.errors import InputError, ignore_flag
 from trafficsiam.validate import FeatureSchema, numeric_matrix
 
 log = logging.getLogger("trafficsiam")
@@ -76,15 +76,15 @@ def _warn_other(col: str, counts: pd.Series, kept: int, cfg: NormaliseConfig) ->
         log.warning(
             "column '%s' has %d distinct values and none is on %g%% of the records "
             "(normalise.min_category_share): all of it becomes '%s', a feature that says "
-            "nothing; it looks like free text or an identifier, leave it out with --ignore %s",
-            col, len(counts), 100 * cfg.min_category_share, OTHER_TOKEN, col)
+            "nothing; it looks like free text or an identifier, leave it out with %s",
+            col, len(counts), 100 * cfg.min_category_share, OTHER_TOKEN, ignore_flag(col))
         return
     limit = ("normalise.max_categories: raise it" if kept == cfg.max_categories
              else "normalise.min_category_share: lower it")
     log.warning(
         "column '%s' has %d distinct values; one-hot encoding keeps the %d most frequent and "
-        "puts the other %d (%s of the records) in '%s' (%s to keep more, or --ignore %s)",
-        col, len(counts), kept, rest, share, OTHER_TOKEN, limit, col)
+        "puts the other %d (%s of the records) in '%s' (%s to keep more, or %s)",
+        col, len(counts), kept, rest, share, OTHER_TOKEN, limit, ignore_flag(col))
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pandas as pd
 
 from trafficsiam.config import DataConfig
 from trafficsiam.contract import MAX_TEXT, TS_COLUMNS
-from trafficsiam.errors import InputError, cut
+from trafficsiam.errors import InputError, cut, ignore_flag
 from trafficsiam.labels import clean_label, clean_labels
 from trafficsiam.parse import parse_numbers
 from trafficsiam.read import Records, require_column
@@ -229,8 +229,8 @@ def infer_schema(records: Records, data: DataConfig) -> FeatureSchema:
         if kind in NOT_FEATURES:
             excluded[col] = kind
             log.warning(
-                "column '%s' %s and is not used as a feature (add --ignore %s to silence this)",
-                col, NOT_FEATURES[kind], col,
+                "column '%s' %s and is not used as a feature (add %s to silence this)",
+                col, NOT_FEATURES[kind], ignore_flag(col),
             )
             continue
         if values.nunique(dropna=True) <= 1 and not values.isna().any():
@@ -284,7 +284,7 @@ def _column_kind(records: Records, col: str, data: DataConfig) -> str:
 
 def _refuse_missing(records: Records, col: str) -> None:
     raise InputError(f"{records.source}: column '{col}' is entirely missing; "
-                     f"fill it or leave it out with --ignore {col}")
+                     f"fill it or leave it out with {ignore_flag(col)}")
 
 
 def _integral(values: pd.Series) -> bool:
@@ -353,7 +353,7 @@ def _check_scalar(records: Records, col: str, values: pd.Series) -> None:
         raise InputError(
             f"{_first_bad(records, col, nested, values.astype(str))} of type {kind} (a nested "
             f"value, {int(nested.sum())} such rows); a feature holds one number or one text per "
-            f"record, so flatten it into columns or leave it out with --ignore {col}"
+            f"record, so flatten it into columns or leave it out with {ignore_flag(col)}"
         )
 
 
