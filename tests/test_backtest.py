@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from trafficsiam import synth
 from trafficsiam.cli import main
 from trafficsiam.config import build_config
-from trafficsiam.errors import ConfigError, InputError
+from trafficsiam.errors import ConfigError, InputError, OutputError
 from trafficsiam.measure.backtest import backtest, make_split, without_time_column, write_split
 
 UNSEEN = "error_type_3,error_type_4"
@@ -233,3 +233,13 @@ def test_backtest_refuses_zero_seeds(novel_data, tmp_path):
     with pytest.raises(ConfigError, match="--seeds must be at least 1, got 0"):
         backtest(path, tmp_path / "out", unseen="error_type_3", seeds=0)
     assert not (tmp_path / "out").exists()
+
+
+def test_backtest_refuses_a_folder_of_the_users_before_writing_the_split(novel_data, tmp_path):
+    path, _ = novel_data
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "backtest.csv").write_text("my own table\n")
+    with pytest.raises(OutputError, match="holds 'backtest.csv', which no earlier comparison"):
+        backtest(path, out, unseen="error_type_3")
+    assert sorted(p.name for p in out.iterdir()) == ["backtest.csv"]

@@ -9,7 +9,7 @@ import pytest
 
 from trafficsiam import synth
 from trafficsiam.config import build_config
-from trafficsiam.errors import ConfigError
+from trafficsiam.errors import ConfigError, OutputError
 from trafficsiam.measure.compare import compare, summarise
 from trafficsiam.measure.evaluate import METRICS
 
@@ -66,6 +66,25 @@ def test_compare_two_losses_two_seeds(files, tmp_path):
     html = (out / "comparison.html").read_text()
     assert "<script src" not in html and html.count('id="anim-') == 2
     assert result.table.shape[0] == 4
+    # a rerun into the same folder replaces the comparison: no model or run of the
+    # earlier one (another loss, another seed) stays beside the new ones
+    compare(files / "train.parquet", files / "test.parquet", out, cfg,
+            losses=["lossless-triplet"], seeds=1, baseline_names=[], quiet=True)
+    assert sorted(p.name for p in (out / "models").iterdir()) == ["lossless-triplet-seed4"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["lossless-triplet-seed4"]
+    assert len(pd.read_csv(out / "runs.csv")) == 1
+
+
+def test_compare_refuses_a_folder_that_holds_the_users_files(files, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "comparison.csv").write_text("my own notes\n")
+    with pytest.raises(OutputError, match=r"--out .*mine holds 'comparison.csv', which no "
+                                          "earlier comparison wrote; choose a new --out"):
+        compare(files / "train.parquet", files / "test.parquet", out, losses=["triplet"],
+                seeds=1, quiet=True)
+    assert (out / "comparison.csv").read_text() == "my own notes\n"
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.csv"]
 
 
 @pytest.mark.parametrize("kwargs, message", [

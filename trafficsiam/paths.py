@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob as globlib
 import itertools
 import json
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -91,6 +92,34 @@ def check_outputs(
                 raise OutputError(
                     f"{what} {given} holds the model folder {model}; choose a {what} "
                     "that does not contain it")
+
+
+def comparison_out(out: str | Path, inputs: Iterable[str | Path], marker: str,
+                   clear: bool = True) -> None:
+    """compare's and backtest's --out: a new or empty folder, one that holds only the
+    run's own inputs (backtest's split/), or an earlier comparison (its `marker` file),
+    whose model and run folders a rerun replaces: with `clear` they are removed here, so
+    that none of an earlier run with more seeds or losses stays beside the new ones.
+    Anything else in it could be the user's, and is refused."""
+    out = Path(out)
+    if not out.is_dir():
+        return
+    if (out / marker).is_file():
+        if not clear:
+            return
+        for folder, ours in (("models", is_model_folder),
+                             ("runs", lambda p: (p / "metrics.json").is_file())):
+            for entry in sorted((out / folder).glob("*")) if (out / folder).is_dir() else []:
+                if entry.is_dir() and ours(entry):
+                    shutil.rmtree(entry)
+        return
+    held = [_resolved(Path(p)) for p in inputs]
+    for entry in sorted(out.iterdir()):
+        if not any(_inside(i, _resolved(entry)) for i in held):
+            raise OutputError(
+                f"--out {out} holds '{entry.name}', which no earlier comparison wrote; choose "
+                "a new --out folder (models/, runs/, the tables and the page are written "
+                "there, and would replace files of those names)")
 
 
 def replaceable(out: Path) -> None:

@@ -46,9 +46,9 @@ from trafficsiam.config import Config
 from trafficsiam.errors import ConfigError, InputError
 from trafficsiam.labels import clean_label
 from trafficsiam.measure import baselines
-from trafficsiam.measure.compare import CompareResult, compare
+from trafficsiam.measure.compare import COMPARISON_JSON, CompareResult, compare
 from trafficsiam.measure.evaluate import METRICS, metrics, recall_at_fpr, write_json
-from trafficsiam.paths import check_outputs, input_roots
+from trafficsiam.paths import check_outputs, comparison_out, input_roots
 
 log = logging.getLogger("trafficsiam")
 
@@ -290,6 +290,8 @@ def backtest(
     out = Path(out)
     specs = [data] if isinstance(data, str | Path) else list(data)
     check_outputs([("--out", out)], [("input", r) for r in input_roots(specs)])
+    # the user's files refused before split/ is written; compare clears an earlier run's
+    comparison_out(out, [out / "split"], COMPARISON_JSON, clear=False)
     made = write_split(data, out, cfg, unseen=unseen, split=split, test_share=test_share,
                        time_column=time_column)
     cfg = without_time_column(cfg, time_column)

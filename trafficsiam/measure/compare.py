@@ -28,7 +28,7 @@ from trafficsiam.errors import ConfigError, InputError
 from trafficsiam.losses import loss_class
 from trafficsiam.measure import baselines
 from trafficsiam.measure.evaluate import METRICS, evaluate, metrics, own_column
-from trafficsiam.paths import check_outputs, input_roots
+from trafficsiam.paths import check_outputs, comparison_out, input_roots
 from trafficsiam.report import cards
 from trafficsiam.report.figures import Projection, scenario_colors
 from trafficsiam.write import json_file as write_json
@@ -36,6 +36,8 @@ from trafficsiam.write import json_file as write_json
 log = logging.getLogger("trafficsiam")
 
 # Training records whose embedding is recorded at every epoch for the animation.
+# An earlier comparison's --out holds this file (`paths.comparison_out`).
+COMPARISON_JSON = "comparison.json"
 FRAME_RECORDS = 600
 # Test records per map in the report.
 MAP_RECORDS = 1500
@@ -112,6 +114,7 @@ def compare(
             f"{test_paths[0]}: label column '{label}' not found; the test records need the "
             "training label column (--label-column) to be evaluated"
         )
+    comparison_out(out, input_roots([*train_specs, *test_specs]), COMPARISON_JSON)
     out = write.folder(out)
 
     base = config_to_dict(cfg)
@@ -171,7 +174,7 @@ def compare(
     runs = pd.DataFrame(rows)
     table = summarise(runs)
     write.csv(out / "comparison.csv", table)
-    write_json(out / "comparison.json", {
+    write_json(out / COMPARISON_JSON, {
         "train": train_specs, "test": test_specs, "losses": list(losses),
         "baselines": list(baseline_names), "seeds": seed_values,
         "table": table.to_dict(orient="records"),
