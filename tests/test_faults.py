@@ -319,15 +319,15 @@ main()
 """
 
 
-def _interrupt(cmd: list[str], ready, env: dict[str, str],
-               timeout: float = 120) -> subprocess.CompletedProcess:
+def _interrupt(cmd: list[str], ready, env: dict[str, str], timeout: float = 120,
+               sig: int = signal.SIGINT) -> subprocess.CompletedProcess:
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, **env})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None and not ready():
         time.sleep(0.01)
     assert proc.poll() is None, "the fit ended before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
@@ -364,6 +364,22 @@ def test_ctrl_c_during_fit_leaves_no_half_written_model(when, tmp_path, synth_sm
         assert (out / "manifest.json").read_text() == OLD_MODEL
     else:
         assert left == ["d.parquet"]
+
+
+def test_sigterm_during_fit_is_handled_as_ctrl_c_with_its_own_exit_code(tmp_path, synth_small):
+    # schedulers stop a job with SIGTERM, which ended the process with no message and left
+    # its temporary model folder behind
+    data = tmp_path / "d.parquet"
+    synth_small.to_parquet(data, index=False)
+    args = ["fit", str(data), "--out", str(tmp_path / "m"), "--ignore", "id", "--ignore",
+            "timestamp", "--epochs", "1", "--set", "train.steps_per_epoch=5", "--quiet"]
+    res = _interrupt([sys.executable, "-c", _SLOW_SAVE, *args],
+                     lambda: any(tmp_path.glob(".m.partial-*/weights.safetensors")),
+                     {"TRAINING_MARKER": str(tmp_path.parent / f"{tmp_path.name}-t")},
+                     sig=signal.SIGTERM)
+    assert res.returncode == 143, res.stderr
+    assert res.stderr.splitlines()[-1] == "error: terminated (SIGTERM); nothing was written"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet"]
 
 
 # --- determinism: two fits in fresh processes, same model, same scores ------------------

@@ -7,9 +7,12 @@ Used by the CLI and the pipeline scripts."""
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,6 +61,31 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_FAILURE = 1  # an unexpected error; a TrafficSiamError carries its own code
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, what schedulers and service managers send to stop a job: handled as Ctrl-C
+    is (every clean-up that Ctrl-C runs), with its own exit code."""
+
+
+@contextmanager
+def terminated_as_interrupt() -> Iterator[None]:
+    """Within: SIGTERM raises `Terminated` in the main thread (by default it ended the
+    process at once, leaving work folders for the next run to remove)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def handle_errors(func: F) -> F:
@@ -68,7 +96,8 @@ def handle_errors(func: F) -> F:
         ctx = click.get_current_context()
         debug = bool(ctx.find_root().params.get("debug"))
         try:
-            return func(*args, **kwargs)
+            with terminated_as_interrupt():
+                return func(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException):
             raise  # deliberate exit codes and usage errors: click reports them
         except TrafficSiamError as err:
@@ -76,9 +105,12 @@ def handle_errors(func: F) -> F:
                 raise
             click.echo(f"error: {one_line(str(err))}", err=True)
             ctx.exit(err.exit_code)
+        except Terminated:
+            click.echo("error: terminated (SIGTERM); nothing was written", err=True)
+            ctx.exit(EXIT_TERMINATED)
         except KeyboardInterrupt:
             click.echo("error: interrupted; nothing was written", err=True)
-            ctx.exit(130)
+            ctx.exit(EXIT_INTERRUPTED)
         except MemoryError:
             click.echo("error: out of memory; lower cluster.max_points or the input size", err=True)
             ctx.exit(EXIT_FAILURE)
