@@ -18,16 +18,20 @@ import logging
 import os
 import re
 import shutil
-import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 # No torch here: the heavy `trafficsiam.api` is imported after the arguments are parsed.
 from trafficsiam.config import load_config, parse_override
+from trafficsiam.console import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Terminated,
+    terminated_as_interrupt,
+)
 from trafficsiam.errors import OutputError, TrafficSiamError
 
 PROD = "prod"
@@ -35,16 +39,10 @@ STAMP = "%Y%m%dT%H%M%SZ"
 STAMPED = re.compile(r"\d{8}T\d{6}Z")  # the folders this script made, and may remove
 
 
-class Terminated(BaseException):
-    """SIGTERM: unwinds like Ctrl-C, so `fit` removes its half-written folder."""
-
 
 class Busy(TrafficSiamError):
     exit_code = 75
 
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Terminated("stopped by SIGTERM")
 
 
 def _purity(text: str) -> float:
@@ -177,18 +175,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
     logger.propagate = False
-    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return retrain(args)
+        with terminated_as_interrupt():  # SIGTERM unwinds: fit removes its half-written folder
+            return retrain(args)
     except TrafficSiamError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print(f"error: interrupted; {_where(args.models)}", file=sys.stderr)
-        return 130
     except Terminated:
         print(f"error: stopped by SIGTERM; {_where(args.models)}", file=sys.stderr)
-        return 143
+        return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {_where(args.models)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from trafficsiam.console import setup_logging
+from trafficsiam.console import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Terminated,
+    setup_logging,
+    terminated_as_interrupt,
+)
 from trafficsiam.contract import alert_exit_code, run_exit_code
 from trafficsiam.errors import TrafficSiamError
 
@@ -35,13 +39,6 @@ if TYPE_CHECKING:
 PENDING = "inputs whose results were not committed stay pending for the next run"
 
 
-class Terminated(BaseException):
-    """SIGTERM (systemctl stop, a timeout): unwinds like Ctrl-C, so the run is recorded as
-    failed and temporary files are removed instead of the process vanishing mid-write."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Terminated("stopped by SIGTERM")
 
 
 def _alert_code(text: str) -> int:
@@ -143,7 +140,6 @@ def summarise(result: ScoreResult, out: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.quiet)
-    signal.signal(signal.SIGTERM, _on_sigterm)
     # Resolve models/prod once: a retrain switching the link mid-run must not leave this
     # run (or its Dask workers, which load the model by path) on two different models.
     model = Path(os.path.realpath(args.model))
@@ -152,21 +148,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trafficsiam import api
 
     try:
-        result = api.score(model, args.inputs, args.out, state=args.state, engine=args.engine,
-                           scheduler=args.scheduler, rescore=args.rescore, wait=args.wait,
-                           quiet=args.quiet)
+        with terminated_as_interrupt():  # SIGTERM (systemctl stop, a timeout) unwinds too
+            result = api.score(model, args.inputs, args.out, state=args.state,
+                               engine=args.engine, scheduler=args.scheduler,
+                               rescore=args.rescore, wait=args.wait, quiet=args.quiet)
     except TrafficSiamError as err:
         print(f"error: {err}", file=sys.stderr)
         print(status_line(None, err.exit_code, type(err).__name__))
         return err.exit_code
-    except KeyboardInterrupt:
-        print(f"error: interrupted; {PENDING}", file=sys.stderr)
-        print(status_line(None, 130, "interrupted"))
-        return 130
     except Terminated:
         print(f"error: stopped by SIGTERM; {PENDING}", file=sys.stderr)
-        print(status_line(None, 143, "terminated"))
-        return 143
+        print(status_line(None, EXIT_TERMINATED, "terminated"))
+        return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {PENDING}", file=sys.stderr)
+        print(status_line(None, EXIT_INTERRUPTED, "interrupted"))
+        return EXIT_INTERRUPTED
     code = run_exit_code(result.found_new_types, args.alert_exit_code)
     if not args.quiet:
         print(summarise(result, args.out))
