@@ -555,6 +555,19 @@ def test_score_input_with_zero_rows_gets_an_empty_output(model, batch, tmp_path)
     assert StateStore(out / "trafficsiam-state.db").processed()[0]["rows"] == 0
 
 
+def test_score_with_a_numeric_feature_empty_everywhere_warns(model, batch, tmp_path):
+    # a categorical feature with no known value warned; an empty numeric one was imputed
+    # in silence
+    path = _parquet(tmp_path, batch.assign(latency_ms=np.nan))
+    res = invoke("score", model.path, path, "--out", tmp_path / "out", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert (f"warning: {path}: numeric column 'latency_ms' is empty in all {len(batch)} "
+            "records; each is scored as if it held the fit's typical value") in res.stderr
+    res = invoke("score", model.path, _parquet(tmp_path, batch, "full.parquet"), "--out",
+                 tmp_path / "out2", "--quiet")
+    assert "is empty in all" not in res.stderr
+
+
 def test_score_with_all_categorical_values_new_warns_and_scores_them_as_other(model, batch,
                                                                                tmp_path):
     path = _parquet(tmp_path, batch.assign(service=batch["service"].str.upper() + "-v2"))

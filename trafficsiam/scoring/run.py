@@ -251,8 +251,16 @@ def _warn_other_model(scored_by: dict[Path, str], model_id: str) -> None:
 
 
 def _warn_unknown_categories(scoring: Scoring, tally: Tally, specs: Sequence[str]) -> None:
-    """A categorical feature none of whose values the model knows is usually exported
-    differently than at fit (case, codes instead of names): said once per run."""
+    """A categorical feature none of whose values the model knows, or a numeric one empty
+    in every record, is usually exported differently than at fit (case, codes instead of
+    names, a renamed source field): said once per run."""
+    for col in scoring.art.schema.numeric:
+        if tally.rows and tally.missing.get(col, 0) >= tally.rows:
+            log.warning(
+                "%s: numeric column '%s' is empty in all %d records; each is scored as if it "
+                "held the fit's typical value, so check that the column is exported as at fit",
+                ", ".join(specs), col, tally.rows,
+            )
     for col in scoring.art.schema.categorical:
         if tally.rows and tally.other.get(col, 0) >= tally.rows:
             known = ", ".join(repr(v) for v in scoring.art.normaliser.categories[col][:5])
