@@ -231,3 +231,25 @@ def test_a_counter_in_a_csv_is_an_identifier_as_in_parquet(tmp_path):
         frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
         kinds[suffix] = infer_schema(read_records([path]), DataConfig()).excluded.get("row")
     assert kinds == {".csv": "identifier", ".parquet": "identifier"}
+
+
+def test_a_feature_that_restates_good_or_failure_is_warned_about(caplog):
+    # TON_IoT's 'label' (0/1 beside 'type') was a feature, and decided the verdict
+    from trafficsiam import synth
+    from trafficsiam.config import DataConfig
+    from trafficsiam.validate import FeatureSchema, warn_label_like
+
+    frame = synth.generate(rows=2000, seed=3)
+    frame["is_failure"] = (frame["scenario"] != "good").astype(int)
+    frame.loc[5, "is_failure"] = None  # a missing value does not hide it
+    schema = FeatureSchema(numeric=("bytes_in", "is_failure"), categorical=("protocol",))
+    caplog.set_level("WARNING")
+    warn_label_like(frame, frame["scenario"], schema, DataConfig())
+    assert ("column 'is_failure' separates good traffic from the failures exactly (each of "
+            "its 2 values occurs on one side only): if it is a label exported beside "
+            "'scenario', leave it out with --ignore is_failure") in caplog.text
+    assert "'bytes_in'" not in caplog.text and "'protocol'" not in caplog.text
+    caplog.clear()
+    frame.loc[frame.index[frame["scenario"] == "good"][:1], "is_failure"] = 1  # one crossing
+    warn_label_like(frame, frame["scenario"], schema, DataConfig())
+    assert "separates good traffic" not in caplog.text

@@ -385,4 +385,40 @@ def training_set(
     if not keep.all():
         records = records.subset(keep)
         labels = labels[keep].reset_index(drop=True)
-    return records, labels, dropped, infer_schema(records, data)
+    schema = infer_schema(records, data)
+    warn_label_like(records.frame, labels, schema, data)
+    return records, labels, dropped, schema
+
+
+# A feature with at most this many distinct values is checked for standing in for the
+# label (`warn_label_like`); more, and one value per record would pass for one.
+LABEL_LIKE_VALUES = 50
+
+
+def warn_label_like(frame: pd.DataFrame, labels: pd.Series, schema: FeatureSchema,
+                    data: DataConfig) -> None:
+    """Warn about features each of whose values occurs with good traffic only or with
+    failures only: another label exported beside the scenario column (TON_IoT's `label`,
+    NSL-KDD's `is_attack` and `category`), which would then decide the verdict. On the
+    sample data and 5G no feature does."""
+    good = (labels.astype(str) == str(data.good_label)).to_numpy()
+    if good.all() or not good.any():
+        return
+    for col in schema.columns:
+        values = frame[col]
+        # high-cardinality columns (addresses, ids) ruled out on a prefix, at little cost
+        if values.iloc[:10_000].nunique(dropna=True) > LABEL_LIKE_VALUES:
+            continue
+        codes, uniques = pd.factorize(values)  # missing: -1, left out
+        distinct = len(uniques)
+        if not 2 <= distinct <= LABEL_LIKE_VALUES:
+            continue
+        seen = codes >= 0
+        sides = np.bincount(codes[seen] * 2 + good[seen], minlength=2 * distinct)
+        occurs = sides.reshape(distinct, 2) > 0
+        if occurs.any(axis=0).all() and (occurs.sum(axis=1) == 1).all():
+            log.warning(
+                "column '%s' separates good traffic from the failures exactly (each of its %d "
+                "values occurs on one side only): if it is a label exported beside '%s', leave "
+                "it out with %s, or it will decide the verdict", col, distinct,
+                data.label_column, ignore_flag(col))
