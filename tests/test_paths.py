@@ -4,6 +4,7 @@ around what it reads, or into a model folder; --force replaces only what fit wro
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 
 import pytest
@@ -110,3 +111,34 @@ def test_force_replaces_a_model_folder_fit_wrote(fitted, tmp_path):
                "--no-report")
     assert res.exit_code == 0, res.output
     assert is_model_folder(model)
+
+
+def test_a_comparisons_out_takes_what_an_earlier_comparison_wrote_and_refuses_the_rest(
+        tmp_path):
+    from trafficsiam.contract import MODEL_FORMAT
+    from trafficsiam.paths import comparison_out
+
+    out = tmp_path / "bt"
+    (out / "split").mkdir(parents=True)
+    (out / "split" / "train.parquet").write_bytes(b"x")
+    (out / "models" / "triplet-seed1").mkdir(parents=True)
+    (out / "models" / "triplet-seed1" / "manifest.json").write_text(
+        json.dumps({"format": MODEL_FORMAT}))
+    (out / "runs" / "triplet-seed1").mkdir(parents=True)
+    (out / "runs" / "triplet-seed1" / "metrics.json").write_text("{}")
+    # a run that failed before its tables: taken, and nothing removed without the marker
+    comparison_out(out, [], "comparison.json")
+    assert (out / "models" / "triplet-seed1").is_dir() and (out / "runs" / "triplet-seed1").is_dir()
+    # a finished one: its model and run folders are replaced by the rerun
+    (out / "comparison.json").write_text("{}")
+    comparison_out(out, [], "comparison.json", clear=False)
+    assert (out / "models" / "triplet-seed1").is_dir()
+    comparison_out(out, [], "comparison.json")
+    assert not any((out / "models").iterdir()) and not any((out / "runs").iterdir())
+    assert (out / "split" / "train.parquet").is_file()
+    # a models/ folder that holds something else is the user's
+    mine = tmp_path / "mine"
+    (mine / "models" / "notes").mkdir(parents=True)
+    with pytest.raises(OutputError, match="holds 'models', which no earlier comparison wrote"):
+        comparison_out(mine, [], "comparison.json")
+    assert (mine / "models" / "notes").is_dir()

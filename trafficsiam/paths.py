@@ -94,32 +94,53 @@ def check_outputs(
                     "that does not contain it")
 
 
+def _is_run_folder(path: Path) -> bool:
+    """A folder `evaluate` wrote inside a comparison (runs/<loss>-seed<k>)."""
+    return (path / "metrics.json").is_file()
+
+
+# The folders a comparison writes, and which of their entries are its own.
+_COMPARISON_FOLDERS = {"models": is_model_folder, "runs": _is_run_folder}
+
+
+def _comparisons_own(entry: Path) -> bool:
+    """An entry of --out that a comparison (or backtest) wrote, even one that failed
+    before its tables: models/ of model folders, runs/ of run folders, backtest's split/."""
+    if not entry.is_dir() or entry.is_symlink():
+        return False
+    if entry.name == "split":
+        return {p.name for p in entry.iterdir()} <= {"train.parquet", "test.parquet"}
+    ours = _COMPARISON_FOLDERS.get(entry.name)
+    return ours is not None and all(p.is_dir() and ours(p) for p in entry.iterdir())
+
+
 def comparison_out(out: str | Path, inputs: Iterable[str | Path], marker: str,
                    clear: bool = True) -> None:
-    """compare's and backtest's --out: a new or empty folder, one that holds only the
-    run's own inputs (backtest's split/), or an earlier comparison (its `marker` file),
-    whose model and run folders a rerun replaces: with `clear` they are removed here, so
-    that none of an earlier run with more seeds or losses stays beside the new ones.
-    Anything else in it could be the user's, and is refused."""
+    """compare's and backtest's --out: a new or empty folder, an earlier comparison (its
+    `marker` file) or what one wrote before it failed, or a folder that holds the run's
+    own inputs. Anything else in it could be the user's, and is refused. With `clear`,
+    the model and run folders of an earlier finished comparison are removed, so that none
+    of a run with more seeds or losses stays beside the new ones."""
     out = Path(out)
     if not out.is_dir():
         return
-    if (out / marker).is_file():
-        if not clear:
-            return
-        for folder, ours in (("models", is_model_folder),
-                             ("runs", lambda p: (p / "metrics.json").is_file())):
-            for entry in sorted((out / folder).glob("*")) if (out / folder).is_dir() else []:
-                if entry.is_dir() and ours(entry):
-                    shutil.rmtree(entry)
+    earlier = (out / marker).is_file()
+    if not earlier:
+        held = [_resolved(Path(p)) for p in inputs]
+        for entry in sorted(out.iterdir()):
+            if not (any(_inside(i, _resolved(entry)) for i in held) or _comparisons_own(entry)):
+                raise OutputError(
+                    f"--out {out} holds '{entry.name}', which no earlier comparison wrote; "
+                    "choose a new --out folder (models/, runs/, the tables and the page are "
+                    "written there, and would replace files of those names)")
+    # only a folder that holds a finished comparison's marker is cleared: models/ beside
+    # it could otherwise be a user's folder of production models
+    if not (clear and earlier):
         return
-    held = [_resolved(Path(p)) for p in inputs]
-    for entry in sorted(out.iterdir()):
-        if not any(_inside(i, _resolved(entry)) for i in held):
-            raise OutputError(
-                f"--out {out} holds '{entry.name}', which no earlier comparison wrote; choose "
-                "a new --out folder (models/, runs/, the tables and the page are written "
-                "there, and would replace files of those names)")
+    for folder, ours in _COMPARISON_FOLDERS.items():
+        for entry in sorted((out / folder).glob("*")) if (out / folder).is_dir() else []:
+            if entry.is_dir() and not entry.is_symlink() and ours(entry):
+                shutil.rmtree(entry)
 
 
 def replaceable(out: Path) -> None:
