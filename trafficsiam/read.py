@@ -181,7 +181,12 @@ def read_columns(path: Path) -> list[str]:
     """Column names of one file, read from its schema or header without loading rows;
     a name that appears twice is refused (every command reads a file's columns here)."""
     names = _read_names(path)
-    dupes = [c for i, c in enumerate(names) if c in names[:i]]
+    seen: set[str] = set()
+    dupes: list[str] = []
+    for name in names:
+        if name in seen:
+            dupes.append(name)
+        seen.add(name)
     if dupes:
         raise InputError(
             f"{path}: column '{cut(dupes[0])}' appears more than once; "

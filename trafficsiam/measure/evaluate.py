@@ -447,13 +447,12 @@ def evaluate(
                         "the test records need the model's label column to be evaluated")
     # the labels are checked before anything is scored or written
     labelled = read.read_records(paths, [label_col])
+    test_labels = clean_labels(labelled.frame[label_col], art.config.data.label_normalise)
     labelled.refuse_rows(
-        clean_labels(labelled.frame[label_col], art.config.data.label_normalise).isna()
-        .to_numpy(), f"label column '{label_col}' is empty ({{n}} records; empty and blank "
-        "labels count as missing); every test record needs a label to be evaluated")
-    _warn_unmatched_labels(
-        clean_labels(labelled.frame[label_col], art.config.data.label_normalise),
-        known, good_label, label_col, art.model_id)
+        test_labels.isna().to_numpy(), f"label column '{label_col}' is empty ({{n}} records; "
+        "empty and blank labels count as missing); every test record needs a label to be "
+        "evaluated")
+    _warn_unmatched_labels(test_labels, known, good_label, label_col, art.model_id)
     out = write.folder(out)
     work = Path(tempfile.mkdtemp(prefix=".evaluate-", dir=out))
     try:
