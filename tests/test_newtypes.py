@@ -124,6 +124,12 @@ def test_a_group_no_denser_than_the_decisions_false_alarms_is_no_candidate(
     found = discover(sample, ScoreConfig(), np.zeros((10, 2), np.float32), normaliser,
                      background)
     assert found.names == (["new-1"] if candidate else [])
+    if candidate:
+        assert found.set_aside == []
+    else:  # said in summary.json and on the page, not dropped in silence
+        (aside,) = found.set_aside
+        assert aside["sample_records"] >= 285 and aside["share"] == pytest.approx(0.01, 0.05)
+        assert aside["expected_share"] == pytest.approx(20 / 600 * 2 / 3, 1e-3)
     # without a background (or with held-out records elsewhere) it is one
     elsewhere = Background(group(rng, 20, 0.1).astype(np.float64), np.ones(20, np.int64),
                            np.array([400, 600]))

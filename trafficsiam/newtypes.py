@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import hdbscan
@@ -172,6 +172,9 @@ class NewTypes:
     table: pd.DataFrame  # one row per candidate (sizes filled in by the caller)
     assigner: Assigner | None
     examples: dict[str, list[tuple[int, int]]]  # name -> [(file index, row)]
+    # dense groups that are no candidate: no more than the rate's own false alarms there
+    # (`_beyond_false_alarms`), each {"sample_records", "share", "expected_share"}
+    set_aside: list[dict[str, float]] = field(default_factory=list)
 
     def assign(self, emb: np.ndarray) -> np.ndarray:
         """Candidate name per record (None: outlier)."""
@@ -303,24 +306,29 @@ def _lone_assigner(
 
 
 def _beyond_false_alarms(found: list[int], labels: np.ndarray, assigner: Assigner,
-                         background: Background | None, sample: Sample) -> list[int]:
-    """The clusters of `found` that hold clearly more of the run's records than the
-    decision's false alarms would put there (`_FALSE_ALARM_MARGIN`, `Background`)."""
+                         background: Background | None, sample: Sample
+                         ) -> tuple[list[int], list[dict[str, float]]]:
+    """(the clusters of `found` that hold clearly more of the run's records than the
+    decision's false alarms would put there (`_FALSE_ALARM_MARGIN`, `Background`), the
+    others as `NewTypes.set_aside` describes them)."""
     if background is None or len(background.emb) == 0 or sample.voted.sum() == 0:
-        return found
+        return found, []
     placed, _ = assigner.predict(background.emb)
     total = float(sample.voted.sum())
-    kept = []
+    kept, set_aside = [], []
     for c in found:
-        share = (labels == c).sum() / len(labels) * sample.unexplained / total
+        members = int((labels == c).sum())
+        share = members / len(labels) * sample.unexplained / total
         expected = background.share_in(placed, c, sample.voted)
         if share > _FALSE_ALARM_MARGIN * expected:
             kept.append(c)
-        else:
-            log.info("a group of %.2f%% of the records is not a candidate: the fit's held-out "
-                     "records put %.2f%% there as false alarms at this rate", 100 * share,
-                     100 * expected)
-    return kept
+            continue
+        set_aside.append({"sample_records": members, "share": round(share, 6),
+                          "expected_share": round(expected, 6)})
+        log.info("a group of %.2f%% of the records is not a candidate: the fit's held-out "
+                 "records put %.2f%% there as false alarms at this rate", 100 * share,
+                 100 * expected)
+    return kept, set_aside
 
 
 def discover(
@@ -380,9 +388,9 @@ def discover(
         assigner = _lone_assigner(points, own_core, min_samples, lam, member, birth)
         top = float(assigner.cluster_max_lambda[1])
         strength = np.where(member, np.minimum(lam, top) / top, 0.0)
-        found = _beyond_false_alarms([0], labels, assigner, background, sample)
+        found, set_aside = _beyond_false_alarms([0], labels, assigner, background, sample)
         if not found:
-            return empty
+            return replace(empty, set_aside=set_aside)
     else:
         labels = clusterer.labels_
         own_core = core.result()
@@ -395,9 +403,9 @@ def discover(
             return empty
         assigner = Assigner.from_clusterer(clusterer, own_core)
         strength = clusterer.probabilities_
-        found = _beyond_false_alarms(found, labels, assigner, background, sample)
+        found, set_aside = _beyond_false_alarms(found, labels, assigner, background, sample)
         if not found:
-            return empty
+            return replace(empty, set_aside=set_aside)
     # Relabel so that candidate i is the i-th largest; the assigner maps back through it
     # (a cluster that is no candidate to noise).
     rank = {c: i for i, c in enumerate(found)}
@@ -426,7 +434,7 @@ def discover(
             "centroid": centroid, "radius": radius,
             "input_centroid": input_centroid, "input_radius": input_radius,
         })
-    return NewTypes(names, pd.DataFrame(rows, columns=columns), assigner, examples)
+    return NewTypes(names, pd.DataFrame(rows, columns=columns), assigner, examples, set_aside)
 
 
 def _centre(points: np.ndarray) -> tuple[list[float], float]:
@@ -518,5 +526,5 @@ def track(found: NewTypes, earlier: list[Seen]) -> NewTypes:
     rename = dict(zip(found.names, names, strict=True))
     table = table.assign(new_type=[rename[n] for n in table["new_type"]])
     examples = {rename[k]: v for k, v in found.examples.items()}
-    return NewTypes(names, table, found.assigner, examples)
+    return NewTypes(names, table, found.assigner, examples, found.set_aside)
 

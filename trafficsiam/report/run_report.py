@@ -297,6 +297,17 @@ def changes(previous: dict[str, Any] | None, current: dict[str, Any]) -> list[di
     return rows
 
 
+def _set_aside_text(summary: dict[str, Any]) -> str:
+    """What the outliers tile adds for dense groups that are no candidate: as many records
+    as the decision's own false alarms put there (`newtypes.NewTypes.set_aside`)."""
+    groups = summary.get("new_types_set_aside") or []
+    if not groups:
+        return ""
+    share = sum(g["share"] for g in groups)
+    return (f"; {len(groups)} dense group(s), {share:.2%} of the records, no candidate: "
+            "no more than the false alarms expected there at this rate")
+
+
 def run_page(art: Artifact, run: RunTables, sample: RecordSample,
              history: list[dict[str, Any]]) -> str:
     """The scoring run's page; `history` is the state's finished runs, oldest first."""
@@ -328,7 +339,7 @@ def run_page(art: Artifact, run: RunTables, sample: RecordSample,
         ("candidate new error types", cards.number(len(new_keys)),
          f"{verdicts['new_error']:,} records"),
         ("outliers", cards.percent(verdicts["outlier"] / total),
-         f"{verdicts['outlier']:,} records"),
+         f"{verdicts['outlier']:,} records" + _set_aside_text(summary)),
     ]
     with one_thread():  # the projection's SVD and the map's forward passes are small
         figure = _map(art, run, sample, color_of)

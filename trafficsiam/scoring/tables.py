@@ -102,6 +102,7 @@ def summarise(
              "input_radius": r["_input_radius"]}
             for r in type_rows
         ],
+        "new_types_set_aside": new_types.set_aside,
         "decision": {"false_alarm_rate": scoring.cfg.false_alarm_rate,
                      "anomaly_saturation": scoring.scorer.saturation,
                      "held_out_records": art.manifest["calibration"]["held_out_records"]},
