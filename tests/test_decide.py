@@ -85,3 +85,15 @@ def test_rate_table_counts_both_kinds_of_false_alarm() -> None:
     assert rows[0.01] == {"rate": 0.01, "flagged": 0.5, "unlike_good": 0.25,
                           "voted_failure": 0.25}
     assert rows[0.05]["flagged"] == 0.75 and rows[0.05]["unlike_good"] == 0.5
+
+
+def test_held_out_p_values_of_a_subset_are_those_of_the_whole():
+    # a subset (the good records a held-out set votes a failure) got p-values scaled by its
+    # own size, not the calibration's: the discovery's background came out too small
+    rng = np.random.default_rng(4)
+    scores = rng.exponential(size=(300, 3))
+    codes = np.repeat([0, 1], 150)
+    cal = Calibration.fit(scores, codes)
+    whole = cal.held_out_p_values(scores, codes)
+    part = np.flatnonzero(rng.random(300) < 0.2)
+    assert np.array_equal(cal.held_out_p_values(scores[part], codes[part]), whole[part])

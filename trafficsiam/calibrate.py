@@ -318,6 +318,27 @@ class KnownScorer:
         """`judge(measure(...))`."""
         return self.judge(self.measure(emb, x, batch_size), rate)
 
+    def held_out_evidence(self, emb: np.ndarray, x: np.ndarray, codes: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(voted good, p-value of the voted scenario, p-value of good traffic) of held-out
+        records of scenario `codes`, each judged as if the calibration had not seen it
+        (leave-one-out under its own scenario): `decide`'s input."""
+        if self.calibration is None:
+            raise ValueError("KnownScorer has no calibration: calibrate it first")
+        cal, codes = self.calibration, np.asarray(codes, dtype=np.int64)
+        m = self.measure(emb, x)
+        p_voted = cal.p_values(m.voted_scores, m.voted)
+        own = np.flatnonzero(m.voted == codes)
+        p_voted[own] = cal.held_out_p_values(m.voted_scores[own], codes[own])
+        if self.good_code < 0:
+            return np.zeros(len(codes), dtype=bool), p_voted, np.zeros(len(codes))
+        good = np.full(len(codes), self.good_code, dtype=np.int64)
+        voted_good = m.voted == self.good_code
+        p_good = np.where(voted_good, p_voted, cal.p_values(m.good_scores, good))
+        own_good = np.flatnonzero(~voted_good & (codes == self.good_code))
+        p_good[own_good] = cal.held_out_p_values(m.good_scores[own_good], good[own_good])
+        return voted_good, p_voted, p_good
+
     def held_out_rates(self, emb: np.ndarray, x: np.ndarray, codes: np.ndarray,
                        rates: Iterable[float]) -> list[dict[str, float]]:
         """What the decision flags among the held-out good records at each rate, each
@@ -328,39 +349,17 @@ class KnownScorer:
         good = np.asarray(codes) == self.good_code
         if not good.any():
             return []
-        m = self.measure(emb[good], x[good])
-        voted_good = m.voted == self.good_code
-        p_good = self.calibration.held_out_p_values(
-            m.good_scores, np.full(len(m.voted), self.good_code))
-        p_voted = np.where(voted_good, p_good,
-                           self.calibration.p_values(m.voted_scores, m.voted))
-        return rate_table(rates, voted_good, p_voted, p_good)
+        return rate_table(rates, *self.held_out_evidence(emb[good], x[good],
+                                                         np.asarray(codes)[good]))
 
-
-def held_out_explained(scorer: KnownScorer, emb: np.ndarray, x: np.ndarray,
-                       codes: np.ndarray, rate: float) -> np.ndarray:
-    """Whether the decision at `rate` explains each held-out record (scenario `codes`),
-    each judged as if the calibration had not seen it (leave-one-out, as
-    `KnownScorer.held_out_rates` judges the good ones)."""
-    if scorer.calibration is None:
-        raise ValueError("KnownScorer has no calibration: calibrate it first")
-    codes = np.asarray(codes, dtype=np.int64)
-    if len(codes) == 0:
-        return np.zeros(0, dtype=bool)
-    cal = scorer.calibration
-    m = scorer.measure(emb, x)
-    p_voted = cal.p_values(m.voted_scores, m.voted)
-    own = np.flatnonzero(m.voted == codes)
-    p_voted[own] = cal.held_out_p_values(m.voted_scores[own], codes[own])
-    if scorer.good_code < 0:
-        return np.asarray(p_voted > rate)
-    good = np.full(len(codes), scorer.good_code, dtype=np.int64)
-    voted_good = m.voted == scorer.good_code
-    p_good = np.where(voted_good, p_voted, cal.p_values(m.good_scores, good))
-    own_good = np.flatnonzero(~voted_good & (codes == scorer.good_code))
-    p_good[own_good] = cal.held_out_p_values(m.good_scores[own_good], good[own_good])
-    explained, _ = decide(voted_good, p_voted, p_good, rate)
-    return np.asarray(explained)
+    def held_out_explained(self, emb: np.ndarray, x: np.ndarray, codes: np.ndarray,
+                           rate: float) -> np.ndarray:
+        """Whether the decision at `rate` explains each held-out record (the false alarms
+        new-type discovery weighs candidates against), judged as `held_out_rates` does."""
+        if len(codes) == 0:
+            return np.zeros(0, dtype=bool)
+        explained, _ = decide(*self.held_out_evidence(emb, x, codes), rate)
+        return np.asarray(explained)
 
 
 # The false-alarm rates at which the decision is measured on held-out good records

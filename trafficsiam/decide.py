@@ -114,8 +114,9 @@ class Calibration:
     @staticmethod
     def _leave_one_out(columns: np.ndarray, own: np.ndarray) -> np.ndarray:
         """Each held-out record's smallest p-value against the others of its scenario
-        (its own value counts once: (1 + others at least as extreme) / n)."""
-        n = own.shape[0]
+        (its own value counts once: (1 + others at least as extreme) / n, n the held-out
+        records in `columns`, so that any subset of them gets the same p-values)."""
+        n = columns.shape[1]
         p = np.stack([_exceeding(columns[j], own[:, j]) for j in range(columns.shape[0])])
         return (p / n).min(axis=0)
 

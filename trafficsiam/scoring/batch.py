@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from trafficsiam.artifact import Artifact
-from trafficsiam.calibrate import Assessment, KnownScorer, held_out_explained
+from trafficsiam.calibrate import Assessment, KnownScorer
 from trafficsiam.config import ScoreConfig
 from trafficsiam.contract import TS_COLUMNS, VERDICTS
 from trafficsiam.decide import verdict_codes
@@ -117,8 +117,8 @@ class Scoring:
         hold = self.art.holdout
         emb = hold[self.art.embedding_columns].to_numpy(np.float64)
         codes = self.art.codes_of(hold["scenario"])
-        explained = held_out_explained(self.scorer, emb, self.art.inputs["holdout"], codes,
-                                       self.cfg.false_alarm_rate)
+        explained = self.scorer.held_out_explained(emb, self.art.inputs["holdout"], codes,
+                                                   self.cfg.false_alarm_rate)
         return Background(emb[~explained], codes[~explained],
                           np.bincount(codes, minlength=len(self.scenario_names)))
 
