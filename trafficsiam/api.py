@@ -99,13 +99,19 @@ class FitResult:
         return "\n".join(lines)
 
 
+def _at_configured_rate(cal: dict[str, Any]) -> dict[str, float] | None:
+    """What the decision flags among held-out good records at the configured rate
+    (manifest "calibration"'s row of that rate); None when it has none."""
+    return next((r for r in cal["held_out_good"] if r["rate"] == cal["false_alarm_rate"]),
+                None)
+
+
 def calibration_text(cal: dict[str, Any]) -> str | None:
     """One line on what a model's decision flags among its held-out good records at its
     configured rate (manifest "calibration"); None when it has none."""
-    at = [r for r in cal["held_out_good"] if r["rate"] == cal["false_alarm_rate"]]
-    if not at:
+    row = _at_configured_rate(cal)
+    if row is None:
         return None
-    row = at[0]
     return (f"decision calibrated on {sum(cal['held_out_records'].values())} held-out "
             f"records: at score.false_alarm_rate {row['rate']:g}, {row['flagged']:.1%} of "
             f"held-out good records flagged ({row['unlike_good']:.1%} unlike good traffic, "
@@ -240,9 +246,8 @@ def _warn_thin_good(calibration: dict[str, Any], good: str, records: int) -> Non
     """Warn when good traffic is too thin for the decision's promise (a few good records:
     the vote seldom finds a good neighbour, and no held-out record calibrates it)."""
     held = int(calibration["held_out_records"].get(good, 0))
-    at = [r for r in calibration["held_out_good"]
-          if r["rate"] == calibration["false_alarm_rate"]]
-    flagged = at[0]["flagged"] if at else None
+    row = _at_configured_rate(calibration)
+    flagged = row["flagged"] if row else None
     if held < MIN_GOOD_HELD_OUT:
         log.warning("good traffic ('%s') has %d records, %d of them held out to calibrate the "
                     "decision: too few for score.false_alarm_rate %g to hold; expect many good "

@@ -8,12 +8,14 @@ gives the verdicts, included).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "ASSIGN", "CLUSTERS", "CLUSTERS_CSV", "EXAMPLES_CSV", "FEATURES_CSV", "GOOD", "HISTORY",
     "HOLDOUT", "INDEX_HTML", "INPUTS", "KNOWN", "MANIFEST", "MAX_TEXT", "MODEL_FORMAT", "NEW",
     "NEW_TYPES_CSV", "OUTLIER", "OUT_LOCK", "REFERENCE", "REPORT_HTML", "RUNS_DIR",
     "STATE_NAME", "SUMMARY", "TS_COLUMNS", "VERDICTS", "WEIGHTS", "WORK_NAME",
-    "alert_exit_code", "run_exit_code",
+    "alert_exit_code", "own_name", "run_exit_code",
 ]
 
 # The verdicts, in the order of their int8 codes (`decide.verdict_codes`).
@@ -75,3 +77,13 @@ def run_exit_code(found_new_types: bool, alert: int | None) -> int:
     """The exit code of a scoring run that succeeded: `alert` when it found a candidate
     new error type and an alert code is set, else 0."""
     return alert if found_new_types and alert else 0
+
+
+def own_name(name: str, taken: Iterable[object]) -> str:
+    """A column name of one of our tables beside the user's columns: `name`, with `_`
+    appended while one of `taken` (the user's names) is called the same; theirs keep
+    their names."""
+    names = {str(t) for t in taken}
+    while name in names:
+        name += "_"
+    return name

@@ -117,10 +117,14 @@ class Sample:
 
     def count(self, voted: np.ndarray, unexplained: int) -> None:
         """Count a batch: its records' voted scenario codes, its unexplained records."""
-        counts = np.bincount(np.asarray(voted, dtype=np.int64), minlength=len(self.voted))
-        counts[: len(self.voted)] += self.voted
-        self.voted = counts
-        self.unexplained += int(unexplained)
+        self._add(np.bincount(np.asarray(voted, dtype=np.int64)), unexplained)
+
+    def _add(self, voted: np.ndarray, unexplained: int) -> None:
+        """Add records per voted code (arrays of any lengths) and unexplained records."""
+        total = np.zeros(max(len(self.voted), len(voted)), dtype=np.int64)
+        total[: len(self.voted)] += self.voted
+        total[: len(voted)] += voted
+        self.voted, self.unexplained = total, self.unexplained + int(unexplained)
 
     def in_embedding_order(self) -> Sample:
         """The same records sorted by their embedding (then key, file, row): clustering
@@ -135,10 +139,7 @@ class Sample:
     def merge(self, other: Sample) -> None:
         if len(other) and other.emb is not None and other.x is not None:
             self.offer(other.keys, other.file, other.row, other.emb, other.x, other.novelty)
-        voted = np.zeros(max(len(self.voted), len(other.voted)), dtype=np.int64)
-        voted[: len(self.voted)] += self.voted
-        voted[: len(other.voted)] += other.voted
-        self.voted, self.unexplained = voted, self.unexplained + other.unexplained
+        self._add(other.voted, other.unexplained)
 
 
 @dataclass

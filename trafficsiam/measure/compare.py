@@ -204,7 +204,7 @@ def _view(fitted: api.FitResult, evaluated: Path) -> dict[str, Any]:
     projection = Projection.fit(emb[-1], keep=0)
     records = pd.read_parquet(evaluated / "records.parquet")
     label_col = records.columns[0]
-    dim = sum(c.startswith("e") and c.rstrip("_")[1:].isdigit() for c in records.columns[1:])
+    dim = int(fitted.manifest["model"]["embedding_dim"])
     ecols = [own_column(f"e{i}", label_col) for i in range(dim)]
     rng = np.random.default_rng(0)
     rows = np.sort(rng.choice(len(records), min(MAP_RECORDS, len(records)), replace=False))

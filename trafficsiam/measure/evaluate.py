@@ -59,7 +59,7 @@ from sklearn.metrics import (
 from trafficsiam import artifact, read, write
 from trafficsiam.artifact import Artifact
 from trafficsiam.config import ScoreConfig
-from trafficsiam.contract import GOOD, KNOWN, NEW, OUTLIER, VERDICTS
+from trafficsiam.contract import GOOD, KNOWN, NEW, OUTLIER, VERDICTS, own_name
 from trafficsiam.labels import clean_labels
 from trafficsiam.model import embed
 from trafficsiam.paths import check_outputs, input_roots
@@ -408,10 +408,9 @@ def _warn_unmatched_labels(labels: pd.Series, known: list[str], good: str, label
 
 
 def own_column(name: str, label_col: str) -> str:
-    """The name of one of records.parquet's own columns (`known`, `ts_*`, `e0`...): as
-    named, or with `_` appended when the label column, which comes first and keeps its
-    name, is called the same."""
-    return f"{name}_" if name == label_col else name
+    """The name of one of records.parquet's own columns (`known`, `ts_*`, `e0`...) beside
+    the label column, which comes first and keeps its name (`contract.own_name`)."""
+    return own_name(name, [label_col])
 
 
 def evaluate(

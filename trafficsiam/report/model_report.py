@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from trafficsiam import artifact, write
-from trafficsiam.contract import EXAMPLES_CSV, FEATURES_CSV, REPORT_HTML
+from trafficsiam.contract import EXAMPLES_CSV, FEATURES_CSV, REPORT_HTML, own_name
 from trafficsiam.normalise import Normaliser
 from trafficsiam.paths import check_outputs
 from trafficsiam.report import cards, figures
@@ -66,14 +66,10 @@ def _own_columns(taken: list[object]) -> tuple[str, str, str]:
     """examples.csv's first three columns (the cluster, its name, the training row): named
     `cluster`, `name`, `row`, with `_` appended while a feature or the label column has
     that name (the record's own columns keep theirs). Readers take them by position."""
-    names = {str(c) for c in taken}
-    own = []
+    taken = list(taken)
+    own: list[str] = []
     for base in ("cluster", "name", "row"):
-        name = base
-        while name in names:
-            name += "_"
-        names.add(name)
-        own.append(name)
+        own.append(own_name(base, taken + own))
     return own[0], own[1], own[2]
 
 
