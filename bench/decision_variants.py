@@ -26,7 +26,6 @@ then each seed), then the rankings' AUROC.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,8 +36,7 @@ from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS  # noqa: E402
-from vote_reference import LABELS, frames  # noqa: E402
+from _stored import LABELS, arguments, frames  # noqa: E402
 
 from trafficsiam import artifact  # noqa: E402
 from trafficsiam.calibrate import KnownScorer, Measured  # noqa: E402
@@ -193,11 +191,7 @@ def line(tag: str, per_seed: list[dict[str, float]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="sample,5g,ton-iot,nsl-kdd")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--runs", type=Path, default=RESULTS / "verdicts-0.85")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     for name in args.data.split(","):
         models = [load(args.runs, name, seed) for seed in range(args.seeds)]
         rules: dict[str, Callable[[Model], Rule]] = {"shipped": lambda m: shipped}

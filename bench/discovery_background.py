@@ -18,7 +18,6 @@ and, but for the sample data, ../shared/datasets.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import sys
@@ -29,8 +28,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS  # noqa: E402
-from vote_reference import LABELS, frames  # noqa: E402
+from _stored import LABELS, arguments, frames  # noqa: E402
 
 from trafficsiam import api, synth  # noqa: E402
 from trafficsiam.newtypes import Background  # noqa: E402
@@ -69,11 +67,7 @@ def facts(result: pd.DataFrame, label: str, known: list[str]) -> dict[str, objec
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="sample,5g,ton-iot,nsl-kdd")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--runs", type=Path, default=RESULTS / "verdicts-0.85")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     logging.basicConfig(level=logging.WARNING)
     rows = []
     for name in args.data.split(","):

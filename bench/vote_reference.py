@@ -24,22 +24,18 @@ and ../shared/datasets. Prints one line per data set, seed and reference.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from pykdtree.kdtree import KDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, datasets_dir  # noqa: E402
+from _stored import LABELS, arguments, frames  # noqa: E402
 
 from trafficsiam import artifact  # noqa: E402
 from trafficsiam.calibrate import KnownScorer  # noqa: E402
 from trafficsiam.model import embed  # noqa: E402
-
-LABELS = {"nsl-kdd": "attack", "sample": "scenario", "ton-iot": "type", "5g": "failure"}
 
 
 class OtherReference(KnownScorer):
@@ -57,18 +53,6 @@ class OtherReference(KnownScorer):
     def clusters(self, dist, idx, emb=None):  # type: ignore[no-untyped-def]
         none = np.zeros(len(dist), np.int64)
         return none, none.astype(np.float64), none
-
-
-def frames(runs: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The training and test records of `bench/verdicts.py`'s split of `name`."""
-    data = datasets_dir()
-    if name == "nsl-kdd":
-        if data is None:
-            raise SystemExit("../shared/datasets is missing")
-        return (pd.read_parquet(data / "nsl-kdd" / "KDDTrain+.parquet"),
-                pd.read_parquet(data / "nsl-kdd" / "KDDTest+.parquet"))
-    folder = runs / name if name == "sample" else runs / name / "split"
-    return pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "test.parquet")
 
 
 def measure(runs: Path, name: str, seed: int) -> None:
@@ -122,15 +106,10 @@ def measure(runs: Path, name: str, seed: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="nsl-kdd,ton-iot,5g,sample")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--runs", type=Path, default=RESULTS / "verdicts-0.85")
-    args = parser.parse_args()
+    args = arguments(__doc__, "nsl-kdd,ton-iot,5g,sample")
     for name in args.data.split(","):
         for seed in range(args.seeds):
             measure(args.runs, name, seed)
-
 
 if __name__ == "__main__":
     main()
