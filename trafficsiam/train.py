@@ -124,33 +124,6 @@ def blank_inputs(x: torch.Tensor, rate: float) -> torch.Tensor:
     return x * (torch.rand_like(x) >= rate).to(x.dtype)
 
 
-class _Average:
-    """An exponential moving average of a model's weights over about `steps` optimiser
-    steps (`train.average_epochs`); `model` is None when not averaging. The average of
-    a model's last steps is a flatter point than any one of them: its embedding moves
-    less with the seed and with inputs unlike the training records."""
-
-    def __init__(self, model: SiameseMLP, steps: float) -> None:
-        self.model: SiameseMLP | None = None
-        self.rate = 0.0
-        if steps > 0:
-            self.model = copy.deepcopy(model).eval()
-            self.model.requires_grad_(False)
-            self.rate = min(1.0, 1.0 / steps)
-            self._source = list(model.state_dict().values())
-            self._target = list(self.model.state_dict().values())
-
-    def update(self) -> None:
-        if self.model is None:
-            return
-        with torch.no_grad():
-            for target, source in zip(self._target, self._source, strict=True):
-                if target.is_floating_point():
-                    target.lerp_(source, self.rate)
-                else:
-                    target.copy_(source)
-
-
 def _triplet_loss(
     model: SiameseMLP, loss_fn: Loss, x: torch.Tensor, t: Triplets, device: torch.device,
     input_dropout: float = 0.0,
@@ -273,11 +246,8 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
     if frames_idx is not None:
         frames.append(_frame(model, xt, frames_idx, device))
 
-    average = _Average(model, tc.average_epochs * steps)
-    # what is validated, kept and returned: the averaged weights when averaging
-    judged = average.model if average.model is not None else model
     history: list[dict[str, float]] = []
-    best_state = copy.deepcopy(judged.state_dict())
+    best_state = copy.deepcopy(model.state_dict())
     best_val, best_epoch, since_best = math.inf, 0, 0
     triplets_seen = 0
     stopped_early = False
@@ -298,7 +268,6 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
                 part = Triplets(order.anchor[sl], order.positive[sl], order.negative[sl])
                 loss = _triplet_loss(model, loss_fn, xt, part, device, tc.input_dropout)
                 _step(optimiser, params, loss)
-                average.update()
                 total += loss.detach() * len(part)
                 count += len(part)
         else:
@@ -309,14 +278,13 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
                 )
                 if n_trip:
                     _step(optimiser, params, loss)
-                    average.update()
                 total += loss.detach() * n_trip
                 count += n_trip
         triplets_seen += count
         train_loss = float(total) / max(count, 1)
-        val_loss, val_acc = _validate(judged, loss_fn, xt, codes_t, val_triplets, device)
+        val_loss, val_acc = _validate(model, loss_fn, xt, codes_t, val_triplets, device)
         if frames_idx is not None:
-            frames.append(_frame(judged, xt, frames_idx, device))
+            frames.append(_frame(model, xt, frames_idx, device))
         history.append({
             "epoch": epoch,
             "train_loss": train_loss,
@@ -333,7 +301,7 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
             )
         if best_epoch == 0 or val_loss < best_val - MIN_RELATIVE_IMPROVEMENT * abs(best_val):
             best_val, best_epoch, since_best = val_loss, epoch, 0
-            best_state = copy.deepcopy(judged.state_dict())
+            best_state = copy.deepcopy(model.state_dict())
         else:
             since_best += 1
             if since_best >= tc.patience:
