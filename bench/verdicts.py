@@ -205,6 +205,18 @@ def p_good_auroc(out: Path, name: str, runs: pd.DataFrame) -> pd.Series:
     return values
 
 
+def derived(out: Path, name: str, runs: pd.DataFrame, rank: bool = True) -> pd.DataFrame:
+    """`runs` of data set `name` (its run folder `out`) with the columns computed from
+    the stored models and records: the held-out alarm, the stability between seeds, the
+    per-type grouping and (with `rank`) 1 - ts_p_good's AUROC."""
+    runs["data"] = name
+    runs["held_out_alarm"] = held_out_alarm(out, runs)
+    runs[list(STABILITY[:3])] = between_seeds(out, runs)
+    runs["p_good_auroc"] = p_good_auroc(out, name, runs) if rank else np.nan
+    runs[list(STABILITY[4:])] = per_type_grouped(out, runs)
+    return runs
+
+
 def table(runs: pd.DataFrame) -> str:
     lines = ["| data | method | seeds | held-out alarm | "
              + " | ".join((*COLUMNS, *STABILITY)) + " |",
@@ -242,12 +254,7 @@ def main() -> None:
             runs = done[done["data"] == name].reset_index(drop=True)
         else:
             runs = runners[name](out / name)
-        runs["data"] = name
-        runs["held_out_alarm"] = held_out_alarm(out / name, runs)
-        runs[list(STABILITY[:3])] = between_seeds(out / name, runs)
-        runs["p_good_auroc"] = p_good_auroc(out / name, name, runs)
-        runs[list(STABILITY[4:])] = per_type_grouped(out / name, runs)
-        frames.append(runs)
+        frames.append(derived(out / name, name, runs))
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
         all_runs = pd.concat(frames, ignore_index=True)
         save_runs(out, all_runs, table(all_runs))
