@@ -173,7 +173,9 @@ def fit(
     if frames > 0:  # its own generator: recording frames leaves the fit's draws alone
         frame_rows = cluster.stratified_sample(
             scenarios, frames, np.random.default_rng(cfg.train.seed + 1))
-    trained = train(x, codes, cfg, quiet=quiet, frame_rows=frame_rows)
+    good_at = np.flatnonzero(names == cfg.data.good_label)
+    trained = train(x, codes, cfg, quiet=quiet, frame_rows=frame_rows,
+                    good_code=int(good_at[0]) if len(good_at) else None)
     clock.lap("train")
     emb = embed(trained.model, x)
     clock.lap("embed")
