@@ -173,9 +173,7 @@ def fit(
     if frames > 0:  # its own generator: recording frames leaves the fit's draws alone
         frame_rows = cluster.stratified_sample(
             scenarios, frames, np.random.default_rng(cfg.train.seed + 1))
-    good_at = np.flatnonzero(names == cfg.data.good_label)
-    trained = train(x, codes, cfg, quiet=quiet, frame_rows=frame_rows,
-                    good_code=int(good_at[0]) if len(good_at) else None)
+    trained = train(x, codes, cfg, quiet=quiet, frame_rows=frame_rows)
     clock.lap("train")
     emb = embed(trained.model, x)
     clock.lap("embed")

@@ -129,9 +129,6 @@ class TripletsConfig(_Section):
     # fewer scenarios than classes_per_batch, more records per scenario keep the size.
     classes_per_batch: int = Field(16, ge=2, le=4096)
     samples_per_class: int = Field(16, ge=2, le=4096)
-    # Share of each class-balanced batch given to good traffic (in every batch); the
-    # other scenarios share the rest. 0 = good traffic is one class like the others.
-    good_share: float = Field(0.0, ge=0, lt=1)
     # random strategy only: triplets per batch.
     batch_size: int = Field(256, ge=1, le=1 << 20)
 

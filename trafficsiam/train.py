@@ -172,7 +172,6 @@ def train(
     cfg: Config,
     quiet: bool = False,
     frame_rows: Sequence[int] | np.ndarray | None = None,
-    good_code: int | None = None,
 ) -> TrainResult:
     """Train on the normalised matrix `x` with integer scenario `codes` (one per row).
 
@@ -187,15 +186,14 @@ def train(
     # training starts (exit 130), never leave it half done for the finally block below.
     torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
     try:
-        return _train(x, codes, cfg, quiet, frame_rows, good_code)
+        return _train(x, codes, cfg, quiet, frame_rows)
     finally:
         # seed_everything switches deterministic mode on; leave the caller's setting as it was.
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
-           frame_rows: Sequence[int] | np.ndarray | None,
-           good_code: int | None = None) -> TrainResult:
+           frame_rows: Sequence[int] | np.ndarray | None) -> TrainResult:
     start = time.perf_counter()
     tc, trip = cfg.train, cfg.triplets
     seed_everything(tc.seed)
@@ -238,8 +236,7 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
             trip.classes_per_batch * trip.samples_per_class // max(2, min(n_classes,
                                                                        trip.classes_per_batch)),
         )
-        sampler = BalancedBatches(codes[train_idx], trip.classes_per_batch, per_class, rng,
-                                  favoured=good_code, favoured_share=trip.good_share)
+        sampler = BalancedBatches(codes[train_idx], trip.classes_per_batch, per_class, rng)
         batch_records = sampler.batch_size
     steps = tc.steps_per_epoch or max(1, math.ceil(len(train_idx) / batch_records))
     # Semi-hard mining's margin window: the triplet loss's own margin (as resolved).

@@ -255,8 +255,6 @@ class BalancedBatches:
         samples_per_class: int,
         rng: np.random.Generator,
         n_batches: int | None = None,
-        favoured: int | None = None,
-        favoured_share: float = 0.0,
     ) -> None:
         if classes_per_batch < 2:
             raise ConfigError(
@@ -288,14 +286,6 @@ class BalancedBatches:
             n_eligible_records = int(counts[eligible].sum())
             n_batches = max(1, -(-n_eligible_records // self.batch_size))
         self.n_batches = int(n_batches)
-        # the favoured class (good traffic) in every batch with this many records
-        self.favoured: int | None = None
-        self.favoured_records = 0
-        if favoured is not None and favoured_share > 0:
-            at = np.flatnonzero(classes == favoured)
-            if len(at) and int(at[0]) in set(eligible.tolist()):
-                self.favoured = int(at[0])
-                self.favoured_records = max(2, int(round(favoured_share * self.batch_size)))
 
     @property
     def batch_size(self) -> int:
@@ -314,28 +304,13 @@ class BalancedBatches:
             yield self._one_batch()
 
     def _one_batch(self) -> np.ndarray:
-        if self.favoured is not None:
-            return self._favoured_batch()
         k = self.samples_per_class
         chosen = self.rng.choice(self.eligible_classes, self.classes_per_batch, replace=False)
         parts = []
         for cls in chosen:
-            parts.append(self._draw(int(cls), k))
-        return np.concatenate(parts).astype(np.int64, copy=False)
-
-    def _draw(self, cls: int, k: int) -> np.ndarray:
-        size = int(self._counts[cls])
-        offsets = self.rng.choice(size, k, replace=size < k)
-        return self._order[self._starts[cls] + offsets]
-
-    def _favoured_batch(self) -> np.ndarray:
-        favoured = int(self.favoured or 0)
-        others = self.eligible_classes[self.eligible_classes != self.favoured]
-        n_other = min(len(others), self.classes_per_batch - 1)
-        chosen = self.rng.choice(others, n_other, replace=False)
-        k = max(2, (self.batch_size - self.favoured_records) // max(n_other, 1))
-        parts = [self._draw(favoured, self.favoured_records)]
-        parts += [self._draw(int(cls), k) for cls in chosen]
+            size = int(self._counts[cls])
+            offsets = self.rng.choice(size, k, replace=size < k)
+            parts.append(self._order[self._starts[cls] + offsets])
         return np.concatenate(parts).astype(np.int64, copy=False)
 
 
