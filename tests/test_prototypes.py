@@ -3,6 +3,8 @@ choice between it and the Euclidean one."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,21 @@ def test_auto_saturation_without_evidence_stays_euclidean() -> None:
     assert 0 < choice.failure_records < AUTO_MIN_RECORDS
     assert str(AUTO_MIN_RECORDS) in choice.describe()
     assert choose_saturation(x, np.zeros(len(x), bool), protos, 0.99).saturation is None
+
+
+def test_repeated_records_give_prototypes_without_a_warning() -> None:
+    """Exports repeat records: 3,000 records with 40 distinct rows ask k-means for 256
+    centres. It used to print sklearn's ConvergenceWarning on stderr (even under
+    --quiet); the prototypes are right either way: every record is on one."""
+    from trafficsiam.prototypes import build_prototypes, nearest_distance
+
+    rng = np.random.default_rng(0)
+    distinct = rng.normal(size=(40, 6)).astype(np.float32)
+    x = distinct[rng.integers(0, 40, size=3000)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        protos, owner = build_prototypes(x, np.zeros(len(x), np.int64), per_cluster=256)
+    assert len(protos) == 256 and (owner == 0).all()
+    assert len(np.unique(protos.round(4), axis=0)) == 40  # each distinct record a centre
+    # 0 up to the float32 rounding of |p|^2 - 2 p.x + |x|^2
+    assert np.allclose(nearest_distance(x, protos), 0.0, atol=1e-2)

@@ -11,12 +11,14 @@ turns these distances into evidence; this module knows nothing of embeddings.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 
 # The saturated anomaly is the mean over `ANOMALY_SETS` k-means fits of good traffic,
 # each with half of `cluster.prototypes`, of the saturated distance to the nearest of the
@@ -51,7 +53,11 @@ def build_prototypes(
         if k == 1:
             centres = points.mean(axis=0, keepdims=True)
         else:
-            centres = KMeans(k, n_init=1, random_state=seed).fit(points).cluster_centers_
+            with warnings.catch_warnings():
+                # fewer distinct records than k (exports repeat records): k-means warns and
+                # repeats a centre, which changes no nearest distance
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                centres = KMeans(k, n_init=1, random_state=seed).fit(points).cluster_centers_
         protos.append(np.asarray(centres, dtype=np.float32))
         owner.append(np.full(len(centres), int(cluster), dtype=np.int64))
     if not protos:
