@@ -11,14 +11,12 @@ turns these distances into evidence; this module knows nothing of embeddings.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
 
 # The saturated anomaly is the mean over `ANOMALY_SETS` k-means fits of good traffic,
 # each with half of `cluster.prototypes`, of the saturated distance to the nearest of the
@@ -41,6 +39,14 @@ MIN_THRESHOLD = 1e-9
 GOOD_PROTOTYPE_RECORDS = 65536
 
 
+def distinct_rows(points: np.ndarray) -> int:
+    """How many distinct rows `points` holds (-0.0 and 0.0 alike)."""
+    if len(points) == 0:
+        return 0
+    rows = np.ascontiguousarray(points + points.dtype.type(0))
+    return len(np.unique(rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1])))))
+
+
 def build_prototypes(
     inputs: np.ndarray, clusters: np.ndarray, per_cluster: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -49,15 +55,13 @@ def build_prototypes(
     protos, owner = [], []
     for cluster in np.unique(clusters[clusters >= 0]):
         points = np.asarray(inputs[clusters == cluster], dtype=np.float32)
-        k = max(1, min(per_cluster, len(points) // 10))
+        # never more centres than distinct records: k-means left the surplus centres
+        # empty, where sklearn puts them anywhere, even far outside the data
+        k = max(1, min(per_cluster, len(points) // 10, distinct_rows(points)))
         if k == 1:
             centres = points.mean(axis=0, keepdims=True)
         else:
-            with warnings.catch_warnings():
-                # fewer distinct records than k (exports repeat records): k-means warns and
-                # repeats a centre, which changes no nearest distance
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                centres = KMeans(k, n_init=1, random_state=seed).fit(points).cluster_centers_
+            centres = KMeans(k, n_init=1, random_state=seed).fit(points).cluster_centers_
         protos.append(np.asarray(centres, dtype=np.float32))
         owner.append(np.full(len(centres), int(cluster), dtype=np.int64))
     if not protos:
