@@ -505,3 +505,19 @@ def test_a_deleted_output_is_scored_again(model, batch, tmp_path):
     (out / "batch.parquet").unlink()
     again = score(model, batch, out, state=state, config=CFG, quiet=True)
     assert again.run_id is not None and (out / "batch.parquet").is_file()
+
+
+def test_summary_names_the_model_by_an_absolute_path(fitted, batch, tmp_path, monkeypatch):
+    """A model given by a relative path (`score models/prod ...` from a cron job's
+    directory) is named absolutely in summary.json: `report` and `promote`, run later
+    from another directory, find it by that path."""
+    from trafficsiam.derive import run_model
+
+    monkeypatch.chdir(Path(fitted[0].path).parent)
+    relative = Path(Path(fitted[0].path).name)
+    out = tmp_path / "scored"
+    result = score(relative, batch, out, config=CFG, quiet=True)
+    named = Path(result.summary["model"]["path"])
+    assert named.is_absolute() and named == Path(fitted[0].path).absolute()
+    monkeypatch.chdir(tmp_path)
+    assert api.load(run_model(out)).model_id == result.summary["model"]["id"]

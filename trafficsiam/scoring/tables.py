@@ -89,7 +89,8 @@ def summarise(
         "_examples"])
     summary = {
         "run_id": run_id,
-        "model": {"id": art.model_id, "path": str(art.path)},
+        # absolute: `report` and `promote` find the model by it from any directory
+        "model": {"id": art.model_id, "path": str(Path(art.path).absolute())},
         "engine": engine,
         "records": tally.rows,
         "verdicts": tally.verdicts(),
