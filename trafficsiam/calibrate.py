@@ -325,19 +325,30 @@ class KnownScorer:
         (leave-one-out under its own scenario): `decide`'s input."""
         if self.calibration is None:
             raise ValueError("KnownScorer has no calibration: calibrate it first")
-        cal, codes = self.calibration, np.asarray(codes, dtype=np.int64)
+        codes = np.asarray(codes, dtype=np.int64)
         m = self.measure(emb, x)
-        p_voted = cal.p_values(m.voted_scores, m.voted)
-        own = np.flatnonzero(m.voted == codes)
-        p_voted[own] = cal.held_out_p_values(m.voted_scores[own], codes[own])
+        # each record's p-value under a scenario once: leave-one-out under its own
+        p_voted = self._p_held_out(m.voted_scores, m.voted, codes)
         if self.good_code < 0:
             return np.zeros(len(codes), dtype=bool), p_voted, np.zeros(len(codes))
-        good = np.full(len(codes), self.good_code, dtype=np.int64)
         voted_good = m.voted == self.good_code
-        p_good = np.where(voted_good, p_voted, cal.p_values(m.good_scores, good))
-        own_good = np.flatnonzero(~voted_good & (codes == self.good_code))
-        p_good[own_good] = cal.held_out_p_values(m.good_scores[own_good], good[own_good])
+        p_good = p_voted.copy()  # records voted good already have it
+        other = np.flatnonzero(~voted_good)
+        p_good[other] = self._p_held_out(m.good_scores[other],
+                                         np.full(len(other), self.good_code), codes[other])
         return voted_good, p_voted, p_good
+
+    def _p_held_out(self, scores: np.ndarray, hypothesis: np.ndarray, own: np.ndarray
+                    ) -> np.ndarray:
+        """p-values of held-out records (`own`: their scenarios) under `hypothesis`:
+        leave-one-out where it is their own scenario, the calibration's otherwise."""
+        cal = self.calibration
+        assert cal is not None
+        mine = hypothesis == own
+        out = np.empty(len(hypothesis), dtype=np.float64)
+        out[~mine] = cal.p_values(scores[~mine], hypothesis[~mine])
+        out[mine] = cal.held_out_p_values(scores[mine], hypothesis[mine])
+        return out
 
     def held_out_rates(self, emb: np.ndarray, x: np.ndarray, codes: np.ndarray,
                        rates: Iterable[float]) -> list[dict[str, float]]:

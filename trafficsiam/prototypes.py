@@ -55,9 +55,11 @@ def build_prototypes(
     protos, owner = [], []
     for cluster in np.unique(clusters[clusters >= 0]):
         points = np.asarray(inputs[clusters == cluster], dtype=np.float32)
-        # never more centres than distinct records: k-means left the surplus centres
-        # empty, where sklearn puts them anywhere, even far outside the data
-        k = max(1, min(per_cluster, len(points) // 10, distinct_rows(points)))
+        k = max(1, min(per_cluster, len(points) // 10))
+        if k > 1:
+            # never more centres than distinct records: k-means left the surplus centres
+            # empty, where sklearn puts them anywhere, even far outside the data
+            k = min(k, distinct_rows(points))
         if k == 1:
             centres = points.mean(axis=0, keepdims=True)
         else:

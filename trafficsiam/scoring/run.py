@@ -146,7 +146,7 @@ def score(
             scoring.earlier = seen_before(summaries(out), art.model_id)
             tally, new_types, examples, rows, staged = run_engine(scoring, jobs, out, run_id,
                                                                   quiet)
-            _warn_unknown_categories(scoring, tally, specs)
+            _warn_exported_differently(scoring, tally, specs)
             # The inputs are hashed again (a file rewritten while we read it must not be
             # recorded) while the tables and the page are built: hashlib releases the GIL.
             # Nothing is put in place before the hashes are checked.
@@ -250,7 +250,7 @@ def _warn_other_model(scored_by: dict[Path, str], model_id: str) -> None:
                     count, ", ".join(others), model_id, model_id)
 
 
-def _warn_unknown_categories(scoring: Scoring, tally: Tally, specs: Sequence[str]) -> None:
+def _warn_exported_differently(scoring: Scoring, tally: Tally, specs: Sequence[str]) -> None:
     """A categorical feature none of whose values the model knows, or a numeric one empty
     in every record, is usually exported differently than at fit (case, codes instead of
     names, a renamed source field): said once per run."""
