@@ -1,7 +1,7 @@
 """The fitted models of a `bench/verdicts.py` run, for the offline studies that judge them
 again without refitting (`vote_reference.py`, `discovery_background.py`,
-`decision_variants.py`): each data set's label column, its training and test records, and
-the command line they share.
+`decision_variants.py`): each data set's label column, its training and test records
+(`verdicts.split_files`), and the command line they share.
 """
 
 from __future__ import annotations
@@ -10,24 +10,31 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-from _common import RESULTS, datasets_dir
+from _common import RESULTS
+from verdicts import LABELLING, split_files
 
 # The label column of each data set in `bench/verdicts.py`.
-LABELS = {"nsl-kdd": "attack", "sample": "scenario", "ton-iot": "type", "5g": "failure"}
+LABELS = {name: labelling[0] for name, labelling in LABELLING.items()}
 # The run folder the studies read by default: the second run of BENCHMARKS.md §6.
 DEFAULT_RUNS = RESULTS / "verdicts-0.85"
 
 
+def _read(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run bench/verdicts.py (or pass --runs), and "
+                         "keep ../shared/datasets beside the repository")
+    return pd.read_parquet(path)
+
+
+def test_records(runs: Path, name: str) -> pd.DataFrame:
+    """The test records of `bench/verdicts.py`'s split of `name`."""
+    return _read(split_files(runs / name, name)[1])
+
+
 def frames(runs: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The training and test records of `bench/verdicts.py`'s split of `name`."""
-    data = datasets_dir()
-    if name == "nsl-kdd":
-        if data is None:
-            raise SystemExit("../shared/datasets is missing")
-        return (pd.read_parquet(data / "nsl-kdd" / "KDDTrain+.parquet"),
-                pd.read_parquet(data / "nsl-kdd" / "KDDTest+.parquet"))
-    folder = runs / name if name == "sample" else runs / name / "split"
-    return pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "test.parquet")
+    train, test = split_files(runs / name, name)
+    return _read(train), _read(test)
 
 
 def arguments(doc: str, data: str = "sample,5g,ton-iot,nsl-kdd") -> argparse.Namespace:

@@ -32,11 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stored import LABELS, arguments, frames  # noqa: E402
+from _stored import LABELS, arguments, test_records  # noqa: E402
 
 from trafficsiam import artifact  # noqa: E402
 from trafficsiam.calibrate import KnownScorer, Measured  # noqa: E402
@@ -94,9 +95,8 @@ class Model:
     held: Evidence
 
 
-def load(runs: Path, name: str, seed: int) -> Model:
-    train, test = frames(runs, name)
-    del train
+def load(runs: Path, name: str, seed: int, test: pd.DataFrame) -> Model:
+    """The evidence of model `seed` of data set `name` on its `test` records."""
     art = artifact.load(runs / name / "models" / f"lossless-triplet-seed{seed}")
     scenarios = [str(s) for s in art.manifest["scenarios"]]
     names = np.array(scenarios)
@@ -193,7 +193,8 @@ def line(tag: str, per_seed: list[dict[str, float]]) -> str:
 def main() -> None:
     args = arguments(__doc__)
     for name in args.data.split(","):
-        models = [load(args.runs, name, seed) for seed in range(args.seeds)]
+        test = test_records(args.runs, name)
+        models = [load(args.runs, name, seed, test) for seed in range(args.seeds)]
         rules: dict[str, Callable[[Model], Rule]] = {"shipped": lambda m: shipped}
         for floor in (0.01, 0.05, 0.1, 0.2):
             rules[f"second opinion, floor {floor}"] = (

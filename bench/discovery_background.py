@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stored import LABELS, arguments, frames  # noqa: E402
+from _stored import LABELS, arguments, test_records  # noqa: E402
 
 from trafficsiam import api, synth  # noqa: E402
 from trafficsiam.newtypes import Background  # noqa: E402
@@ -71,7 +71,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     rows = []
     for name in args.data.split(","):
-        _, test = frames(args.runs, name)
+        test = test_records(args.runs, name)
         label = LABELS[name]
         for seed in range(args.seeds):
             art = api.load(args.runs / name / "models" / f"lossless-triplet-seed{seed}")

@@ -31,7 +31,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,41 +56,58 @@ TYPE_RECORDS = 50
 BASELINES = ("no-embedding", "isolation-forest", "knn", "random-forest")
 
 
-def config(label: str, good: str, ignore: list[str]):  # type: ignore[no-untyped-def]
+# Each data set's label column, good label and columns that are no features (only the
+# label flags are set: the default configuration otherwise).
+LABELLING = {
+    "sample": ("scenario", "good", ["id", "timestamp"]),
+    "nsl-kdd": ("attack", "normal", ["category", "is_attack", "difficulty"]),
+    "ton-iot": ("type", "normal", ["src_ip", "dst_ip", "src_port", "dst_port", "label"]),
+    "5g": ("failure", "normal", []),
+}
+KDD_TRAIN = "KDDTrain+.parquet"
+
+
+def config(name: str, extra: Sequence[dict[str, Any]] = ()):  # type: ignore[no-untyped-def]
+    """Data set `name`'s configuration, with `extra` config layers on top."""
+    label, good, ignore = LABELLING[name]
     return build_config({}, [{"data": {"label_column": label, "good_label": good,
-                                       "ignore": ignore, "rare_scenarios": "drop"}}],
+                                       "ignore": ignore, "rare_scenarios": "drop"}}, *extra],
                         source="bench")
+
+
+def split_files(out: Path, name: str, kdd_train: str = KDD_TRAIN) -> tuple[Path, Path]:
+    """(training file, test file) of data set `name` in its run folder `out`: the sample
+    data's generated files, backtest's split/ for TON_IoT and 5G, NSL-KDD's own files."""
+    if name == "nsl-kdd":
+        return DATASETS / "nsl-kdd" / kdd_train, DATASETS / "nsl-kdd" / "KDDTest+.parquet"
+    folder = out if name == "sample" else out / "split"
+    return folder / "train.parquet", folder / "test.parquet"
 
 
 def run_sample(out: Path, seeds: int) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     synth.write(out / "train.parquet", rows=20_000, seed=1, novel=False)
     synth.write(out / "test.parquet", rows=20_000, seed=2, novel=True)
-    cfg = config("scenario", "good", ["id", "timestamp"])
-    return compare(out / "train.parquet", out / "test.parquet", out, cfg,
+    return compare(*split_files(out, "sample"), out, config("sample"),
                    losses=("lossless-triplet",), seeds=seeds, baseline_names=BASELINES,
                    quiet=True, report=False).runs
 
 
 def run_kdd(out: Path, seeds: int, train: str) -> pd.DataFrame:
-    kdd = DATASETS / "nsl-kdd"
-    cfg = config("attack", "normal", ["category", "is_attack", "difficulty"])
-    return compare(kdd / train, kdd / "KDDTest+.parquet", out, cfg,
+    return compare(*split_files(out, "nsl-kdd", train), out, config("nsl-kdd"),
                    losses=("lossless-triplet",), seeds=seeds, baseline_names=BASELINES,
                    quiet=True, report=False).runs
 
 
 def run_ton(out: Path, seeds: int) -> pd.DataFrame:
-    cfg = config("type", "normal", ["src_ip", "dst_ip", "src_port", "dst_port", "label"])
-    return backtest(DATASETS / "ton-iot" / "train_test_network.parquet", out, cfg,
+    return backtest(DATASETS / "ton-iot" / "train_test_network.parquet", out, config("ton-iot"),
                     unseen=["injection", "backdoor", "ransomware", "mitm"], seeds=seeds,
                     quiet=True, report=False).compared.runs
 
 
 def run_5g(out: Path, seeds: int) -> pd.DataFrame:
     g = DATASETS / "5gc-failures"
-    cfg = config("failure", "normal", [])
-    return backtest([g / "site_b_train.parquet", g / "site_b_test.parquet"], out, cfg,
+    return backtest([g / "site_b_train.parquet", g / "site_b_test.parquet"], out, config("5g"),
                     unseen=["interface-loss", "vcpu-overload"], split="time", seeds=seeds,
                     quiet=True, report=False).compared.runs
 
@@ -174,14 +193,6 @@ def per_type_grouped(out: Path, runs: pd.DataFrame) -> pd.DataFrame:
     return values
 
 
-def test_file(out: Path, name: str) -> tuple[Path, str]:
-    """The test records of a data set's runs and their label column."""
-    return {"sample": (out / "test.parquet", "scenario"),
-            "nsl-kdd": (DATASETS / "nsl-kdd" / "KDDTest+.parquet", "attack"),
-            "ton-iot": (out / "split" / "test.parquet", "type"),
-            "5g": (out / "split" / "test.parquet", "failure")}[name]
-
-
 def p_good_auroc(out: Path, name: str, runs: pd.DataFrame) -> pd.Series:
     """The model's other ranking: AUROC of 1 - ts_p_good, novel against good records
     (novel_auroc ranks by ts_anomaly); NaN for baselines."""
@@ -190,8 +201,8 @@ def p_good_auroc(out: Path, name: str, runs: pd.DataFrame) -> pd.Series:
     from trafficsiam import artifact
     from trafficsiam.model import embed
 
-    path, label = test_file(out, name)
-    frame = pd.read_parquet(path)
+    label = LABELLING[name][0]
+    frame = pd.read_parquet(split_files(out, name)[1])
     values = pd.Series(np.nan, index=runs.index)
     for row in runs[runs["kind"] == "loss"].itertuples():
         model = artifact.load(out / "models" / f"{row.method}-seed{row.seed}")
@@ -231,7 +242,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="sample,5g,ton-iot,nsl-kdd")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--kdd-train", default="KDDTrain+.parquet")
+    parser.add_argument("--kdd-train", default=KDD_TRAIN)
     parser.add_argument("--out", default=str(RESULTS / "verdicts"))
     parser.add_argument("--recompute", action="store_true",
                         help="no fits: recompute the derived columns of --out's runs.csv")

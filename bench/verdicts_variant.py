@@ -27,21 +27,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, save_runs  # noqa: E402
 from _stored import DEFAULT_RUNS  # noqa: E402
-from verdicts import DATASETS, derived, table  # noqa: E402
+from verdicts import config, derived, split_files, table  # noqa: E402
 
-from trafficsiam.config import build_config  # noqa: E402
 from trafficsiam.measure.compare import compare  # noqa: E402
-
-# (training file, test file, label column, good label, ignored columns) per data set,
-# the training and test files relative to the stored run (None: the shared data set)
-SPLITS = {
-    "sample": ("sample/train.parquet", "sample/test.parquet", "scenario", "good",
-               ["id", "timestamp"]),
-    "5g": ("5g/split/train.parquet", "5g/split/test.parquet", "failure", "normal", []),
-    "ton-iot": ("ton-iot/split/train.parquet", "ton-iot/split/test.parquet", "type", "normal",
-                ["src_ip", "dst_ip", "src_port", "dst_port", "label"]),
-    "nsl-kdd": (None, None, "attack", "normal", ["category", "is_attack", "difficulty"]),
-}
 
 
 def override(pairs: list[str]) -> list[dict[str, dict[str, object]]]:
@@ -55,17 +43,9 @@ def override(pairs: list[str]) -> list[dict[str, dict[str, object]]]:
 
 
 def run(name: str, runs: Path, out: Path, seeds: int, sets: list[str]) -> pd.DataFrame:
-    train, test, label, good, ignore = SPLITS[name]
-    if train is None:
-        train_path = DATASETS / "nsl-kdd" / "KDDTrain+.parquet"
-        test_path = DATASETS / "nsl-kdd" / "KDDTest+.parquet"
-    else:
-        train_path, test_path = runs / train, runs / str(test)
-    cfg = build_config({}, [{"data": {"label_column": label, "good_label": good,
-                                      "ignore": ignore, "rare_scenarios": "drop"}},
-                            *override(sets)], source="bench")
-    return compare(train_path, test_path, out, cfg, losses=("lossless-triplet",), seeds=seeds,
-                   baseline_names=(), quiet=True, report=False).runs
+    train, test = split_files(runs / name, name)
+    return compare(train, test, out, config(name, override(sets)), losses=("lossless-triplet",),
+                   seeds=seeds, baseline_names=(), quiet=True, report=False).runs
 
 
 def main() -> None:
