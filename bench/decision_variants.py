@@ -1,6 +1,7 @@
 """Decision rules beside the shipped one, offline, on `bench/verdicts.py`'s fitted models
 (issue 16): can the inputs give a second opinion on records whose neighbours vote a
-failure, and does breaking ts_p_good's ties rank unseen failures higher?
+failure, does breaking ts_p_good's ties rank unseen failures higher, and does another combination of
+its three p-values?
 
 KDDTest+'s drifted normal records are voted an attack by their embedding neighbours
 (BENCHMARKS.md §6) although in the inputs they lie closer to good traffic than to that
@@ -44,8 +45,7 @@ from trafficsiam.calibrate import KnownScorer, Measured  # noqa: E402
 from trafficsiam.decide import Calibration, _p_beyond, decide  # noqa: E402
 from trafficsiam.model import embed  # noqa: E402
 
-INPUTS = 2  # the input distance's column in `calibrate.SCORES`
-EMBEDDING = 1
+VOTE, EMBEDDING, INPUTS = 0, 1, 2  # the scores' columns in `calibrate.SCORES`
 
 
 @dataclass
@@ -171,15 +171,26 @@ def ranked(primary: np.ndarray, secondary: np.ndarray | None = None) -> np.ndarr
     return first * (second.max() + 1) + second
 
 
+def fisher(p: np.ndarray) -> np.ndarray:
+    """Fisher's combination of the p-values in each row: -sum(log p), higher: more novel."""
+    return -np.log(np.clip(p, np.finfo(float).tiny, 1.0)).sum(axis=1)
+
+
 def rankings(model: Model) -> dict[str, float]:
     t = model.test
     novel = ~np.isin(t.label, model.scenarios)
     rows = novel | (t.label == model.good)
+    each = t.each_good
     scores = {
         "ts_anomaly": ranked(t.anomaly),
         "1 - ts_p_good": ranked(-t.p_good),
         "ts_p_good, then ts_anomaly": ranked(-t.p_good, t.anomaly),
-        "ts_p_good, then the input p-value": ranked(-t.p_good, -t.each_good[:, INPUTS]),
+        "ts_p_good, then the input p-value": ranked(-t.p_good, -each[:, INPUTS]),
+        # the three p-values of good traffic combined otherwise than by their minimum
+        "Fisher over the three": ranked(fisher(each)),
+        "Fisher, vote and inputs": ranked(fisher(each[:, [VOTE, INPUTS]])),
+        "Fisher, embedding and inputs": ranked(fisher(each[:, [EMBEDDING, INPUTS]])),
+        "mean rank of ts_anomaly and 1 - ts_p_good": rankdata(t.anomaly) + rankdata(-t.p_good),
     }
     return {k: float(roc_auc_score(novel[rows], v[rows])) for k, v in scores.items()}
 
