@@ -22,7 +22,7 @@ lower than `fit`'s.
 
 Needs `bench/verdicts.py`'s run folder (`--runs`, default bench/results/verdicts-0.85)
 and ../shared/datasets. Prints one line per data set and rule (mean over the seeds,
-then each seed), then the rankings' AUROC.
+then each seed), then the rankings' AUROC, then what the records voted a failure are.
 """
 
 from __future__ import annotations
@@ -195,6 +195,25 @@ def rankings(model: Model) -> dict[str, float]:
     return {k: float(roc_auc_score(novel[rows], v[rows])) for k, v in scores.items()}
 
 
+def voted_failure(model: Model) -> dict[str, float]:
+    """Records voted a failure, by what they are: how typical of good traffic and of the
+    voted failure their inputs are (median input p-values), and the share the second
+    opinion would call good at a floor of the rate and of 0.1."""
+    t = model.test
+    novel = ~np.isin(t.label, model.scenarios)
+    is_good = t.label == model.good
+    out: dict[str, float] = {}
+    for tag, rows in (("good", is_good), ("novel", novel), ("known", ~is_good & ~novel)):
+        rows = rows & ~t.voted_good
+        g, v = t.each_good[rows, INPUTS], t.each_voted[rows, INPUTS]
+        out[f"{tag} n"] = float(rows.sum())
+        out[f"{tag} p(good)"] = float(np.median(g)) if rows.any() else np.nan
+        out[f"{tag} p(voted)"] = float(np.median(v)) if rows.any() else np.nan
+        for floor in (model.rate, 0.1):
+            out[f"{tag} at {floor:g}"] = float(np.mean((g > v) & (g >= floor))) if rows.any() else np.nan
+    return out
+
+
 def line(tag: str, per_seed: list[dict[str, float]]) -> str:
     return f"{tag:34s} " + "  ".join(
         f"{k} {np.mean([m[k] for m in per_seed]):.3f} "
@@ -218,6 +237,8 @@ def main() -> None:
         floors = " / ".join(f"{held_out_floor(m):.3f}" for m in models)
         print(f"{name:8s} held-out floors {floors}")
         print(f"{name:8s} AUROC " + line("", [rankings(m) for m in models]), flush=True)
+        print(f"{name:8s} voted a failure " + line("", [voted_failure(m) for m in models]),
+              flush=True)
 
 
 if __name__ == "__main__":
