@@ -207,17 +207,22 @@ def voted_failure(model: Model) -> dict[str, float]:
         rows = rows & ~t.voted_good
         g, v = t.each_good[rows, INPUTS], t.each_voted[rows, INPUTS]
         out[f"{tag} n"] = float(rows.sum())
-        out[f"{tag} p(good)"] = float(np.median(g)) if rows.any() else np.nan
-        out[f"{tag} p(voted)"] = float(np.median(v)) if rows.any() else np.nan
+        if not rows.any():
+            continue
+        out[f"{tag} p(good)"] = float(np.median(g))
+        out[f"{tag} p(voted)"] = float(np.median(v))
         for floor in (model.rate, 0.1):
-            out[f"{tag} at {floor:g}"] = float(np.mean((g > v) & (g >= floor))) if rows.any() else np.nan
+            out[f"{tag} at {floor:g}"] = float(np.mean((g > v) & (g >= floor)))
     return out
 
 
 def line(tag: str, per_seed: list[dict[str, float]]) -> str:
+    """Each key's mean over the seeds that have it, then each seed's value (nan: none)."""
+    keys = list(dict.fromkeys(k for m in per_seed for k in m))
+    values = {k: [m.get(k, np.nan) for m in per_seed] for k in keys}
     return f"{tag:34s} " + "  ".join(
-        f"{k} {np.mean([m[k] for m in per_seed]):.3f} "
-        f"({' / '.join(f'{m[k]:.3f}' for m in per_seed)})" for k in per_seed[0])
+        f"{k} {np.nanmean(v):.3f} ({' / '.join(f'{x:.3f}' for x in v)})"
+        for k, v in values.items())
 
 
 def main() -> None:
