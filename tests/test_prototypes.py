@@ -115,3 +115,30 @@ def test_repeated_records_give_one_prototype_per_distinct_record() -> None:
     assert gap.min(axis=1).max() < 1e-4 and gap.min(axis=0).max() < 1e-4
     # 0 up to the float32 rounding of |p|^2 - 2 p.x + |x|^2
     assert np.allclose(nearest_distance(x, protos), 0.0, atol=1e-2)
+
+
+def test_near_duplicate_records_leave_no_empty_centre_and_no_warning() -> None:
+    """Records equal up to float rounding are distinct rows, so the cap above lets k-means
+    put two centres on one of them; one then owns no record and sklearn warned
+    (ConvergenceWarning) on stderr, even under --quiet, at every TON_IoT fit. Every kept
+    centre owns a record now, and the distances are those of the full k-means."""
+    from sklearn.cluster import KMeans
+
+    from trafficsiam.prototypes import build_prototypes, nearest_distance
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(200, 6)).astype(np.float32)
+    near = base[:100] + np.float32(1e-6) * rng.normal(size=(100, 6)).astype(np.float32)
+    x = np.repeat(np.concatenate([base, near]), 10, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        protos, owner = build_prototypes(x, np.zeros(len(x), np.int64), per_cluster=256)
+    with warnings.catch_warnings():  # the full k-means, as sklearn gives it, warns
+        warnings.simplefilter("ignore")
+        full = KMeans(256, n_init=1, random_state=0).fit(x)
+    assert len(protos) == len(np.unique(full.labels_)) < 256
+    nearest = np.argmin(((x[:, None, :] - protos[None]) ** 2).sum(-1), axis=1)
+    assert len(np.unique(nearest)) == len(protos)  # each centre owns a record
+    assert np.allclose(nearest_distance(x, protos),
+                       nearest_distance(x, full.cluster_centers_.astype(np.float32)),
+                       atol=1e-3)

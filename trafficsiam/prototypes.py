@@ -11,12 +11,14 @@ turns these distances into evidence; this module knows nothing of embeddings.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 
 # The saturated anomaly is the mean over `ANOMALY_SETS` k-means fits of good traffic,
 # each with half of `cluster.prototypes`, of the saturated distance to the nearest of the
@@ -63,12 +65,23 @@ def build_prototypes(
         if k == 1:
             centres = points.mean(axis=0, keepdims=True)
         else:
-            centres = KMeans(k, n_init=1, random_state=seed).fit(points).cluster_centers_
+            centres = _kmeans_centres(points, k, seed)
         protos.append(np.asarray(centres, dtype=np.float32))
         owner.append(np.full(len(centres), int(cluster), dtype=np.int64))
     if not protos:
         return np.zeros((0, inputs.shape[1]), np.float32), np.zeros(0, np.int64)
     return np.concatenate(protos), np.concatenate(owner)
+
+
+def _kmeans_centres(points: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k-means centres that own at least one record. Records that differ only by float
+    rounding (exports repeat records) are distinct rows, yet two centres on one of them
+    split nothing: one owns no record, and sklearn warns on stderr, even under --quiet.
+    A centre that owns no record describes none: it is dropped, not warned of."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        km = KMeans(k, n_init=1, random_state=seed).fit(points)
+    return km.cluster_centers_[np.unique(km.labels_)]
 
 
 # Rows per product in `nearest_distance`: the [prototypes, rows] float32 temporary stays
