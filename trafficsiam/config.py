@@ -143,9 +143,6 @@ class TrainConfig(_Section):
     # Augmentation: each normalised input of a training record is blanked (set to 0) with
     # this probability per step, so that the embedding does not hang on single inputs.
     input_dropout: float = Field(0.0, ge=0, lt=1)
-    # Augmentation: Gaussian noise of this standard deviation (in normalised units) added
-    # to every input of a training record per step, so that nearby inputs embed nearby.
-    input_noise: float = Field(0.0, ge=0, le=10)
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     # Stop when the validation loss has not improved for this many epochs.
     patience: int = Field(5, ge=1, le=100_000)

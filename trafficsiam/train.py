@@ -124,27 +124,13 @@ def blank_inputs(x: torch.Tensor, rate: float) -> torch.Tensor:
     return x * (torch.rand_like(x) >= rate).to(x.dtype)
 
 
-@dataclass(frozen=True)
-class Augment:
-    """The training augmentations of `train`: inputs blanked, then Gaussian noise."""
-
-    dropout: float = 0.0
-    noise: float = 0.0
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = blank_inputs(x, self.dropout)
-        if self.noise > 0:
-            x = x + self.noise * torch.randn_like(x)
-        return x
-
-
 def _triplet_loss(
     model: SiameseMLP, loss_fn: Loss, x: torch.Tensor, t: Triplets, device: torch.device,
-    augment: Augment = Augment(),
+    input_dropout: float = 0.0,
 ) -> torch.Tensor:
     """The loss of drawn triplets: their rows stacked (anchors, positives, negatives)."""
     idx = torch.from_numpy(np.concatenate([t.anchor, t.positive, t.negative])).to(device)
-    out = model.forward_train(augment(x[idx]))
+    out = model.forward_train(blank_inputs(x[idx], input_dropout))
     return loss_fn.compute(out, None, _stacked(len(t), device))
 
 
@@ -164,12 +150,12 @@ def _mined_loss(
     strategy: str,
     margin: float | None,
     device: torch.device,
-    augment: Augment = Augment(),
+    input_dropout: float = 0.0,
 ) -> tuple[torch.Tensor, int]:
     """The loss of a class-balanced batch: triplets mined in it for the losses that take
     them, the whole batch for the others; and how many terms it averages."""
     idx = torch.from_numpy(batch).to(device)
-    out = model.forward_train(augment(x[idx]))
+    out = model.forward_train(blank_inputs(x[idx], input_dropout))
     labels = codes[idx]
     indices: Indices | None = None
     dist = None
@@ -266,7 +252,6 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
     triplets_seen = 0
     stopped_early = False
     # The bar only on a terminal; elsewhere (logs, CI, cron) one line per epoch.
-    augment = Augment(tc.input_dropout, tc.input_noise)
     bar = tqdm(
         range(1, tc.epochs + 1), desc="train", unit="epoch", leave=False, dynamic_ncols=True,
         disable=quiet or not sys.stderr.isatty(),
@@ -281,7 +266,7 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
             for s in range(steps):
                 sl = slice(s * batch_records, (s + 1) * batch_records)
                 part = Triplets(order.anchor[sl], order.positive[sl], order.negative[sl])
-                loss = _triplet_loss(model, loss_fn, xt, part, device, augment)
+                loss = _triplet_loss(model, loss_fn, xt, part, device, tc.input_dropout)
                 _step(optimiser, params, loss)
                 total += loss.detach() * len(part)
                 count += len(part)
@@ -289,7 +274,7 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
             for batch in sampler.batches(steps):
                 loss, n_trip = _mined_loss(
                     model, loss_fn, xt, codes_t, groups_t, train_idx[batch],
-                    trip.strategy, margin, device, augment,
+                    trip.strategy, margin, device, tc.input_dropout,
                 )
                 if n_trip:
                     _step(optimiser, params, loss)
