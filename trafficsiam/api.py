@@ -24,14 +24,21 @@ import pandas as pd
 from trafficsiam import artifact, cluster, paths, read, validate
 from trafficsiam.artifact import fingerprint
 from trafficsiam.assign import Assigner
-from trafficsiam.calibrate import KnownScorer, calibration_facts, fit_scorer
+from trafficsiam.calibrate import (
+    GoodTraffic,
+    KnownScorer,
+    calibration_facts,
+    fit_scorer,
+    good_traffic,
+)
 from trafficsiam.cluster import ClusterResult
 from trafficsiam.config import Config
 from trafficsiam.model import embed
 from trafficsiam.normalise import Normaliser
+from trafficsiam.prototypes import choose_input_dropout
 from trafficsiam.report import model_report
 from trafficsiam.scoring import ScoreResult, score
-from trafficsiam.train import TrainResult, train
+from trafficsiam.train import TrainResult, train, validation_split
 
 __all__ = ["FitResult", "ScoreResult", "fingerprint", "fit", "load", "score"]
 
@@ -86,6 +93,8 @@ class FitResult:
                 f"  {row.cluster:>7}  {row.name:<{width}}  {row.size:>6}  {row.purity:>6.3f}"
             )
         lines.append(f"ts_anomaly: {m['anomaly']['why']}")
+        if "input_dropout" in tr:
+            lines.append(f"input dropout: {tr['input_dropout']['why']}")
         text = calibration_text(m["calibration"])
         if text:
             lines.append(text)
@@ -173,7 +182,10 @@ def fit(
     if frames > 0:  # its own generator: recording frames leaves the fit's draws alone
         frame_rows = cluster.stratified_sample(
             scenarios, frames, np.random.default_rng(cfg.train.seed + 1))
-    trained = train(x, codes, cfg, quiet=quiet, frame_rows=frame_rows)
+    good_model, dropout = _good_traffic(x, codes, names, cfg)
+    clock.lap("good traffic")
+    trained = train(x, codes, cfg, quiet=quiet, frame_rows=frame_rows,
+                    input_dropout=dropout["rate"])
     clock.lap("train")
     emb = embed(trained.model, x)
     clock.lap("embed")
@@ -184,10 +196,10 @@ def fit(
     clock.lap("cluster")
     ref_rows = trained.train_idx[clustered.sample_idx]
     scorer, anomaly, calibration = _calibrate(
-        emb, x, codes, names, scenarios, trained, clustered, ref_rows, cfg, rng)
+        emb, x, codes, names, scenarios, trained, clustered, ref_rows, cfg, rng, good_model)
     clock.lap("calibrate")
     manifest = artifact.build_manifest(
-        cfg, names, schema, normaliser, trained, clustered, calibration, anomaly,
+        cfg, names, schema, normaliser, trained, clustered, calibration, anomaly, dropout,
         _data_facts(records, scenarios, dropped, cleaned.to_dict(), cfg, list(schema.columns)),
         clock.timings)
     reference, holdout = _embedding_tables(emb, scenarios, trained, clustered, ref_rows)
@@ -213,22 +225,50 @@ def fit(
                      timings=clock.timings, frames=recorded)
 
 
+def _good_code(names: np.ndarray, cfg: Config) -> int:
+    """The code of good traffic among the scenario `names` (-1: none)."""
+    found = np.flatnonzero(names == str(cfg.data.good_label))
+    return int(found[0]) if len(found) else -1
+
+
+def _good_traffic(x: np.ndarray, codes: np.ndarray, names: np.ndarray, cfg: Config,
+                  ) -> tuple[GoodTraffic, dict[str, Any]]:
+    """Before training: good traffic in the inputs, on the training split `train` will
+    make (`calibrate.good_traffic`), and the blanking rate it decides when
+    `train.input_dropout` is auto (manifest "training"."input_dropout")."""
+    train_rows, held_rows = validation_split(codes, cfg)
+    good_code = _good_code(names, cfg)
+    # its own generator (it draws only for more than GOOD_PROTOTYPE_RECORDS good
+    # records): the fit's draws stay as they were
+    model = good_traffic(x, train_rows[codes[train_rows] == good_code], x[held_rows],
+                         codes[held_rows] == good_code, cfg,
+                         np.random.default_rng(cfg.train.seed + 3))
+    configured = cfg.train.input_dropout
+    if configured == "auto":
+        rate, why = choose_input_dropout(model.breadth)
+        dropout: dict[str, Any] = {"rule": "auto", "rate": rate, "why": why}
+    else:
+        dropout = {"rule": "configured", "rate": float(configured),
+                   "why": f"{float(configured):g} (train.input_dropout)"}
+    log.debug("input dropout: %s", dropout["why"])  # the CLI summary prints it
+    return model, dropout
+
+
 def _calibrate(
     emb: np.ndarray, x: np.ndarray, codes: np.ndarray, names: np.ndarray,
     scenarios: np.ndarray, trained: TrainResult, clustered: ClusterResult,
-    ref_rows: np.ndarray, cfg: Config, rng: np.random.Generator,
+    ref_rows: np.ndarray, cfg: Config, rng: np.random.Generator, good_model: GoodTraffic,
 ) -> tuple[KnownScorer, dict[str, Any], dict[str, Any]]:
     """The calibrate stage: the scorer (its good-traffic model and anomaly distance
     included) on the held-out records, and the manifest's "anomaly" and "calibration"."""
     good = str(cfg.data.good_label)
-    good_names = np.flatnonzero(names == good)
-    good_code = int(good_names[0]) if len(good_names) else -1
+    good_code = _good_code(names, cfg)
     held = trained.val_idx
     train_scenarios = scenarios[trained.train_idx]
     scorer, anomaly = fit_scorer(
         Assigner.from_clusterer(clustered.clusterer), clustered.labels, codes[ref_rows],
         names, good_code, x, ref_rows, trained.train_idx[train_scenarios == good],
-        emb[held], x[held], codes[held], cfg, rng)
+        emb[held], x[held], codes[held], cfg, rng, good_model)
     log.debug("ts_anomaly: %s", anomaly["why"])  # the CLI summary prints it
     calibration = calibration_facts(scorer, emb[held], x[held], codes[held], names,
                                     cfg.score.false_alarm_rate)

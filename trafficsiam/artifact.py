@@ -150,12 +150,13 @@ def cluster_facts(clustered: ClusterResult) -> dict[str, Any]:
 def build_manifest(
     cfg: Config, scenarios: Sequence[str] | np.ndarray, schema: FeatureSchema,
     normaliser: Normaliser, trained: TrainResult, clustered: ClusterResult,
-    calibration: dict[str, Any], anomaly: dict[str, Any], data: dict[str, Any],
-    timings: dict[str, float],
+    calibration: dict[str, Any], anomaly: dict[str, Any], input_dropout: dict[str, Any],
+    data: dict[str, Any], timings: dict[str, float],
 ) -> dict[str, Any]:
     """manifest.json's content but for what `save` adds (format, files, model id):
     everything needed to rebuild the model and to tell how it was fitted. `data`: the
-    training data's description (inputs, rows, fingerprint, counts, cleaning)."""
+    training data's description (inputs, rows, fingerprint, counts, cleaning);
+    `input_dropout`: the blanking rate trained with, and why (rule, rate, why)."""
     model = trained.model
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -184,6 +185,7 @@ def build_manifest(
             "device": trained.device,
             "seconds": round(trained.seconds, 3),
             "triplets_seen": trained.triplets_seen,
+            "input_dropout": input_dropout,
             "history": trained.history,
         },
         "data": data,

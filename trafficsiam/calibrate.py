@@ -46,6 +46,7 @@ from trafficsiam.config import Config
 from trafficsiam.decide import Calibration, decide, rate_table
 from trafficsiam.prototypes import (
     MIN_THRESHOLD,
+    SaturationChoice,
     build_prototypes,
     choose_saturation,
     good_traffic_prototypes,
@@ -398,26 +399,52 @@ def calibration_facts(scorer: KnownScorer, emb: np.ndarray, x: np.ndarray,
     }
 
 
+@dataclass(frozen=True)
+class GoodTraffic:
+    """Good traffic in the inputs, fitted before training: ts_anomaly's prototypes
+    (`good_traffic_prototypes`) and how many inputs at once the held-out failures differ
+    from it in (`choose_saturation`), which decides the anomaly's saturation and
+    `train.input_dropout` auto."""
+
+    prototypes: np.ndarray
+    anomaly_prototypes: np.ndarray
+    anomaly_set: np.ndarray
+    breadth: SaturationChoice
+
+
+def good_traffic(x: np.ndarray, good_rows: np.ndarray, held_x: np.ndarray,
+                 held_good: np.ndarray, cfg: Config, rng: np.random.Generator) -> GoodTraffic:
+    """`GoodTraffic` of the training records `good_rows` of `x`, the breadth measured on
+    the held-out records `held_x` (`held_good`: which of them are good traffic)."""
+    protos, anomaly_protos, anomaly_set = good_traffic_prototypes(
+        x, good_rows, cfg.cluster.prototypes, rng, cfg.train.seed)
+    breadth = choose_saturation(held_x, np.asarray(held_good, dtype=bool), protos,
+                                ANOMALY_QUANTILE)
+    return GoodTraffic(protos, anomaly_protos, anomaly_set, breadth)
+
+
 def fit_scorer(
     assigner: Assigner, reference_clusters: np.ndarray, reference_codes: np.ndarray,
     scenarios: Iterable[str], good_code: int, x: np.ndarray, reference_rows: np.ndarray,
     good_rows: np.ndarray, held_emb: np.ndarray, held_x: np.ndarray, held_codes: np.ndarray,
-    cfg: Config, rng: np.random.Generator,
+    cfg: Config, rng: np.random.Generator, good: GoodTraffic | None = None,
 ) -> tuple[KnownScorer, dict[str, Any]]:
     """The fit's `KnownScorer`, calibrated on the held-out records, and what decided
     ts_anomaly's distance (manifest "anomaly"): the input prototypes of each scenario
-    (of its reference records `reference_rows` of `x`), those of good traffic (of its
-    training records `good_rows`), the anomaly saturation (chosen on the held-out
-    records unless configured)."""
+    (of its reference records `reference_rows` of `x`), those of good traffic (`good`,
+    or fitted here on its training records `good_rows`), the anomaly saturation (chosen
+    on the held-out records unless configured)."""
     seed, per = cfg.train.seed, cfg.cluster.prototypes
     # good traffic's input distance is the anomaly's: no prototypes of its own needed
     owners = np.where(np.asarray(reference_codes) == good_code, -1, reference_codes)
     prototypes, owner = build_prototypes(x[reference_rows], owners, per, seed)
-    good_protos, anomaly_protos, anomaly_set = good_traffic_prototypes(
-        x, good_rows, per, rng, seed)
+    if good is None:
+        good = good_traffic(x, good_rows, held_x, np.asarray(held_codes) == good_code, cfg,
+                            rng)
+    good_protos, anomaly_protos, anomaly_set = (
+        good.prototypes, good.anomaly_prototypes, good.anomaly_set)
     if cfg.score.anomaly_saturation == "auto":
-        choice = choose_saturation(held_x, np.asarray(held_codes) == good_code, good_protos,
-                                   ANOMALY_QUANTILE)
+        choice = good.breadth
         saturation = choice.saturation
         anomaly: dict[str, Any] = {"rule": "auto", **choice.to_dict(), "why": choice.describe()}
     else:

@@ -141,13 +141,30 @@ class TrainConfig(_Section):
     learning_rate: float = Field(1e-3, gt=0, le=1)
     weight_decay: float = Field(0.0, ge=0, le=1)
     # Augmentation: each normalised input of a training record is blanked (set to 0) with
-    # this probability per step, so that the embedding does not hang on single inputs.
-    input_dropout: float = Field(0.0, ge=0, lt=1)
+    # this probability per step, so that the embedding does not hang on single inputs;
+    # auto: fit decides from the training data (`prototypes.choose_input_dropout`).
+    input_dropout: float | Literal["auto"] = "auto"
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     # Stop when the validation loss has not improved for this many epochs.
     patience: int = Field(5, ge=1, le=100_000)
     seed: int = Field(0, ge=0, le=MAX_SEED)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("input_dropout", mode="before")
+    @classmethod
+    def _input_dropout(cls, value: Any) -> float | str:
+        if value == "auto":
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if isinstance(value, bool) or not 0 <= number < 1:
+            raise ValueError(
+                f"config key 'train.input_dropout' has value {quote(value)}: expected a "
+                "number from 0 to below 1, or auto (chosen at fit); fix it (see "
+                "configs/default.yaml)")
+        return number
 
 
 class ClusterConfig(_Section):

@@ -33,6 +33,10 @@ AUTO_SATURATION = 0.25
 # ... and the fewest held-out failure records outside good traffic's radius that the
 # choice is made on; with fewer, the distance stays Euclidean.
 AUTO_MIN_RECORDS = 30
+# train.input_dropout "auto": the blanking rate under the same rule. Where the failures
+# move many inputs at once, blanking some hides none, and the embedding stops hanging
+# on single inputs; a failure told by one or two would be hidden (BENCHMARKS.md §6).
+AUTO_INPUT_DROPOUT = 0.25
 # A threshold of exactly 0 (a cluster of identical records) would make every other
 # distance infinitely novel: floor it.
 MIN_THRESHOLD = 1e-9
@@ -221,6 +225,12 @@ class SaturationChoice:
     good_inputs: float | None  # ... of the held-out good records
     failure_records: int  # held-out failure records outside good traffic's radius
 
+    @property
+    def many_inputs(self) -> bool:
+        """The known failures move more inputs at once than good traffic's own spread."""
+        return (self.failure_inputs is not None and self.good_inputs is not None
+                and self.failure_inputs > self.good_inputs)
+
     def to_dict(self) -> dict[str, Any]:
         return {"saturation": self.saturation, "failure_inputs": self.failure_inputs,
                 "good_inputs": self.good_inputs, "failure_records": self.failure_records}
@@ -256,9 +266,28 @@ def choose_saturation(
     if n < AUTO_MIN_RECORDS:
         return SaturationChoice(None, None, None, n)
     inputs = effective_inputs(r2)
-    failure, good = float(np.median(inputs[far])), float(np.median(inputs[is_good]))
-    return SaturationChoice(AUTO_SATURATION if failure > good else None,
-                            round(failure, 3), round(good, 3), n)
+    # rounded as stored, so that the manifest's numbers give the choice again
+    failure = round(float(np.median(inputs[far])), 3)
+    good = round(float(np.median(inputs[is_good])), 3)
+    breadth = SaturationChoice(None, failure, good, n)
+    return SaturationChoice(AUTO_SATURATION if breadth.many_inputs else None, failure, good, n)
+
+
+def choose_input_dropout(breadth: SaturationChoice) -> tuple[float, str]:
+    """``train.input_dropout: auto`` (rate, why), decided by `choose_saturation`'s rule
+    before training: `AUTO_INPUT_DROPOUT` where the known failures move more inputs at
+    once than good traffic's own spread, none otherwise. Blanking inputs at random hides
+    a failure told by one or two of them (the sample data's KPIs, 5G's) and leaves one
+    told by many (scans, floods) visible, while the embedding learns not to hang on any
+    single input: good traffic that drifted in one or two fields stays near good traffic
+    (NSL-KDD's test set; BENCHMARKS.md §6)."""
+    if breadth.failure_inputs is None or breadth.good_inputs is None:
+        return 0.0, (f"none ({breadth.failure_records} held-out failure records outside good "
+                     f"traffic's radius, under the {AUTO_MIN_RECORDS} the choice needs)")
+    rate = AUTO_INPUT_DROPOUT if breadth.many_inputs else 0.0
+    return rate, (f"{'none' if rate == 0 else f'{rate:g}'}: the known failures differ from "
+                  f"good traffic in {breadth.failure_inputs:.1f} inputs at once, good "
+                  f"traffic's own spread in {breadth.good_inputs:.1f}")
 
 
 # --- the evidence of each record, and the decision's calibration ------------------------

@@ -60,6 +60,7 @@ class TrainResult:
     seconds: float
     triplets_seen: int
     device: str
+    input_dropout: float = 0.0  # the blanking rate it trained with
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -172,13 +173,21 @@ def train(
     cfg: Config,
     quiet: bool = False,
     frame_rows: Sequence[int] | np.ndarray | None = None,
+    input_dropout: float | None = None,
 ) -> TrainResult:
     """Train on the normalised matrix `x` with integer scenario `codes` (one per row).
 
     With `frame_rows`, the embeddings of those rows are recorded before the first epoch
     and after each one (`extra["frames"]`, float32 [epochs + 1, rows, N]) for animations
     of the training; recording changes nothing in the training itself.
+
+    `input_dropout`: the blanking rate (`blank_inputs`); None: `train.input_dropout`,
+    whose "auto" is decided by `api.fit` from good traffic and the failures (here,
+    without them, it blanks nothing).
     """
+    if input_dropout is None:
+        configured = cfg.train.input_dropout
+        input_dropout = 0.0 if configured == "auto" else float(configured)
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     # The setting's first change imports torch._inductor (and torch._dynamo) lazily: done
@@ -186,20 +195,28 @@ def train(
     # training starts (exit 130), never leave it half done for the finally block below.
     torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
     try:
-        return _train(x, codes, cfg, quiet, frame_rows)
+        return _train(x, codes, cfg, quiet, frame_rows, input_dropout)
     finally:
         # seed_everything switches deterministic mode on; leave the caller's setting as it was.
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
+def validation_split(codes: np.ndarray, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows): the split `train` makes with `cfg` (the first draw
+    of its generator), for what the fit decides before training."""
+    tc = cfg.train
+    return split_validation(codes, tc.validation_fraction, np.random.default_rng(tc.seed))
+
+
 def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
-           frame_rows: Sequence[int] | np.ndarray | None) -> TrainResult:
+           frame_rows: Sequence[int] | np.ndarray | None, input_dropout: float) -> TrainResult:
     start = time.perf_counter()
     tc, trip = cfg.train, cfg.triplets
     seed_everything(tc.seed)
     rng = np.random.default_rng(tc.seed)
     device = pick_device(tc.device)
 
+    # the first draw of rng: `validation_split` gives the same rows
     train_idx, val_idx = split_validation(codes, tc.validation_fraction, rng)
     groups_np = duplicate_groups(x)
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
@@ -266,7 +283,7 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
             for s in range(steps):
                 sl = slice(s * batch_records, (s + 1) * batch_records)
                 part = Triplets(order.anchor[sl], order.positive[sl], order.negative[sl])
-                loss = _triplet_loss(model, loss_fn, xt, part, device, tc.input_dropout)
+                loss = _triplet_loss(model, loss_fn, xt, part, device, input_dropout)
                 _step(optimiser, params, loss)
                 total += loss.detach() * len(part)
                 count += len(part)
@@ -274,7 +291,7 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
             for batch in sampler.batches(steps):
                 loss, n_trip = _mined_loss(
                     model, loss_fn, xt, codes_t, groups_t, train_idx[batch],
-                    trip.strategy, margin, device, tc.input_dropout,
+                    trip.strategy, margin, device, input_dropout,
                 )
                 if n_trip:
                     _step(optimiser, params, loss)
@@ -324,6 +341,7 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
         seconds=time.perf_counter() - start,
         triplets_seen=triplets_seen,
         device=str(device),
+        input_dropout=input_dropout,
         extra=extra,
     )
 
