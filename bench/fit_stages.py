@@ -35,7 +35,8 @@ from typing import Any
 import _common as common
 
 CASES = ("synth", "nsl-attack", "nsl-category")
-STAGES = ("read", "validate", "normalise", "train", "embed", "cluster", "save")
+STAGES = ("read", "validate", "normalise", "good traffic", "train", "embed", "cluster",
+          "calibrate", "save")
 
 
 def _rss_mib() -> float:

@@ -20,8 +20,8 @@ def test_fit_on_sample_traffic_separates_every_scenario(tmp_path, seed):
     # good traffic is kept apart: no error type names a cluster that is mostly good
     for row in table[table["cluster"] >= 0].itertuples():
         assert row.is_good == (row.scenario == "good")
-    assert set(result.timings) == {"read", "validate", "normalise", "train", "embed", "cluster",
-                                   "calibrate", "save"}
+    assert set(result.timings) == {"read", "validate", "normalise", "good traffic", "train",
+                                   "embed", "cluster", "calibrate", "save"}
 
 
 def test_ignored_columns_never_reach_the_features(fitted):
@@ -90,3 +90,44 @@ def test_fit_warns_when_good_traffic_is_too_thin_to_calibrate(good_records, tmp_
             "held out to calibrate the decision: too few for score.false_alarm_rate 0.01 to "
             "hold") in caplog.text
 
+
+
+def _failures_moving_many_inputs(rows: int, seed: int):
+    """Good traffic on 16 Gaussian inputs; two failures that each move 8 of them at once."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 16))
+    scenario = np.array(["good"] * rows, dtype=object)
+    for i, name in enumerate(("scan", "flood")):
+        at = np.arange(rows)[i + 1 :: 5]
+        x[np.ix_(at, np.arange(8 * i, 8 * i + 8))] += 3.0
+        scenario[at] = name
+    frame = pd.DataFrame(x, columns=[f"f{j}" for j in range(16)])
+    frame["scenario"] = scenario
+    return frame
+
+
+@pytest.mark.parametrize("data, want", [("many", 0.25), ("sample", 0.0), ("set", 0.1)])
+def test_fit_chooses_input_dropout_from_how_many_inputs_the_failures_move(data, want,
+                                                                          tmp_path):
+    """train.input_dropout auto: blanking where the known failures move more inputs at once
+    than good traffic's own spread (the saturation's rule, on the same held-out records:
+    both choices agree), none where a failure is told by one or two inputs (the sample
+    data's KPIs); a number is used as given. The manifest and the summary say so, and the
+    network trained with that rate."""
+    frame = (_failures_moving_many_inputs(2500, 0) if data == "many"
+             else synth.generate(rows=2500, seed=3))
+    layers = {"data": {"ignore": ["id", "timestamp"]},
+              "train": {"epochs": 1, "steps_per_epoch": 2}}
+    if data == "set":
+        layers["train"]["input_dropout"] = 0.1
+    result = api.fit(frame, tmp_path / "m", build_config(layers), quiet=True, report=False)
+    dropout = result.manifest["training"]["input_dropout"]
+    assert dropout["rate"] == want
+    assert dropout["rule"] == ("configured" if data == "set" else "auto")
+    if data != "set":
+        many = result.manifest["anomaly"]["saturation"] is not None
+        assert many == (want > 0)  # one rule, one set of held-out records
+    assert f"input dropout: {dropout['why']}" in result.summary()

@@ -61,6 +61,23 @@ def test_anomaly_saturation_takes_a_number_auto_or_empty(text, want):
     assert Config().score.anomaly_saturation == "auto"
 
 
+@pytest.mark.parametrize("text", ["-0.1", "1", "lots", "true", "", "[0.25]"])
+def test_bad_input_dropout_names_key_value_and_the_choices(text):
+    with pytest.raises(ConfigError) as err:
+        build_config({}, [parse_override(f"train.input_dropout={text}")], "--set")
+    message = str(err.value)
+    assert message.startswith("--set: config key 'train.input_dropout' has value ")
+    assert "expected a number from 0 to below 1, or auto (chosen at fit)" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("text, want", [("0", 0.0), ("0.25", 0.25), ("auto", "auto")])
+def test_input_dropout_takes_a_rate_or_auto(text, want):
+    cfg = build_config({}, [parse_override(f"train.input_dropout={text}")], "--set")
+    assert cfg.train.input_dropout == want
+    assert Config().train.input_dropout == "auto"
+
+
 def test_beta_below_n_refused():
     with pytest.raises(ConfigError) as err:
         build_config({"model": {"embedding_dim": 8}, "loss": {"beta": 4}})

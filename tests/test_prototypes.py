@@ -73,7 +73,7 @@ def _failures_moving(inputs: int, shift: float, n: int, seed: int):
 def test_auto_saturation_follows_how_many_inputs_the_failures_move(inputs, shift, want) -> None:
     """score.anomaly_saturation auto: failures that move one or two inputs far keep the
     Euclidean distance; failures that move many inputs at once get the saturated one."""
-    from trafficsiam.prototypes import choose_saturation
+    from trafficsiam.prototypes import AUTO_INPUT_DROPOUT, choose_input_dropout, choose_saturation
 
     x, is_good, protos = _failures_moving(inputs, shift, 300, inputs)
     choice = choose_saturation(x, is_good, protos, 0.99)
@@ -81,12 +81,16 @@ def test_auto_saturation_follows_how_many_inputs_the_failures_move(inputs, shift
     assert choice.failure_records > 250
     assert (choice.failure_inputs > choice.good_inputs) == (want is not None)
     assert ("saturated" in choice.describe()) == (want is not None)
+    # train.input_dropout auto follows the same rule: blanking where failures move many
+    rate, why = choose_input_dropout(choice)
+    assert rate == (AUTO_INPUT_DROPOUT if want is not None else 0.0)
+    assert why.startswith("none" if want is None else f"{AUTO_INPUT_DROPOUT:g}")
 
 
 def test_auto_saturation_without_evidence_stays_euclidean() -> None:
     """Too few failure records outside good traffic's radius, or no good records: the
     Euclidean distance, with the count that was too small."""
-    from trafficsiam.prototypes import AUTO_MIN_RECORDS, choose_saturation
+    from trafficsiam.prototypes import AUTO_MIN_RECORDS, choose_input_dropout, choose_saturation
 
     x, is_good, protos = _failures_moving(20, 1.5, AUTO_MIN_RECORDS - 5, 1)
     choice = choose_saturation(x, is_good, protos, 0.99)
@@ -94,6 +98,8 @@ def test_auto_saturation_without_evidence_stays_euclidean() -> None:
     assert 0 < choice.failure_records < AUTO_MIN_RECORDS
     assert str(AUTO_MIN_RECORDS) in choice.describe()
     assert choose_saturation(x, np.zeros(len(x), bool), protos, 0.99).saturation is None
+    rate, why = choose_input_dropout(choice)  # no evidence: no blanking either
+    assert rate == 0.0 and str(AUTO_MIN_RECORDS) in why
 
 
 def test_repeated_records_give_one_prototype_per_distinct_record() -> None:

@@ -145,3 +145,19 @@ def test_input_dropout_trains_reproducibly_and_differs(synth_small, strategy):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sp[k]) for k in sa)
     assert a.history[-1]["val_triplet_accuracy"] > 0.8  # chance: 0.5
+
+
+def test_validation_split_is_the_split_train_makes(synth_small):
+    """fit decides on the held-out records before training (`validation_split`): they must
+    be the ones `train` then holds out and calibrates on."""
+    from trafficsiam.train import validation_split
+
+    x, codes = matrix(synth_small)
+    for seed in (0, 5):
+        cfg = build_config({"train": {"seed": seed, "epochs": 1, "steps_per_epoch": 1},
+                            "model": {"hidden": [16]}})
+        result = train(x, codes, cfg, quiet=True)
+        rows, held = validation_split(codes, cfg)
+        assert np.array_equal(rows, result.train_idx) and np.array_equal(held, result.val_idx)
+    assert not np.array_equal(validation_split(codes, build_config({"train": {"seed": 1}}))[1],
+                              held)
