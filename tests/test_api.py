@@ -131,3 +131,5 @@ def test_fit_chooses_input_dropout_from_how_many_inputs_the_failures_move(data, 
         many = result.manifest["anomaly"]["saturation"] is not None
         assert many == (want > 0)  # one rule, one set of held-out records
     assert f"input dropout: {dropout['why']}" in result.summary()
+    loaded = api.load(tmp_path / "m")  # the manifest's schema takes the record
+    assert loaded.manifest["training"]["input_dropout"] == dropout

@@ -202,6 +202,12 @@ class TrainingRows(_Part):
     validation: Count
 
 
+class InputDropoutPart(_Part):
+    rule: Literal["auto", "configured"]
+    rate: float = Field(ge=0, lt=1)
+    why: Text
+
+
 class TrainingPart(_Part):
     rows: TrainingRows
     best_epoch: Count
@@ -211,6 +217,8 @@ class TrainingPart(_Part):
     seconds: Seconds
     triplets_seen: Count
     history: Plain
+    # models saved before the choice was recorded trained with train.input_dropout as set
+    input_dropout: InputDropoutPart | None = None
 
 
 class Manifest(_Part):

@@ -158,6 +158,12 @@ def model_page(manifest: dict[str, Any], clusters: pd.DataFrame, history: pd.Dat
          f"triplet accuracy {cards.percent(best['val_triplet_accuracy'])}"),
     ]
     tiles.append(_anomaly_tile(manifest))
+    dropout = tr.get("input_dropout")  # models before the choice: not recorded
+    if dropout:
+        rate = float(dropout["rate"])
+        tiles.append(("input dropout", "none" if rate == 0 else f"{rate:g}",
+                      "set by train.input_dropout" if dropout.get("rule") == "configured"
+                      else "chosen at fit, with the ts_anomaly distance's rule"))
     data = {"map": figures.map_figure(traces, projection, fields),
             "curves": figures.curves_figure(history, tr.get("best_epoch"))}
     return cards.page("report_model.html.j2", data,
