@@ -43,39 +43,37 @@ def test_negative_epochs_refused():
         build_config({"train": {"epochs": -1}})
 
 
-@pytest.mark.parametrize("text", ["-1", "0", "lots", "true", "inf", "[0.25]"])
-def test_bad_anomaly_saturation_names_key_value_and_the_choices(text):
+_AUTO_KEYS = {  # the keys that take a number or auto: what their error says is expected
+    "score.anomaly_saturation": "expected a number > 0, auto (chosen at fit), or empty "
+                                "(Euclidean)",
+    "train.input_dropout": "expected a number from 0 to below 1, or auto (chosen at fit)",
+}
+
+
+@pytest.mark.parametrize("key, text", [
+    *[("score.anomaly_saturation", t) for t in ["-1", "0", "lots", "true", "inf", "[0.25]"]],
+    *[("train.input_dropout", t) for t in ["-0.1", "1", "lots", "true", "", "[0.25]"]],
+])
+def test_bad_auto_or_number_names_key_value_and_the_choices(key, text):
     with pytest.raises(ConfigError) as err:
-        build_config({}, [parse_override(f"score.anomaly_saturation={text}")], "--set")
+        build_config({}, [parse_override(f"{key}={text}")], "--set")
     message = str(err.value)
-    assert message.startswith("--set: config key 'score.anomaly_saturation' has value ")
-    assert "expected a number > 0, auto (chosen at fit), or empty (Euclidean)" in message
+    assert message.startswith(f"--set: config key '{key}' has value ")
+    assert _AUTO_KEYS[key] in message
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("text, want", [("0.3", 0.3), ("2", 2.0), ("auto", "auto"),
-                                        ("null", None), ("", None)])
-def test_anomaly_saturation_takes_a_number_auto_or_empty(text, want):
-    cfg = build_config({}, [parse_override(f"score.anomaly_saturation={text}")], "--set")
-    assert cfg.score.anomaly_saturation == want
-    assert Config().score.anomaly_saturation == "auto"
-
-
-@pytest.mark.parametrize("text", ["-0.1", "1", "lots", "true", "", "[0.25]"])
-def test_bad_input_dropout_names_key_value_and_the_choices(text):
-    with pytest.raises(ConfigError) as err:
-        build_config({}, [parse_override(f"train.input_dropout={text}")], "--set")
-    message = str(err.value)
-    assert message.startswith("--set: config key 'train.input_dropout' has value ")
-    assert "expected a number from 0 to below 1, or auto (chosen at fit)" in message
-    assert "\n" not in message
-
-
-@pytest.mark.parametrize("text, want", [("0", 0.0), ("0.25", 0.25), ("auto", "auto")])
-def test_input_dropout_takes_a_rate_or_auto(text, want):
-    cfg = build_config({}, [parse_override(f"train.input_dropout={text}")], "--set")
-    assert cfg.train.input_dropout == want
-    assert Config().train.input_dropout == "auto"
+@pytest.mark.parametrize("key, text, want", [
+    ("score.anomaly_saturation", "0.3", 0.3), ("score.anomaly_saturation", "2", 2.0),
+    ("score.anomaly_saturation", "auto", "auto"), ("score.anomaly_saturation", "null", None),
+    ("score.anomaly_saturation", "", None), ("train.input_dropout", "0", 0.0),
+    ("train.input_dropout", "0.25", 0.25), ("train.input_dropout", "auto", "auto"),
+])
+def test_auto_or_number_keys_take_their_values_and_default_to_auto(key, text, want):
+    section, name = key.split(".")
+    cfg = build_config({}, [parse_override(f"{key}={text}")], "--set")
+    assert getattr(getattr(cfg, section), name) == want
+    assert getattr(getattr(Config(), section), name) == "auto"
 
 
 def test_beta_below_n_refused():
