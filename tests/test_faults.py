@@ -179,7 +179,11 @@ assert ok == ["ok", "ok"], ok
 full = time.monotonic() - start
 rng = np.random.default_rng(seed)
 trials_out = []
-for i in range(trials):
+# the kills are timed on the reference runs, which a loaded machine (the other test
+# workers) can make far longer than the trials' runs: then most victims finished before
+# their kill (CI, once: 6 of 8). Trials go on until `trials` kills landed, at most 3 x.
+i = landed = 0
+while landed < trials and i < 3 * trials:
     out = os.path.join(root, f"trial-{i}")
     wait_b = 60.0 if i % 3 else 0.0  # every third B does not queue: ok or refused
     pa = fork_score(a, out, 0, out + ".a")
@@ -198,6 +202,8 @@ for i in range(trials):
     reruns = [run(a, out, 60, out + ".ra"), run(b, out, 60, out + ".rb")]
     trials_out.append({"out": out, "killed": name, "wait_b": wait_b, "outcomes": outcomes,
                        "reruns": reruns})
+    landed += outcomes[name] == "killed"
+    i += 1
 print(json.dumps(trials_out))
 """
 
@@ -218,9 +224,9 @@ def test_two_concurrent_runs_one_killed_then_rerun_lose_and_duplicate_nothing(fi
     per_record = [c for c in reference["day-a.parquet"].columns
                   if not c.startswith("ts_")] + ["ts_cluster", "ts_scenario", "ts_anomaly"]
     trials = json.loads(proc.stdout.splitlines()[-1])
-    # most kills landed before the run ended (a run killed while it waits for the lock
-    # counts: it is one of the two concurrent runs)
-    assert sum(t["outcomes"][t["killed"]] == "killed" for t in trials) >= len(trials) // 2
+    # kills landed before the run ended (a run killed while it waits for the lock counts:
+    # it is one of the two concurrent runs); the server tries up to 3 x as many trials
+    assert sum(t["outcomes"][t["killed"]] == "killed" for t in trials) >= CONCURRENT_TRIALS // 2
     for trial in trials:
         out = Path(trial["out"])
         assert trial["reruns"] == ["ok", "ok"], trial
