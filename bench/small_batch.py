@@ -41,7 +41,7 @@ def batch_of(test: pd.DataFrame, label: str, good: str, unseen: str) -> pd.DataF
     return pd.concat(parts).sample(frac=1, random_state=2).reset_index(drop=True)
 
 
-def run(verdicts: Path) -> pd.DataFrame:
+def run(verdicts: Path, models: Path) -> pd.DataFrame:
     rows = []
     for name, label, good, types in CASES:
         folder = verdicts / name
@@ -49,7 +49,7 @@ def run(verdicts: Path) -> pd.DataFrame:
             print(f"{name}: skipped, no run folders in {folder} (run bench/verdicts.py)")
             continue
         test = pd.read_parquet(folder / "split" / "test.parquet")
-        for model_dir in sorted((folder / "models").glob("lossless-triplet-seed*")):
+        for model_dir in sorted((models / name / "models").glob("lossless-triplet-seed*")):
             model = load(model_dir)
             for unseen in types:
                 if int((test[label] == unseen).sum()) < NOVEL:
@@ -78,9 +78,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--verdicts", default=str(RESULTS / "verdicts"),
                         help="bench/verdicts.py's output folder (its models and splits)")
+    parser.add_argument("--models", default=None,
+                        help="score with the models of this folder instead (a "
+                             "bench/verdicts_variant.py tag's folder), on --verdicts' splits")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    runs = run(Path(args.verdicts))
+    runs = run(Path(args.verdicts), Path(args.models or args.verdicts))
     out = RESULTS / "small_batch"
     out.mkdir(parents=True, exist_ok=True)
     save_runs(out, runs, markdown_table(runs.to_dict("records")))
