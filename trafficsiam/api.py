@@ -29,6 +29,7 @@ from trafficsiam.calibrate import (
     KnownScorer,
     calibration_facts,
     fit_scorer,
+    good_code,
     good_traffic,
 )
 from trafficsiam.cluster import ClusterResult
@@ -196,7 +197,7 @@ def fit(
     clock.lap("cluster")
     ref_rows = trained.train_idx[clustered.sample_idx]
     scorer, anomaly, calibration = _calibrate(
-        emb, x, codes, names, scenarios, trained, clustered, ref_rows, cfg, rng, good_model)
+        emb, x, codes, names, scenarios, trained, clustered, ref_rows, cfg, good_model)
     clock.lap("calibrate")
     manifest = artifact.build_manifest(
         cfg, names, schema, normaliser, trained, clustered, calibration, anomaly, dropout,
@@ -225,23 +226,17 @@ def fit(
                      timings=clock.timings, frames=recorded)
 
 
-def _good_code(names: np.ndarray, cfg: Config) -> int:
-    """The code of good traffic among the scenario `names` (-1: none)."""
-    found = np.flatnonzero(names == str(cfg.data.good_label))
-    return int(found[0]) if len(found) else -1
-
-
 def _good_traffic(x: np.ndarray, codes: np.ndarray, names: np.ndarray, cfg: Config,
                   ) -> tuple[GoodTraffic, dict[str, Any]]:
     """Before training: good traffic in the inputs, on the training split `train` will
     make (`calibrate.good_traffic`), and the blanking rate it decides when
     `train.input_dropout` is auto (manifest "training"."input_dropout")."""
     train_rows, held_rows = validation_split(codes, cfg)
-    good_code = _good_code(names, cfg)
+    good = good_code(names, cfg.data.good_label)
     # its own generator (it draws only for more than GOOD_PROTOTYPE_RECORDS good
     # records): the fit's draws stay as they were
-    model = good_traffic(x, train_rows[codes[train_rows] == good_code], x[held_rows],
-                         codes[held_rows] == good_code, cfg,
+    model = good_traffic(x, train_rows[codes[train_rows] == good], x[held_rows],
+                         codes[held_rows] == good, cfg,
                          np.random.default_rng(cfg.train.seed + 3))
     configured = cfg.train.input_dropout
     if configured == "auto":
@@ -257,18 +252,16 @@ def _good_traffic(x: np.ndarray, codes: np.ndarray, names: np.ndarray, cfg: Conf
 def _calibrate(
     emb: np.ndarray, x: np.ndarray, codes: np.ndarray, names: np.ndarray,
     scenarios: np.ndarray, trained: TrainResult, clustered: ClusterResult,
-    ref_rows: np.ndarray, cfg: Config, rng: np.random.Generator, good_model: GoodTraffic,
+    ref_rows: np.ndarray, cfg: Config, good_model: GoodTraffic,
 ) -> tuple[KnownScorer, dict[str, Any], dict[str, Any]]:
     """The calibrate stage: the scorer (its good-traffic model and anomaly distance
     included) on the held-out records, and the manifest's "anomaly" and "calibration"."""
     good = str(cfg.data.good_label)
-    good_code = _good_code(names, cfg)
     held = trained.val_idx
-    train_scenarios = scenarios[trained.train_idx]
     scorer, anomaly = fit_scorer(
         Assigner.from_clusterer(clustered.clusterer), clustered.labels, codes[ref_rows],
-        names, good_code, x, ref_rows, trained.train_idx[train_scenarios == good],
-        emb[held], x[held], codes[held], cfg, rng, good_model)
+        names, good_code(names, good), x, ref_rows, emb[held], x[held], codes[held], cfg,
+        good_model)
     log.debug("ts_anomaly: %s", anomaly["why"])  # the CLI summary prints it
     calibration = calibration_facts(scorer, emb[held], x[held], codes[held], names,
                                     cfg.score.false_alarm_rate)

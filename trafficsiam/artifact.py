@@ -185,7 +185,7 @@ def build_manifest(
             "device": trained.device,
             "seconds": round(trained.seconds, 3),
             "triplets_seen": trained.triplets_seen,
-            "input_dropout": {**input_dropout, "rate": trained.input_dropout},
+            "input_dropout": input_dropout,
             "history": trained.history,
         },
         "data": data,

@@ -412,6 +412,12 @@ class GoodTraffic:
     breadth: SaturationChoice
 
 
+def good_code(scenarios: np.ndarray, good_label: str) -> int:
+    """The code of good traffic among the sorted scenario names (-1: none)."""
+    found = np.flatnonzero(np.asarray(scenarios) == str(good_label))
+    return int(found[0]) if len(found) else -1
+
+
 def good_traffic(x: np.ndarray, good_rows: np.ndarray, held_x: np.ndarray,
                  held_good: np.ndarray, cfg: Config, rng: np.random.Generator) -> GoodTraffic:
     """`GoodTraffic` of the training records `good_rows` of `x`, the breadth measured on
@@ -426,23 +432,17 @@ def good_traffic(x: np.ndarray, good_rows: np.ndarray, held_x: np.ndarray,
 def fit_scorer(
     assigner: Assigner, reference_clusters: np.ndarray, reference_codes: np.ndarray,
     scenarios: Iterable[str], good_code: int, x: np.ndarray, reference_rows: np.ndarray,
-    good_rows: np.ndarray, held_emb: np.ndarray, held_x: np.ndarray, held_codes: np.ndarray,
-    cfg: Config, rng: np.random.Generator, good: GoodTraffic | None = None,
+    held_emb: np.ndarray, held_x: np.ndarray, held_codes: np.ndarray, cfg: Config,
+    good: GoodTraffic,
 ) -> tuple[KnownScorer, dict[str, Any]]:
     """The fit's `KnownScorer`, calibrated on the held-out records, and what decided
     ts_anomaly's distance (manifest "anomaly"): the input prototypes of each scenario
-    (of its reference records `reference_rows` of `x`), those of good traffic (`good`,
-    or fitted here on its training records `good_rows`), the anomaly saturation (chosen
-    on the held-out records unless configured)."""
+    (of its reference records `reference_rows` of `x`), good traffic's (`good`), the
+    anomaly saturation (`good.breadth` unless configured)."""
     seed, per = cfg.train.seed, cfg.cluster.prototypes
     # good traffic's input distance is the anomaly's: no prototypes of its own needed
     owners = np.where(np.asarray(reference_codes) == good_code, -1, reference_codes)
     prototypes, owner = build_prototypes(x[reference_rows], owners, per, seed)
-    if good is None:
-        good = good_traffic(x, good_rows, held_x, np.asarray(held_codes) == good_code, cfg,
-                            rng)
-    good_protos, anomaly_protos, anomaly_set = (
-        good.prototypes, good.anomaly_prototypes, good.anomaly_set)
     if cfg.score.anomaly_saturation == "auto":
         choice = good.breadth
         saturation = choice.saturation
@@ -453,7 +453,8 @@ def fit_scorer(
         anomaly = {"rule": "configured", "saturation": saturation,
                    "why": f"{kind} (score.anomaly_saturation)"}
     scorer = KnownScorer(assigner, reference_clusters, reference_codes, scenarios, good_code,
-                         prototypes, owner, good_protos, saturation=saturation,
-                         anomaly_prototypes=anomaly_protos, anomaly_set=anomaly_set)
+                         prototypes, owner, good.prototypes, saturation=saturation,
+                         anomaly_prototypes=good.anomaly_prototypes,
+                         anomaly_set=good.anomaly_set)
     scorer.calibrate(held_emb, held_x, held_codes)
     return scorer, anomaly

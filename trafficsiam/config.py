@@ -12,6 +12,7 @@ bomb expands a few lines into gigabytes) and with bounded nesting and size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -153,18 +154,8 @@ class TrainConfig(_Section):
     @field_validator("input_dropout", mode="before")
     @classmethod
     def _input_dropout(cls, value: Any) -> float | str:
-        if value == "auto":
-            return value
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = float("nan")
-        if isinstance(value, bool) or not 0 <= number < 1:
-            raise ValueError(
-                f"config key 'train.input_dropout' has value {quote(value)}: expected a "
-                "number from 0 to below 1, or auto (chosen at fit); fix it (see "
-                "configs/default.yaml)")
-        return number
+        return _number_or_auto(value, "train.input_dropout", lambda n: 0 <= n < 1,
+                               "a number from 0 to below 1, or auto (chosen at fit)")
 
 
 class ClusterConfig(_Section):
@@ -219,18 +210,11 @@ class ScoreConfig(_Section):
     @field_validator("anomaly_saturation", mode="before")
     @classmethod
     def _saturation(cls, value: Any) -> float | str | None:
-        if value is None or value == "auto":
+        if value is None:
             return value
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = float("nan")
-        if isinstance(value, bool) or not number > 0 or number == float("inf"):
-            raise ValueError(
-                f"config key 'score.anomaly_saturation' has value {quote(value)}: expected a "
-                "number > 0, auto (chosen at fit), or empty (Euclidean); fix it (see "
-                "configs/default.yaml)")
-        return number
+        return _number_or_auto(value, "score.anomaly_saturation",
+                               lambda n: 0 < n < float("inf"),
+                               "a number > 0, auto (chosen at fit), or empty (Euclidean)")
 
 
 class Config(_Section):
@@ -253,6 +237,22 @@ class Config(_Section):
                 "or leave it empty for N"
             )
         return self
+
+
+def _number_or_auto(value: Any, key: str, allowed: Callable[[float], bool],
+                    expected: str) -> float | str:
+    """A key that takes "auto" or a number `allowed` accepts; otherwise the one-line
+    error that names the key, the value and what is `expected`."""
+    if value == "auto":
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not allowed(number):
+        raise ValueError(f"config key '{key}' has value {quote(value)}: expected {expected}; "
+                         "fix it (see configs/default.yaml)")
+    return number
 
 
 def quote(value: Any) -> str:

@@ -63,8 +63,8 @@ def build_prototypes(
         points = np.asarray(inputs[clusters == cluster], dtype=np.float32)
         k = max(1, min(per_cluster, len(points) // 10))
         if k > 1:
-            # never more centres than distinct records: k-means left the surplus centres
-            # empty, where sklearn puts them anywhere, even far outside the data
+            # never more centres than distinct records: the surplus would own none (and
+            # be dropped by `_kmeans_centres`) after k-means had spent its time on them
             k = min(k, distinct_rows(points))
         if k == 1:
             centres = points.mean(axis=0, keepdims=True)
@@ -220,7 +220,6 @@ def effective_inputs(r2: np.ndarray) -> np.ndarray:
 class SaturationChoice:
     """What `choose_saturation` saw and chose (saved in the manifest, printed by fit)."""
 
-    saturation: float | None
     failure_inputs: float | None  # median effective inputs of the far failure records
     good_inputs: float | None  # ... of the held-out good records
     failure_records: int  # held-out failure records outside good traffic's radius
@@ -230,6 +229,11 @@ class SaturationChoice:
         """The known failures move more inputs at once than good traffic's own spread."""
         return (self.failure_inputs is not None and self.good_inputs is not None
                 and self.failure_inputs > self.good_inputs)
+
+    @property
+    def saturation(self) -> float | None:
+        """The anomaly's saturation this chooses (None: Euclidean)."""
+        return AUTO_SATURATION if self.many_inputs else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"saturation": self.saturation, "failure_inputs": self.failure_inputs,
@@ -258,19 +262,17 @@ def choose_saturation(
     good traffic that drifted in one field by counting fields (BENCHMARKS.md §5)."""
     is_good = np.asarray(is_good, dtype=bool)
     if len(good_prototypes) == 0 or not is_good.any():
-        return SaturationChoice(None, None, None, 0)
+        return SaturationChoice(None, None, 0)
     r2 = squared_differences(np.asarray(x, dtype=np.float32), good_prototypes)
     distance = r2.sum(axis=1)  # squared: the same order as the distance
     far = ~is_good & (distance > float(np.quantile(distance[is_good], quantile)))
     n = int(far.sum())
     if n < AUTO_MIN_RECORDS:
-        return SaturationChoice(None, None, None, n)
+        return SaturationChoice(None, None, n)
     inputs = effective_inputs(r2)
     # rounded as stored, so that the manifest's numbers give the choice again
-    failure = round(float(np.median(inputs[far])), 3)
-    good = round(float(np.median(inputs[is_good])), 3)
-    breadth = SaturationChoice(None, failure, good, n)
-    return SaturationChoice(AUTO_SATURATION if breadth.many_inputs else None, failure, good, n)
+    return SaturationChoice(round(float(np.median(inputs[far])), 3),
+                            round(float(np.median(inputs[is_good])), 3), n)
 
 
 def choose_input_dropout(breadth: SaturationChoice) -> tuple[float, str]:

@@ -60,7 +60,6 @@ class TrainResult:
     seconds: float
     triplets_seen: int
     device: str
-    input_dropout: float = 0.0  # the blanking rate it trained with
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -341,7 +340,6 @@ def _train(x: np.ndarray, codes: np.ndarray, cfg: Config, quiet: bool,
         seconds=time.perf_counter() - start,
         triplets_seen=triplets_seen,
         device=str(device),
-        input_dropout=input_dropout,
         extra=extra,
     )
 

@@ -29,7 +29,7 @@ from sklearn.neighbors import NearestNeighbors
 from trafficsiam import read
 from trafficsiam.artifact import Artifact
 from trafficsiam.assign import Assigner
-from trafficsiam.calibrate import fit_scorer
+from trafficsiam.calibrate import fit_scorer, good_code, good_traffic
 from trafficsiam.cluster import fit_clusters
 from trafficsiam.config import Config
 from trafficsiam.contract import VERDICTS
@@ -143,12 +143,12 @@ def no_embedding(data: BaselineData, cfg: Config, seed: int) -> Predictions:
     clustered = fit_clusters(x[train_idx], data.y_train[train_idx], cfg.cluster,
                              data.good_label, rng)
     ref = train_idx[clustered.sample_idx]
-    good = np.flatnonzero(names == data.good_label)
-    good_code = int(good[0]) if len(good) else -1
+    good = good_code(names, data.good_label)
+    inputs = good_traffic(x, train_idx[codes[train_idx] == good], x[val_idx],
+                          codes[val_idx] == good, cfg, rng)
     scorer, _ = fit_scorer(Assigner.from_clusterer(clustered.clusterer), clustered.labels,
-                           codes[ref], names, good_code, x, ref,
-                           train_idx[codes[train_idx] == good_code],
-                           x[val_idx], x[val_idx], codes[val_idx], cfg, rng)
+                           codes[ref], names, good, x, ref, x[val_idx], x[val_idx],
+                           codes[val_idx], cfg, inputs)
     x_test = np.ascontiguousarray(data.x_test, dtype=np.float32)
     a = scorer.assess(x_test, x_test, cfg.score.false_alarm_rate)
     scenario = masked(names[a.voted].astype(object), a.explained)
