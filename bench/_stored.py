@@ -37,10 +37,17 @@ def frames(runs: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return _read(train), _read(test)
 
 
-def arguments(doc: str, data: str = "sample,5g,ton-iot,nsl-kdd") -> argparse.Namespace:
-    """--data (comma-separated names), --seeds, --runs: what every study is asked."""
+def arguments(doc: str, data: str = "sample,5g,ton-iot,nsl-kdd",
+              models: bool = False) -> argparse.Namespace:
+    """--data (comma-separated names), --seeds, --runs: what every study is asked; with
+    `models`, --models: the models of another folder (a `bench/verdicts_variant.py` tag's)
+    judged on --runs' records (`args.models` is --runs without it)."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--data", default=data)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
-    return parser.parse_args()
+    if models:
+        parser.add_argument("--models", type=Path, default=None)
+    args = parser.parse_args()
+    args.models = getattr(args, "models", None) or args.runs
+    return args

@@ -21,7 +21,8 @@ lower than `fit`'s.
     OMP_NUM_THREADS=1 .venv/bin/python bench/decision_variants.py --data sample,5g,ton-iot,nsl-kdd
 
 Needs `bench/verdicts.py`'s run folder (`--runs`, default bench/results/verdicts-0.85)
-and ../shared/datasets. Prints one line per data set and rule (mean over the seeds,
+and ../shared/datasets; `--models FOLDER` judges the models of a `bench/verdicts_variant.py`
+tag instead, on the same records. Prints one line per data set and rule (mean over the seeds,
 then each seed), then the rankings' AUROC, then what the records voted a failure are.
 """
 
@@ -226,10 +227,10 @@ def line(tag: str, per_seed: list[dict[str, float]]) -> str:
 
 
 def main() -> None:
-    args = arguments(__doc__)
+    args = arguments(__doc__, models=True)
     for name in args.data.split(","):
         test = test_records(args.runs, name)
-        models = [load(args.runs, name, seed, test) for seed in range(args.seeds)]
+        models = [load(args.models, name, seed, test) for seed in range(args.seeds)]
         rules: dict[str, Callable[[Model], Rule]] = {"shipped": lambda m: shipped}
         for floor in (0.01, 0.05, 0.1, 0.2):
             rules[f"second opinion, floor {floor}"] = (
