@@ -109,11 +109,11 @@ def run_independent(out: Path) -> tuple[dict, str]:
 # two workers take whole files (`--dist loadfile`, in collection order with
 # `--no-loadscope-reorder`): starting the long ones first lets both finish together
 # instead of one running the last long file alone.
-SLOWEST_FIRST = ("test_faults", "test_score_quality", "test_score", "test_pipelines",
-                 "test_report_browser", "test_api", "test_quality_nslkdd",
-                 "test_losses_family", "test_hostile_input", "test_dask_engine",
-                 "test_verdicts", "test_derive", "test_train", "test_nslkdd", "test_history",
-                 "test_5g", "test_evaluate_nslkdd")
+SLOWEST_FIRST = ("test_faults", "test_score", "test_pipelines", "test_quality_nslkdd",
+                 "test_report_browser", "test_score_quality", "test_losses_family",
+                 "test_hostile_input", "test_derive", "test_verdicts", "test_train",
+                 "test_dask_engine", "test_nslkdd", "test_history", "test_5g", "test_compare",
+                 "test_evaluate_nslkdd")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

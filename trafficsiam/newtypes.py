@@ -53,6 +53,8 @@ _MERGE_SHARE = 0.85
 # records form dense groups of their own (a clean 200,000-record batch of the sample data
 # gave a candidate of 1,240 records, mostly good traffic; BENCHMARKS.md §6).
 _FALSE_ALARM_MARGIN = 2.0
+# A candidate's smallest size as a share of the sample (at least score.new_type_min_size).
+_MIN_SHARE = 0.005
 # Reference points that measure that distance (fixed, so discover stays deterministic).
 _REFERENCE_POINTS = 2000
 # A candidate's radius: this quantile of its sampled records' distances to their centroid,
@@ -348,7 +350,7 @@ def discover(
     # A fixed minimum split a large sample's unseen type into fragments and noise; a
     # share of the sample (the fit's rule) plus epsilon merging keeps it whole
     # (BENCHMARKS.md, scoring throughput).
-    min_size = max(cfg.new_type_min_size, int(np.ceil(0.005 * len(sample))))
+    min_size = max(cfg.new_type_min_size, int(np.ceil(_MIN_SHARE * len(sample))))
     if len(sample) < min_size:
         return empty
     min_samples = min(cfg.new_type_min_samples, len(sample) - 1)
