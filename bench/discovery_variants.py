@@ -6,6 +6,11 @@ such share over unseen types with 50+ flagged records (`worst_type_grouped`), th
 candidates' ARI between seeds over records both seeds grouped (`ari_between_seeds`), the
 share grouped by both (`grouped_in_both`), and known records put in candidates.
 
+`--splits` instead prints, per data set, where HDBSCAN's tree over each seed's unexplained
+records splits a group in two, as a share of the spacing of scattered records
+(`_MERGE_SHARE` merges the parts of splits under it): for splits whose two parts have
+the same majority label and for splits whose parts differ.
+
 A variant sets `newtypes` constants (upper case, e.g. `_MERGE_SHARE=1.0`) and score keys
 (`new_type_min_samples=5`), `;`-separated; `shipped` is the code as it is:
 
@@ -93,6 +98,55 @@ def judged(results: dict[int, pd.DataFrame], label: np.ndarray, novel: np.ndarra
     return out
 
 
+def splits(model: trafficsiam.Model, frame: pd.DataFrame, label: np.ndarray) -> pd.DataFrame:
+    """Each binary split of HDBSCAN's condensed tree over the unexplained records of
+    `frame` (as `newtypes.discover` clusters them, without the merging): its distance over
+    the scattered records' spacing, and whether its two parts share a majority label."""
+    import hdbscan
+
+    scored_ = model.score(frame)
+    u = np.flatnonzero(scored_["ts_verdict"].isin(["new_error", "outlier"]).to_numpy())
+    cfg = model.artifact.config.score
+    if len(u) > cfg.max_new_points:  # the sample's size; a fixed random one here
+        u = np.sort(np.random.default_rng(0).choice(u, cfg.max_new_points, replace=False))
+    points = model.embed(frame.iloc[u]).astype(np.float64)
+    min_size = max(cfg.new_type_min_size, int(np.ceil(newtypes._MIN_SHARE * len(u))))
+    min_samples = min(cfg.new_type_min_samples, len(u) - 1)
+    spacing = newtypes._scatter_distance(points, min_samples)
+    tree = hdbscan.HDBSCAN(min_cluster_size=min_size, min_samples=min_samples,
+                           approx_min_span_tree=False).fit(points).condensed_tree_._raw_tree
+    n = len(points)
+    below: dict[int, list] = {}
+    for rec in tree:
+        below.setdefault(int(rec["parent"]), []).append(rec)
+
+    def majority(node: int) -> str:
+        members, stack = [], [node]
+        while stack:
+            for rec in below.get(stack.pop(), []):
+                (members.append if rec["child"] < n else stack.append)(int(rec["child"]))
+        return str(pd.Series(label[u[members]]).mode().iloc[0])
+
+    rows = []
+    for recs in below.values():
+        parts = [r for r in recs if r["child"] >= n]
+        if len(parts) == 2:
+            rows.append({"share": 1.0 / float(parts[0]["lambda_val"]) / spacing,
+                         "same": majority(int(parts[0]["child"]))
+                         == majority(int(parts[1]["child"]))})
+    return pd.DataFrame(rows, columns=["share", "same"])
+
+
+def split_lines(name: str, models: dict[int, trafficsiam.Model], frame: pd.DataFrame,
+                label: np.ndarray) -> None:
+    found = pd.concat([splits(m, frame, label) for m in models.values()], ignore_index=True)
+    for same, part in found.groupby("same"):
+        q = np.quantile(part["share"], [0, 0.1, 0.5, 0.9, 1])
+        print(f"{name}: {'same' if same else 'different'} majority, {len(part)} splits, "
+              f"distance / spacing min {q[0]:.3f}, 10 % {q[1]:.3f}, median {q[2]:.3f}, "
+              f"90 % {q[3]:.3f}, max {q[4]:.3f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="sample,5g,ton-iot,nsl-kdd")
@@ -101,6 +155,8 @@ def main() -> None:
     parser.add_argument("--models", type=Path, required=True,
                         help="a bench/verdicts_variant.py folder (its <data>/models)")
     parser.add_argument("--variant", action="append", default=[])
+    parser.add_argument("--splits", action="store_true",
+                        help="print the tree's split distances instead of judging variants")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     variants = [parse(v) for v in (args.variant or ["shipped"])]
@@ -112,6 +168,9 @@ def main() -> None:
         known = [str(s) for s in models[0].manifest["scenarios"]]
         label = test[LABELS[name]].astype(str).to_numpy()
         novel = ~np.isin(label, known)
+        if args.splits:
+            split_lines(name, models, test, label)
+            continue
         for variant, constants, keys in variants:
             start = time.perf_counter()
             results = {s: scored(m, test, constants, keys) for s, m in models.items()}
@@ -120,7 +179,8 @@ def main() -> None:
                    "s": round(time.perf_counter() - start)}
             rows.append(row)
             print(row, flush=True)
-    print(pd.DataFrame(rows).to_string(index=False))
+    if rows:
+        print(pd.DataFrame(rows).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from trafficsiam import synth
 from trafficsiam.cli import main
 from trafficsiam.config import build_config
 from trafficsiam.errors import ConfigError, InputError, OutputError
+from trafficsiam.measure import baselines
 from trafficsiam.measure.backtest import backtest, make_split, without_time_column, write_split
 
 UNSEEN = "error_type_3,error_type_4"
@@ -155,15 +156,21 @@ def test_cli_names_another_label_columns_values(novel_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_backtest_end_to_end_writes_the_tables(novel_data, tmp_path):
+def test_backtest_end_to_end_writes_the_tables(novel_data, tmp_path, monkeypatch):
     path, _ = novel_data
     out = tmp_path / "bt"
+    fitted = []
+    run_baseline = baselines.run
+    monkeypatch.setattr(baselines, "run", lambda name, *a: fitted.append(name)
+                        or run_baseline(name, *a))
     result = CliRunner().invoke(main, [
         "backtest", str(path), "--unseen", UNSEEN, "--out", str(out),
         "--ignore", "id", "--ignore", "timestamp", "--epochs", "2",
         "--set", "train.steps_per_epoch=10", "--set", "cluster.max_points=1500",
     ])
     assert result.exit_code == 0, result.output
+    # each baseline fitted once: its curve at the model's rate comes from compare's scores
+    assert fitted == ["isolation-forest", "knn", "random-forest"]
     assert f"report: {out / 'comparison.html'}" in result.output
     for name in ("lossless-triplet", "isolation-forest", "knn", "random-forest"):
         assert name in result.output
@@ -180,7 +187,7 @@ def test_backtest_end_to_end_writes_the_tables(novel_data, tmp_path):
     assert list(table["method"]) == methods
     model = table.iloc[0]
     assert model["kind"] == "loss"
-    # the baselines' own metrics are compare's (recomputed, seeded alike)
+    # the baselines' own metrics are compare's run's
     for col in ("good_false_alarm", "novel_called_good", "novel_auroc"):
         assert np.allclose(table[col], runs[col], equal_nan=True), col
     assert (table["model_false_alarm"] == model["good_false_alarm"]).all()
@@ -203,6 +210,9 @@ def test_backtest_end_to_end_writes_the_tables(novel_data, tmp_path):
     assert set(seed["baselines"]) == set(methods[1:])
     assert seed["best_baseline"] in methods[1:]
     assert seed["best_baseline_novel_called_good"] == pytest.approx(best)
+    side = "on or above" if seed["on_or_above_best_baseline"] else "under"
+    assert (f"the best baseline, {seed['best_baseline']}, calls {best:.3f} good at that false "
+            f"alarm rate: the model is {side} {seed['best_baseline']}'s curve") in result.output
     records = pd.read_parquet(out / "runs" / "lossless-triplet-seed0" / "records.parquet")
     assert len(records) == len(test)
 

@@ -1,4 +1,5 @@
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -67,7 +68,8 @@ def test_fit_clusters_finds_and_names_each_scenario(caplog):
     assert "has no cluster" not in caplog.text
 
 
-def test_scenario_without_cluster_is_warned(caplog):
+def test_scenario_without_cluster_is_reported(caplog):
+    caplog.set_level(logging.INFO, logger="trafficsiam")
     rng = np.random.default_rng(0)
     emb = blobs(rng, [600, 300, 5], [[0.1] * 4, [0.9] * 4, [0.5] * 4], scale=0.02)
     scen = np.array(["good"] * 600 + ["e1"] * 300 + ["tiny"] * 5)

@@ -435,8 +435,9 @@ def _backtest_summary(result: Any) -> str:
             lines.append(
                 f"seed {entry['seed']}: the model calls {entry['model']['novel_called_good']:.3f} "
                 f"of unseen failures good at {entry['model']['good_false_alarm']:.3f} false "
-                f"alarms; best baseline {best} {entry['best_baseline_novel_called_good']:.3f} "
-                f"at that rate: {'on or above' if ok else 'below'} it")
+                f"alarms; the best baseline, {best}, calls "
+                f"{entry['best_baseline_novel_called_good']:.3f} good at that false alarm "
+                f"rate: the model is {'on or above' if ok else 'under'} {best}'s curve")
     lines.append(f"outputs in {result.out}: split/, backtest.json, backtest.csv, "
                  "comparison.csv, runs.csv")
     lines.append(f"report: {result.out / 'comparison.html'}")

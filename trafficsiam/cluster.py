@@ -185,10 +185,13 @@ def fit_clusters(
     named = set(table.loc[table["cluster"] != NOISE, "scenario"])
     unnamed = sorted({str(s) for s in scenarios} - named)
     if unnamed:
-        log.warning(
-            "%d scenario(s) have no cluster of their own (their records fell into other "
-            "clusters or noise; lower cluster.min_cluster_size to give small scenarios a "
-            "cluster): %s", len(unnamed), ", ".join(repr(s) for s in unnamed),
+        # Not a warning since issue 16: a known scenario is recognised by the vote of its
+        # labelled neighbours, whatever HDBSCAN did with it.
+        log.info(
+            "%d scenario(s) have no cluster of their own; their records are still "
+            "recognised by their labelled neighbours, clusters only name sub-modes for "
+            "ts_cluster and the reports (lower cluster.min_cluster_size for one): %s",
+            len(unnamed), ", ".join(repr(s) for s in unnamed),
         )
     return ClusterResult(
         sample_idx=sample,

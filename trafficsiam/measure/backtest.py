@@ -45,9 +45,8 @@ from trafficsiam import api, read, validate, write
 from trafficsiam.config import Config
 from trafficsiam.errors import ConfigError, InputError
 from trafficsiam.labels import clean_label
-from trafficsiam.measure import baselines
 from trafficsiam.measure.compare import COMPARISON_JSON, CompareResult, compare
-from trafficsiam.measure.evaluate import METRICS, metrics, recall_at_fpr, write_json
+from trafficsiam.measure.evaluate import METRICS, recall_at_fpr, write_json
 from trafficsiam.paths import check_outputs, comparison_out, input_roots
 
 log = logging.getLogger("trafficsiam")
@@ -312,7 +311,6 @@ def backtest(
     art = api.load(out / "models" / f"{loss}-seed{first}")
     known = [str(s) for s in art.manifest["scenarios"]]
     good = str(art.manifest["good_label"])
-    bdata = baselines.load_data(art, [str(train_file)], [str(test_file)])
     labels = pd.read_parquet(test_file, columns=[cfg.data.label_column]).iloc[:, 0]
     y = labels.astype(str).to_numpy()
     is_good, is_novel = y == good, ~np.isin(y, known)
@@ -330,18 +328,10 @@ def backtest(
         }
         base_rows = []
         for name in BACKTEST_BASELINES:
-            if not quiet:
-                log.info("baseline %s, seed %d: novelty at the model's false alarm rate",
-                         name, seed)
-            pred, _ = baselines.run(name, bdata, cfg, seed)
+            # compare's own run of the baseline, its scores kept: no second fit
             row = runs[(runs["seed"] == seed) & (runs["method"] == name)].iloc[0]
-            values = metrics(y, pred, known, good)
-            for key in ("good_false_alarm", "novel_called_good"):  # compare's run, redone
-                if not _same(values[key], float(row[key])):
-                    log.warning("baseline %s, seed %d: %s %.4f here but %.4f in runs.csv; "
-                                "the baseline is not deterministic", name, seed, key,
-                                values[key], float(row[key]))
-            at_fpr = (1.0 - recall_at_fpr(pred.novelty, is_novel, is_good, fpr)
+            novelty = compared.novelty[(name, seed)]
+            at_fpr = (1.0 - recall_at_fpr(novelty, is_novel, is_good, fpr)
                       if fpr == fpr else float("nan"))
             entry["baselines"][name] = {
                 "good_false_alarm": float(row["good_false_alarm"]),
@@ -377,10 +367,6 @@ def backtest(
     if not quiet:
         log.info("backtest written to %s", out)
     return BacktestResult(out=out, split=info, seeds=per_seed, table=table, compared=compared)
-
-
-def _same(a: float, b: float) -> bool:
-    return (a != a and b != b) or abs(a - b) <= 1e-9
 
 
 def _row(run: pd.Series, at_fpr: float, fpr: float, verdict: bool | None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,9 @@ class CompareResult:
     out: Path
     runs: pd.DataFrame  # one row per (method, seed): metrics, fit seconds
     table: pd.DataFrame  # one row per method: mean and std over seeds
+    # each baseline run's novelty score per test record, by (method, seed): what
+    # `backtest` reads a baseline's curve from, instead of fitting it again
+    novelty: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -122,6 +125,7 @@ def compare(
     total = seeds * (len(losses) + len(baseline_names))
     done = 0
     rows: list[dict[str, Any]] = []
+    novelty: dict[tuple[str, int], np.ndarray] = {}
     views: dict[str, dict[str, Any]] = {}
     data: baselines.BaselineData | None = None
     test_labels: np.ndarray | None = None
@@ -166,6 +170,7 @@ def compare(
                 log.info("[%d/%d] baseline %s, seed %d", done, total, name, seed)
             assert data is not None and test_labels is not None
             pred, seconds = baselines.run(name, data, cfg, seed)
+            novelty[(name, seed)] = np.asarray(pred.novelty, dtype=np.float64)
             values = metrics(test_labels, pred, known, good)
             rows.append({"method": name, "kind": "baseline", "seed": seed, **values,
                          "fit_seconds": seconds, "epochs": np.nan, "best_epoch": np.nan,
@@ -185,7 +190,7 @@ def compare(
     if not quiet:
         log.info("compared %d losses and %d baselines over %d seed(s): %s",
                  len(losses), len(baseline_names), seeds, out / "comparison.csv")
-    return CompareResult(out=out, runs=runs, table=table)
+    return CompareResult(out=out, runs=runs, table=table, novelty=novelty)
 
 
 def _save_runs(out: Path, rows: list[dict[str, Any]]) -> None:
