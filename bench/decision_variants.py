@@ -45,6 +45,7 @@ from trafficsiam import artifact  # noqa: E402
 from trafficsiam.calibrate import KnownScorer, Measured  # noqa: E402
 from trafficsiam.decide import Calibration, _p_beyond, decide  # noqa: E402
 from trafficsiam.model import embed  # noqa: E402
+from trafficsiam.prototypes import nearest_distance  # noqa: E402
 
 VOTE, EMBEDDING, INPUTS = 0, 1, 2  # the scores' columns in `calibrate.SCORES`
 
@@ -61,6 +62,8 @@ class Evidence:
     each_voted: np.ndarray  # [n, 3] each score's own p-value under the voted scenario
     each_good: np.ndarray  # [n, 3] ... under good traffic
     anomaly: np.ndarray  # ts_anomaly
+    # log(input distance to good traffic's prototypes / to the known failures' nearest)
+    toward_failure: np.ndarray | None = None
 
 
 def each_p(cal: Calibration, scores: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -105,6 +108,9 @@ def load(runs: Path, name: str, seed: int, test: pd.DataFrame) -> Model:
     x, _ = art.normaliser.transform(test[list(art.schema.columns)])
     test_ev = evidence(ks, ks.measure(embed(art.model, x), x),
                        test[LABELS[name]].to_numpy(), names)
+    failure = ks.prototype_scenario != ks.good_code
+    test_ev.toward_failure = (np.log(nearest_distance(x, ks.good_prototypes) + 1e-6)
+                              - np.log(nearest_distance(x, ks.prototypes[failure]) + 1e-6))
     hold = art.holdout
     held_m = ks.measure(hold[art.embedding_columns].to_numpy(np.float64), art.inputs["holdout"])
     held_ev = evidence(ks, held_m, hold["scenario"].astype(str).to_numpy(), names)
@@ -193,6 +199,12 @@ def rankings(model: Model) -> dict[str, float]:
         "Fisher, embedding and inputs": ranked(fisher(each[:, [EMBEDDING, INPUTS]])),
         "mean rank of ts_anomaly and 1 - ts_p_good": rankdata(t.anomaly) + rankdata(-t.p_good),
     }
+    if t.toward_failure is not None:
+        # a supervised hint, like the RandomForest's: nearer the known failures' input
+        # prototypes than good traffic's
+        scores["toward the known failures"] = ranked(t.toward_failure)
+        scores["ts_p_good, then toward the known failures"] = ranked(-t.p_good,
+                                                                      t.toward_failure)
     return {k: float(roc_auc_score(novel[rows], v[rows])) for k, v in scores.items()}
 
 
