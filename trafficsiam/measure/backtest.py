@@ -23,10 +23,9 @@ novel records it would call good at the same false alarm rate on the test's good
 records (the baseline's novelty thresholded at the good records' quantile,
 `evaluate.recall_at_fpr`). `backtest.csv` has one row per method and seed.
 
-The baselines run inside `compare` (so that runs.csv, comparison.csv and
-comparison.html hold them as compare writes them) and once more here, seeded alike,
-for their per-record novelty, which compare does not keep; both runs are
-deterministic and cost seconds next to the model's fit.
+The baselines run once, inside `compare` (so that runs.csv, comparison.csv and
+comparison.html hold them as compare writes them), which keeps each run's per-record
+novelty (`CompareResult.novelty`) for the curve here.
 """
 
 from __future__ import annotations
