@@ -119,3 +119,19 @@ def test_fit_chooses_input_dropout_from_how_many_inputs_the_failures_move(data, 
     assert f"input dropout: {dropout['why']}" in auto.summary()
     loaded = api.load(auto.path)  # the manifest's schema takes the record
     assert loaded.manifest["training"]["input_dropout"] == dropout
+
+
+def test_the_calibration_line_counts_add_up():
+    # 12 of 1,400 flagged: 10 unlike good, 2 voted a failure; shares rounded to one
+    # decimal had read 0.9 % = 0.7 % + 0.1 %
+    cal = {"held_out_records": {"good": 1400, "e1": 300}, "false_alarm_rate": 0.01,
+           "held_out_good": [
+               {"rate": 0.005, "flagged": 6 / 1400, "unlike_good": 4 / 1400,
+                "voted_failure": 2 / 1400},
+               {"rate": 0.01, "flagged": 12 / 1400, "unlike_good": 10 / 1400,
+                "voted_failure": 2 / 1400}]}
+    assert api.calibration_text(cal, "good") == (
+        "decision calibrated on 1700 held-out records: at score.false_alarm_rate 0.01, "
+        "12 of the 1400 held-out good records flagged (0.86%): 10 unlike good traffic, "
+        "2 whose neighbours vote a failure")
+    assert api.calibration_text({**cal, "false_alarm_rate": 0.02}, "good") is None

@@ -85,7 +85,7 @@ class Derived:
         lines = [f"model {manifest['model_id']} ({step['kind']}, parent {step['parent']}): "
                  f"{step['records']} records of {what}; {self.added['reference_records']} "
                  f"joined the reference, {self.added['calibration_records']} the calibration"]
-        text = calibration_text(manifest["calibration"])
+        text = calibration_text(manifest["calibration"], str(manifest["good_label"]))
         if text:
             lines.append(text)
         lines.append(f"model folder: {self.path}")
