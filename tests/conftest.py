@@ -112,8 +112,7 @@ def run_independent(out: Path) -> tuple[dict, str]:
 SLOWEST_FIRST = ("test_faults", "test_score", "test_pipelines", "test_quality_nslkdd",
                  "test_report_browser", "test_score_quality", "test_losses_family",
                  "test_hostile_input", "test_derive", "test_verdicts", "test_train",
-                 "test_dask_engine", "test_nslkdd", "test_history", "test_5g", "test_compare",
-                 "test_evaluate_nslkdd")
+                 "test_dask_engine", "test_history", "test_5g", "test_compare")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
