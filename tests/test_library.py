@@ -44,6 +44,29 @@ def test_score_equals_what_the_command_writes(frame_model, tmp_path):
     pd.testing.assert_frame_equal(scored, written, check_exact=True)
 
 
+def test_a_sampled_discovery_is_the_same_for_a_frame_a_parquet_and_a_csv(frame_model,
+                                                                        tmp_path):
+    # more unexplained records than max_new_points: the sample was keyed by the file's
+    # bytes, so a frame (and a CSV of the same records) grouped another sample
+    model, _ = frame_model
+    batch = synth.generate(rows=10_000, seed=8, novel=True)
+    batch.to_parquet(tmp_path / "batch.parquet", index=False)
+    batch.to_csv(tmp_path / "batch.csv", index=False)
+    keys = ["--set", "score.max_new_points=100", "--set", "score.new_type_min_size=10"]
+    written = {}
+    for name in ("batch.parquet", "batch.csv"):
+        res = CliRunner().invoke(main, ["score", str(model.path), str(tmp_path / name),
+                                        "--out", str(tmp_path / name.replace(".", "-")),
+                                        "--quiet", "--no-report", *keys])
+        assert res.exit_code == 0, res.output
+        written[name] = pd.read_parquet(tmp_path / name.replace(".", "-") / "batch.parquet")
+    scored = model.score(batch, max_new_points=100, new_type_min_size=10)
+    unexplained = scored["ts_verdict"].isin(["new_error", "outlier"])
+    assert unexplained.sum() > 3 * 100 and scored["ts_new_type"].notna().any()
+    for frame in written.values():
+        pd.testing.assert_series_equal(frame["ts_new_type"], scored["ts_new_type"])
+
+
 def test_score_keeps_rows_order_index_and_the_input_untouched(frame_model):
     model, _ = frame_model
     batch = synth.generate(rows=400, seed=9).sample(frac=1.0, random_state=1)

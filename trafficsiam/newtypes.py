@@ -9,10 +9,12 @@ group is then the records joined closer than scattered records would be (`_lone_
 Any candidate must be clearly denser than records spread uniformly over the embedding's
 range (`_scatter_distance`), which keeps uniform noise from forming candidates.
 
-At most `max_new_points` records are clustered: a bottom-k sample by a hash of (input
-content hash, row number). That sample depends only on the data, never on how it was
-split into batches, partitions or workers, so the local and the Dask engines (and a
-rerun after a crash) cluster exactly the same points. Every other unexplained record is
+At most `max_new_points` records are clustered: a bottom-k sample by a hash of (the
+record's model inputs, its row number). That sample depends only on the records and their
+order, never on how they were split into batches, partitions or workers, nor on the bytes
+that held them, so the local and the Dask engines (and a rerun after a crash) cluster
+exactly the same points, and so do a parquet file, a CSV file and a DataFrame of the same
+records. Every other unexplained record is
 assigned to the candidates as `hdbscan.approximate_predict` would (`assign.Assigner`).
 
 Each candidate is described by the input features that set it apart from good traffic
@@ -68,7 +70,24 @@ TRACK_SPACES = ("embedding", "inputs")
 def row_keys(file_key: str, rows: np.ndarray) -> np.ndarray:
     """A well-mixed uint64 per (file, row): splitmix64 of the row number seeded by the file."""
     seed = np.uint64(int(file_key[:16], 16))
-    z = np.asarray(rows, dtype=np.uint64) + seed
+    with np.errstate(over="ignore"):
+        return _splitmix(np.asarray(rows, dtype=np.uint64) + seed)
+
+
+def content_keys(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A well-mixed uint64 per record from its model inputs `x` (FNV-1a over their float32
+    bits) and its row number (splitmix64): the sample's keys. The row number keeps
+    identical records apart, so a block of duplicates is sampled like any records."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    h = np.full(bits.shape[0], 0xCBF29CE484222325, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(bits.shape[1]):
+            h = (h ^ bits[:, j]) * np.uint64(0x100000001B3)
+        z = np.asarray(rows, dtype=np.uint64) + h
+    return _splitmix(z)
+
+
+def _splitmix(z: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         z = (z + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
         z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from trafficsiam.errors import OutputError
 from trafficsiam.model import one_thread
-from trafficsiam.newtypes import NewTypes, Sample, discover, row_keys, track
+from trafficsiam.newtypes import NewTypes, Sample, content_keys, discover, track
 from trafficsiam.normalise import TransformCounts
 from trafficsiam.scoring.batch import SPOOL, Scoring
 from trafficsiam.scoring.plan import Job
@@ -102,7 +102,7 @@ def _assess_chunks(
         u = np.flatnonzero(~spool["explained"].astype(bool))
         if spill is not None:
             spill(spool, emb[u])
-        sample.offer(row_keys(job.source.sha256, start + u), job.index, start + u,
+        sample.offer(content_keys(x[u], start + u), job.index, start + u,
                      emb[u], x[u], spool["novelty"][u])
         sample.count(spool["voted"], len(u))
         n += len(spool)
