@@ -24,6 +24,7 @@ most typical example records.
 
 from __future__ import annotations
 
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -75,16 +76,21 @@ def row_keys(file_key: str, rows: np.ndarray) -> np.ndarray:
 
 
 def content_keys(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """A well-mixed uint64 per record from its model inputs `x` (FNV-1a over their float32
-    bits) and its row number (splitmix64): the sample's keys. The row number keeps
-    identical records apart, so a block of duplicates is sampled like any records."""
+    """A well-mixed uint64 per record from its model inputs `x` (a sum of their float32
+    bits times fixed odd constants, wrapping) and its row number (splitmix64): the
+    sample's keys. The row number keeps identical records apart, so a block of duplicates
+    is sampled like any records."""
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    h = np.full(bits.shape[0], 0xCBF29CE484222325, dtype=np.uint64)
+    # einsum: one pass; the product and sum wrap modulo 2 ** 64 as uint64 does
+    h = np.einsum("ij,j->i", bits, _odd_constants(bits.shape[1]))
     with np.errstate(over="ignore"):
-        for j in range(bits.shape[1]):
-            h = (h ^ bits[:, j]) * np.uint64(0x100000001B3)
-        z = np.asarray(rows, dtype=np.uint64) + h
-    return _splitmix(z)
+        return _splitmix(np.asarray(rows, dtype=np.uint64) + h)
+
+
+@functools.lru_cache(maxsize=8)
+def _odd_constants(n: int) -> np.ndarray:
+    c = np.random.default_rng(0x5A3F).integers(0, 2**63, size=n, dtype=np.uint64)
+    return c * np.uint64(2) + np.uint64(1)
 
 
 def _splitmix(z: np.ndarray) -> np.ndarray:
