@@ -70,9 +70,7 @@ TRACK_SPACES = ("embedding", "inputs")
 
 def row_keys(file_key: str, rows: np.ndarray) -> np.ndarray:
     """A well-mixed uint64 per (file, row): splitmix64 of the row number seeded by the file."""
-    seed = np.uint64(int(file_key[:16], 16))
-    with np.errstate(over="ignore"):
-        return _splitmix(np.asarray(rows, dtype=np.uint64) + seed)
+    return _splitmix(np.asarray(rows, dtype=np.uint64) + np.uint64(int(file_key[:16], 16)))
 
 
 def content_keys(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -83,8 +81,7 @@ def content_keys(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
     # einsum: one pass; the product and sum wrap modulo 2 ** 64 as uint64 does
     h = np.einsum("ij,j->i", bits, _odd_constants(bits.shape[1]))
-    with np.errstate(over="ignore"):
-        return _splitmix(np.asarray(rows, dtype=np.uint64) + h)
+    return _splitmix(np.asarray(rows, dtype=np.uint64) + h)
 
 
 @functools.lru_cache(maxsize=8)

@@ -7,7 +7,6 @@ the command writes. Nothing is written and no state is kept.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +30,6 @@ from trafficsiam.state import InputFile
 
 # How a frame is named in messages ("DataFrame row 12: column 'bytes_in' has value ...").
 NAME = "DataFrame"
-
-
-def frame_key(frame: pd.DataFrame) -> str:
-    """A content hash of the frame's rows: seeds the sample of its unexplained records as a
-    file's SHA-256 seeds a file's."""
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()
 
 
 def feature_table(scoring: Scoring, frame: pd.DataFrame, name: str = NAME) -> pa.Table:
@@ -68,8 +60,9 @@ def score_frame(scoring: Scoring, frame: pd.DataFrame, name: str = NAME) -> pd.D
     """`frame` with the ts_* columns appended: same rows, same order, same index, the
     input columns untouched (the result is a new frame)."""
     table = feature_table(scoring, frame, name)
-    job = Job(0, InputFile(Path(name), 0, frame_key(frame[scoring.features])), "",
-              table.num_rows)
+    # no content hash: the discovery sample is keyed by the records themselves
+    # (`newtypes.content_keys`), and a frame keeps no state or report sample
+    job = Job(0, InputFile(Path(name), 0, ""), "", table.num_rows)
     tally, sample = Tally(), Sample(scoring.cfg.max_new_points)
     spooled: list[tuple[np.ndarray, np.ndarray]] = []
 
