@@ -213,6 +213,8 @@ def test_backtest_end_to_end_writes_the_tables(novel_data, tmp_path, monkeypatch
     side = "on or above" if seed["on_or_above_best_baseline"] else "under"
     assert (f"the best baseline, {seed['best_baseline']}, calls {best:.3f} good at that false "
             f"alarm rate: the model is {side} {seed['best_baseline']}'s curve") in result.output
+    assert "one model: a refit with another training seed moves its point; --seeds 3" in (
+        result.output)
     records = pd.read_parquet(out / "runs" / "lossless-triplet-seed0" / "records.parquet")
     assert len(records) == len(test)
 
