@@ -439,7 +439,8 @@ def _backtest_summary(result: Any) -> str:
                 f"{entry['best_baseline_novel_called_good']:.3f} good at that false alarm "
                 f"rate: the model is {'on or above' if ok else 'under'} {best}'s curve")
     if len(result.seeds) == 1:
-        # NSL-KDD's false alarm moved by a factor of two between fits (BENCHMARKS.md §6)
+        # one fit's point is one draw: on drifted traffic it moves with the training seed
+        # (BENCHMARKS.md §6, six seeds on NSL-KDD)
         lines.append("one model: a refit with another training seed moves its point; "
                      "--seeds 3 shows how far")
     lines.append(f"outputs in {result.out}: split/, backtest.json, backtest.csv, "
